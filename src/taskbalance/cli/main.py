@@ -1,0 +1,15 @@
+"""Entry point of the ``taskbalance`` command: collects the command groups."""
+
+import typer
+
+from taskbalance.cli import data, models, results, toy, train
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multi-task balancing, diagnostics and the imbalance study.")
+
+for group in (toy, results, data, models, train):
+    group.register(app)
+
+
+def main() -> None:
+    """Run the CLI."""
+    app()

@@ -1,0 +1,7 @@
+"""CLI commands of the results group (filled in by its issue)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the main app."""

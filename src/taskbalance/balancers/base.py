@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 GradientSource = Literal["params", "last_layer", "features"]
@@ -47,14 +47,26 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SeededOptions(BaseModel):
+    """Options of a method that only draws random numbers (base of the options of every randomized method)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seed: int = Field(0, ge=0, description="seed of the method's own random generator (saved in state_dict)")
+
+
 @dataclass(frozen=True)
 class StepInputs:
-    """What a method sees at one step. ``gramian`` is float64 on the CPU; ``jacobian`` stays on the model's device."""
+    """What a method sees at one step. ``gramian`` is float64 on the CPU; ``jacobian`` stays on the model's device.
+
+    ``features`` (detached) are the shared tensors the rows of ``jacobian`` are taken on, set only when the
+    gradient source is ``features`` and the method needs the Jacobian (GradDrop's ``sign(A)`` uses them).
+    """
 
     losses: Tensor
     gramian: Tensor | None = None
     jacobian: Tensor | None = None
     step: int = 0
+    features: tuple[Tensor, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,10 @@ class Balancer(nn.Module):
     requires: ClassVar[Requirement] = "losses"
     default_source: ClassVar[GradientSource] = "params"
     default_head_gradients: ClassVar[HeadGradients] = "weighted"
+    #: Gradient sources the method works on (explicit-direction methods cannot use ``last_layer``).
+    supported_sources: ClassVar[tuple[GradientSource, ...]] = GRADIENT_SOURCES
+    #: Whether the method reads the loss values although it needs gradients (DB-MTL's log-losses).
+    needs_loss_values: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(
@@ -180,9 +196,7 @@ class Balancer(nn.Module):
             raise BalancerError(f"{self.name}: task names must be distinct non-empty strings, got {tasks}")
         self.tasks = tasks
         self.options = self.Options(**options)
-        self.source: GradientSource = source or self.default_source
-        if self.source not in GRADIENT_SOURCES:
-            raise BalancerError(f"{self.name}: source must be one of {GRADIENT_SOURCES}, got {self.source!r}")
+        self.source: GradientSource = self.check_source(source or self.default_source)
         self.head_gradients: HeadGradients = head_gradients or self.default_head_gradients
         if self.head_gradients not in ("weighted", "raw"):
             raise BalancerError(f"{self.name}: head_gradients must be 'weighted' or 'raw', got {self.head_gradients!r}")
@@ -218,8 +232,8 @@ class Balancer(nn.Module):
         if jacobian.dim() != 2 or jacobian.shape[0] != self.num_tasks:
             raise BalancerError(f"{self.name}: jacobian must be K×d with K={self.num_tasks}, got {tuple(jacobian.shape)}")
         if losses is None:
-            if self.requires == "losses":
-                raise BalancerError(f"{self.name} weighs losses: pass the task losses to combine()")
+            if self.requires == "losses" or self.needs_loss_values:
+                raise BalancerError(f"{self.name} reads the loss values: pass the task losses to combine()")
             losses = torch.zeros(self.num_tasks, dtype=torch.float64)
         losses = self._check_losses(losses.detach().reshape(-1).to(torch.float64).cpu())
         inputs = StepInputs(
@@ -255,6 +269,14 @@ class Balancer(nn.Module):
         return run_backward(self, losses, features=features, source=source or self.source, diagnose=diagnose)
 
     # ----------------------------------------------------------------- helpers for subclasses and the engine
+    def check_source(self, source: str) -> GradientSource:
+        """``source`` if it is a gradient source this method supports, else a :class:`BalancerError`."""
+        if source not in GRADIENT_SOURCES:
+            raise BalancerError(f"{self.name}: source must be one of {GRADIENT_SOURCES}, got {source!r}")
+        if source not in self.supported_sources:
+            raise BalancerError(f"{self.name} supports the gradient sources {self.supported_sources}, not {source!r}")
+        return source  # type: ignore[return-value]
+
     def _check_losses(self, losses: Tensor) -> Tensor:
         if losses.numel() != self.num_tasks:
             raise BalancerError(f"{self.name}: expected {self.num_tasks} losses, got {losses.numel()}")
@@ -270,6 +292,9 @@ class Balancer(nn.Module):
             raise RuntimeError(f"{self.name} returned weights of shape {tuple(weights.shape)}")
         if not bool(torch.isfinite(weights).all()):
             raise FloatingPointError(f"{self.name} produced non-finite weights {weights.tolist()} at step {int(self.step_count)}")
+        direction = aggregation.direction
+        if direction is not None and (direction.dim() != 1 or not bool(torch.isfinite(direction).all())):
+            raise FloatingPointError(f"{self.name} produced a non-finite or non-flat direction at step {int(self.step_count)}")
         return Aggregation(
             weights=weights.detach().to(torch.float64).cpu(),
             direction=aggregation.direction,
@@ -286,3 +311,24 @@ class Balancer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"tasks={self.tasks}, source={self.source}, options={self.options.model_dump()}"
+
+
+class RandomizedBalancer(Balancer):
+    """Base of the methods that draw random numbers (task orders, dropout masks).
+
+    They own a CPU :class:`torch.Generator` seeded by the option ``seed`` (their ``Options`` extend
+    :class:`SeededOptions`); its state travels in ``state_dict()`` (``_extra_state``), so a resumed run draws
+    exactly the numbers it would have drawn, and the draws do not depend on the device or the global RNG.
+    """
+
+    Options: ClassVar[type[BaseModel]] = SeededOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.generator = torch.Generator().manual_seed(self.options.seed)
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["generator"])

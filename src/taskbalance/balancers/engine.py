@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from taskbalance.balancers.base import Aggregation, BalancerError, GradientSource, StepInputs, StepResult
+from taskbalance.balancers.base import (
+    GRADIENT_SOURCES,
+    Aggregation,
+    BalancerError,
+    GradientSource,
+    StepInputs,
+    StepResult,
+)
 
 if TYPE_CHECKING:
     from taskbalance.balancers.base import Balancer
@@ -126,16 +133,24 @@ def run_backward(
     loss_values = balancer._check_losses(torch.stack([l.detach() for l in loss_list]).double().cpu())
 
     needs_gradients = balancer.requires != "losses"
+    if needs_gradients:
+        source = balancer.check_source(source)
+    elif diagnose is not None and diagnose not in GRADIENT_SOURCES:
+        raise BalancerError(f"diagnose must be one of {GRADIENT_SOURCES}, got {diagnose!r}")
     jacobian_source: GradientSource | None = source if needs_gradients else diagnose
     jacobian = gramian = None
+    source_tensors: list[Tensor] = []
     if jacobian_source is not None:
-        jacobian = task_jacobian(loss_list, _source_tensors(balancer, jacobian_source, features))
+        source_tensors = _source_tensors(balancer, jacobian_source, features)
+        jacobian = task_jacobian(loss_list, source_tensors)
         gramian = gramian_of(jacobian)
+    wants_jacobian = balancer.requires == "jacobian"
     inputs = StepInputs(
         losses=loss_values,
         gramian=gramian if needs_gradients else None,
-        jacobian=jacobian if balancer.requires == "jacobian" else None,
+        jacobian=jacobian if wants_jacobian else None,
         step=int(balancer.step_count),
+        features=tuple(t.detach() for t in source_tensors) if wants_jacobian and source == "features" else None,
     )
     aggregation = balancer._checked(balancer.aggregate(inputs))
     _write_gradients(balancer, loss_list, aggregation, source if needs_gradients else None, features, jacobian)
@@ -169,6 +184,8 @@ def _write_gradients(
 
     assert jacobian is not None
     direction = aggregation.direction if explicit else weights.to(jacobian) @ jacobian
+    if direction.numel() != jacobian.shape[1]:
+        raise RuntimeError(f"{balancer.name} returned a direction of size {direction.numel()}, expected {jacobian.shape[1]}")
     if source == "params":
         accumulate_flat(balancer.shared_params, direction.to(jacobian))
         _backward_heads(balancer, loss_list, heads, stop_at=())

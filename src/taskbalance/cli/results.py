@@ -1,7 +1,121 @@
-"""CLI commands of the results group (filled in by its issue)."""
+"""``taskbalance results``: paper-style tables and radar charts of runs against a single-task baseline."""
+
+from __future__ import annotations
+
+import io
+from enum import Enum
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+
+from taskbalance.results import (
+    ResultsError,
+    ResultsTable,
+    compose_baseline,
+    load_runs,
+    radar_chart,
+    render_text,
+    results_table,
+    save_results,
+    to_rich,
+)
+from taskbalance.results.atomic import atomic_write_text
+
+results_app = typer.Typer(
+    no_args_is_help=True,
+    help="Result tables (rich, Markdown, CSV, LaTeX) and radar charts against a single-task baseline.",
+)
+
+RUNS_HELP = "Runs: run directories (with results.json), folders of run directories, or results JSON files."
+BASELINE_HELP = (
+    "Single-task baseline: STL run directories / JSON files, one per task (repeat the option), or a folder of "
+    "them; they are composed into one baseline."
+)
+TASKS_HELP = "Comma-separated task columns (default: every baseline task that all runs report)."
+
+
+class TableFormat(str, Enum):
+    """Output formats of ``results table``."""
+
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    latex = "latex"
+
+
+def _table(runs: list[Path], baseline: list[Path], tasks: Optional[str]) -> ResultsTable:
+    columns = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    return results_table(load_runs(runs), compose_baseline(load_runs(baseline)), tasks=columns)
+
+
+def _fail(error: Exception) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@results_app.command("table")
+def table_command(
+    runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
+    baseline: list[Path] = typer.Option(..., "--baseline", "-b", help=BASELINE_HELP),
+    fmt: TableFormat = typer.Option(TableFormat.rich, "--format", "-f", help="Output format."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file (atomically) instead of stdout."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
+    title: Optional[str] = typer.Option(None, "--title", help="Title of the rich table."),
+) -> None:
+    """Print the paper-style table: one row per run, each task's primary metric (↑/↓) and Δm%."""
+    try:
+        table = _table(runs, baseline, tasks)
+    except ResultsError as error:
+        raise _fail(error) from None
+    if fmt is TableFormat.rich:
+        rich_table = to_rich(table, title=title)
+        if out is None:
+            Console().print(rich_table)
+            return
+        buffer = io.StringIO()
+        Console(file=buffer, width=200, no_color=True).print(rich_table)
+        text = buffer.getvalue()
+    else:
+        text = render_text(table, fmt.value)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}")
+
+
+@results_app.command("radar")
+def radar_command(
+    runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
+    baseline: list[Path] = typer.Option(..., "--baseline", "-b", help=BASELINE_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
+    title: Optional[str] = typer.Option(None, "--title", help="Figure title."),
+) -> None:
+    """Draw each run's per-task improvement M_i over the baseline as a radar chart (the paper's Fig. 4)."""
+    try:
+        radar_chart(_table(runs, baseline, tasks), out, title=title)
+    except ResultsError as error:
+        raise _fail(error) from None
+    typer.echo(f"wrote {out}")
+
+
+@results_app.command("collect")
+def collect_command(
+    runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="JSON file to write (a list of run results)."),
+) -> None:
+    """Gather several runs into one saved results file, usable wherever runs are expected."""
+    try:
+        collected = load_runs(runs)
+    except ResultsError as error:
+        raise _fail(error) from None
+    save_results(collected, out)
+    typer.echo(f"wrote {len(collected)} runs to {out}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the main app."""
+    """Add the ``results`` command group to the main app."""
+    app.add_typer(results_app, name="results")

@@ -1,7 +1,66 @@
-"""CLI commands of the toy group (filled in by its issue)."""
+"""``taskbalance toy``: the two-objective toy benchmark of CAGrad / Nash-MTL / FAMO / IMGrad (see docs/toy.md)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from taskbalance.toy.outputs import write_outputs
+from taskbalance.toy.presets import PRESETS, SCALINGS, resolve_settings
+from taskbalance.toy.problem import ToyProblem
+from taskbalance.toy.report import DEFAULT_TOLERANCE, summarize, table_rows
+from taskbalance.toy.runner import run_toy
+
+console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the main app."""
+    """Add the ``toy`` command to the main app."""
+    app.command("toy")(toy)
+
+
+def toy(
+    preset: str = typer.Option("cagrad", help=f"Paper setting: {', '.join(PRESETS)} (scaling, starts, steps, methods)."),
+    methods: Optional[str] = typer.Option(
+        None, help='Comma-separated method specs replacing the preset\'s, e.g. "uniform,mgda,cagrad(c=0.5,max_norm=1.0)".'
+    ),
+    steps: Optional[int] = typer.Option(None, min=0, help="Adam steps (default: the preset's)."),
+    scaling: Optional[str] = typer.Option(None, help=f"Loss scales: {', '.join(SCALINGS)} or 's1,s2'."),
+    starts: Optional[str] = typer.Option(None, help="Initial points 'x1,x2;x1,x2;...' (default: the preset's)."),
+    tolerance: float = typer.Option(DEFAULT_TOLERANCE, min=0.0, help="Distance counted as reaching the Pareto set / optimum."),
+    out: Path = typer.Option(Path("runs/toy"), help="Output directory."),
+) -> None:
+    """Run the toy problem from the published initial points and write trajectories.png and results.{md,csv,json}."""
+    try:
+        settings = resolve_settings(preset, methods=methods, steps=steps, scaling=scaling, starts=starts)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    problem = ToyProblem(settings.scales)
+    labels = ", ".join(spec.label for spec in settings.methods)
+    console.print(f"toy preset [bold]{settings.preset}[/]: {labels}; {len(settings.starts)} starts, {settings.steps} steps")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("Adam steps", total=settings.steps)
+        run = run_toy(
+            problem,
+            settings.methods,
+            torch.tensor(settings.starts, dtype=torch.float64),
+            settings.steps,
+            on_step=lambda: progress.advance(task),
+        )
+    outcomes = summarize(run, problem, tolerance)
+    header, rows = table_rows(outcomes)
+    table = Table(*header, title=f"toy {settings.preset}: {run.steps} steps in {run.total_seconds:.1f} s")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for message in run.failures.values():
+        console.print(f"[red]failed[/]: {message}")
+    paths = write_outputs(out, settings, run, problem, outcomes, tolerance)
+    console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -1,7 +1,98 @@
-"""CLI commands of the train group (filled in by its issue)."""
+"""CLI commands ``train``, ``study`` and ``plot``: the paper as commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+
+console = Console()
+
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: key=value (YAML value), repeatable")]
+
+
+def _fail(error: Exception, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/bold red] {error}")
+    return typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from taskbalance.balancers import BalancerError
+    from taskbalance.training import ConfigError, RunExistsError, TrainingDiverged
+
+    return (ConfigError, RunExistsError, TrainingDiverged, BalancerError, FileNotFoundError, ValueError)
+
+
+def train_command(
+    config: Annotated[str, typer.Argument(help="YAML config file, or the name of a packaged preset (e.g. quick)")],
+    overrides: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    list_presets: Annotated[bool, typer.Option("--list", help="list the packaged training presets and exit")] = False,
+) -> None:
+    """Train one model: balancer, diagnostics, checkpoints, final evaluation (results.json) in a run directory."""
+    from taskbalance.training import available_presets, load_config, train
+
+    if list_presets:
+        console.print("\n".join(available_presets()))
+        return
+    try:
+        cfg = load_config(config, overrides or [])
+        target = out or Path("runs") / cfg.name
+        result = train(cfg, target, resume=resume, console=console, show_progress=progress)
+    except _user_errors() as error:
+        raise _fail(error) from None
+    if result is not None:
+        console.print(f"results written to {target / 'results.json'}")
+        for task, metrics in result.metrics.items():
+            console.print(f"  {task}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def study_command(
+    preset: Annotated[str, typer.Argument(help="study preset name (quick, methods, noise, quantity, nyud-resnet18, ...) or YAML file")],
+    out: Annotated[Optional[Path], typer.Option(help="study directory (default: runs/<preset>)")] = None,
+    overrides: SetOption = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="run only these runs (plus the single-task ones)")] = None,
+    plan_only: Annotated[bool, typer.Option("--plan", help="list the runs and their status, train nothing")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Run an experiment of the paper: single-task baselines, uniform, grid search, each method; then the report."""
+    from taskbalance.training import RunDir, load_study, plan, run_study
+
+    try:
+        spec = load_study(preset, overrides or [])
+        target = out or Path("runs") / Path(preset).stem
+        if plan_only:
+            for run in plan(spec):
+                status = "finished" if RunDir(target / run.name).is_finished() else "to do"
+                console.print(f"{run.name:30s} {run.raw['method']['name']:12s} {status}")
+            return
+        run_study(spec, target, console=console, show_progress=progress, only=only)
+    except _user_errors() as error:
+        raise _fail(error) from None
+
+
+def plot_command(
+    runs: Annotated[list[Path], typer.Argument(help="run directories (with diagnostics.jsonl)")],
+    out: Annotated[Path, typer.Option(help="folder for the figures")] = Path("figures"),
+    points: Annotated[int, typer.Option(min=2, help="points per curve (windowed means)")] = 50,
+) -> None:
+    """Draw the gradient-diagnostics figures (paper Figs. 6-16 style) for one or several runs."""
+    from taskbalance.plots import plot_runs
+
+    try:
+        written = plot_runs(runs, out, points)
+    except (FileNotFoundError, ValueError) as error:
+        raise _fail(error) from None
+    for path in written:
+        console.print(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the main app."""
+    """Add ``train``, ``study`` and ``plot`` to the main app."""
+    app.command("train")(train_command)
+    app.command("study")(study_command)
+    app.command("plot")(plot_command)

@@ -1,0 +1,107 @@
+"""CAGrad: Liu, Liu, Jin, Stone, Liu, "Conflict-Averse Gradient Descent for Multi-task Learning", NeurIPS 2021,
+arXiv 2110.14048. Official code: ``Cranial-XIX/CAGrad`` (``nyuv2/utils.py::cagrad``).
+
+Rule: ``max_d min_i g_iᵀ d`` s.t. ``‖d − g_0‖ ≤ c ‖g_0‖`` with ``g_0 = (1/K) Σ_i g_i``. Dual (Alg. 1):
+``w* = argmin_{w ∈ Δ} g_wᵀ g_0 + √φ ‖g_w‖`` with ``g_w = Σ_i w_i g_i``, ``√φ = c ‖g_0‖``; then
+``d = g_0 + (√φ / ‖g_w*‖) g_w*``. In Gramian form with ``A = G``, ``b = 1/K``: minimise ``xᵀ A b + √φ √(xᵀ A x)``,
+``‖g_0‖ = √(bᵀ A b)``, and the weights of ``d`` are ``b + λ w*`` with ``λ = √φ / ‖g_w*‖``.
+
+Official code and defaults: ``c = 0.4`` (NYUv2 ``run.sh``; 0.2 for Cityscapes), ``rescale = 1``: ``d / (1 + c²)``
+(``rescale=2``: ``d / (1 + c)``; ``rescale=0``: none); then ``overwrite_grad`` multiplies by K, so **×K** here too:
+``w = K (b + λ w*) / (1 + c²)``, and ``c = 0`` gives exactly ``uniform`` (the sum of the gradients). Heads keep their
+raw loss gradients (the official code overwrites only the shared ``.grad``): ``default_head_gradients="raw"``.
+
+Solver: SLSQP from ``1/K`` with bounds ``[0, 1]`` and ``Σ x = 1`` like the official code, with three changes that
+only make the same problem better solved: the analytic gradient of the objective, a tight ``ftol``, and the solve on
+the trace-normalised Gramian ``G / tr G`` (the minimiser ``w*`` and ``λ`` do not depend on a global scale of G; on
+the raw Gramian the official absolute ``+1e-8`` safeguards dominate once gradients are ~1e-4). The safeguards
+become relative to ``tr G``: ``‖g_0‖ = √(bᵀAb + ε)``, ``√φ = c ‖g_0‖ + ε``, objective ``√(xᵀAx + ε)``,
+``λ = √φ / (‖g_w‖ + ε)`` with ``ε = 1e-12`` on the unit-trace Gramian (with gradients of norm ~1, as in the
+official NYUv2 runs, the official 1e-8 is of that relative size). When ``‖g_w*‖ ≤ 1e-6`` on that scale (Pareto-stationary gradients, e.g. a task with a
+zero gradient, which ``w*`` then selects), ``λ = 0`` and ``d = K g_0 / rescale``: the official code gives the same
+direction there (``λ g_w* → 0``) but with weights up to 1e8 whose float32 combination is rounding noise; TorchJD
+returns d = 0 in that case. An all-zero Gramian (every gradient zero) returns the ``c = 0`` weights scaled by
+the rescale factor (``d = 0`` either way). c → ∞ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a stationary
+point of the average loss. Stateless, deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.solvers import minimize_on_simplex, trace_normalized
+
+Rescale = Literal[0, 1, 2]
+#: Safeguard added under square roots and to denominators (the official code's 1e-8 on the raw Gramian), relative
+#: to the unit-trace Gramian.
+EPS = 1e-12
+#: ``‖g_w*‖`` (on the unit-trace Gramian) below which the gradients count as Pareto-stationary.
+PARETO_STATIONARY = 1e-6
+
+
+class CAGradOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    c: float = Field(0.4, ge=0, description="radius of the ball around the mean gradient, in units of ‖g_0‖")
+    rescale: Rescale = Field(1, description="divide the update by 1 (0), 1 + c² (1, official default) or 1 + c (2)")
+
+
+def rescale_factor(c: float, rescale: Rescale) -> float:
+    """The official ``rescale`` divisor: 1, ``1 + c²`` or ``1 + c``."""
+    return (1.0, 1.0 + c * c, 1.0 + c)[rescale]
+
+
+def conflict_averse_weights(
+    gramian: Tensor, c: float, rescale: Rescale, linear_coef: float = 1.0, norm_coef: float = 1.0
+) -> Tensor:
+    """``K (b + λ w*) / rescale`` where ``w*`` minimises ``linear_coef·xᵀAb + norm_coef·√φ·√(xᵀAx)`` on the simplex.
+
+    ``linear_coef = norm_coef = 1`` is CAGrad; IMGrad reweights the two terms by its adaptive factor and keeps the
+    rest (the same ``λ = √φ/‖g_w‖``, rescale and ×K).
+    """
+    k = gramian.shape[0]
+    normalized, trace = trace_normalized(gramian)
+    divisor = rescale_factor(c, rescale)
+    if trace == 0.0:
+        return torch.ones(k, dtype=torch.float64) / divisor
+    a = normalized.numpy()
+    b = np.full(k, 1.0 / k)
+    pull = a @ b
+    sqrt_phi = c * float(np.sqrt(b @ pull + EPS)) + EPS
+
+    def objective(x: np.ndarray) -> float:
+        return float(linear_coef * (x @ pull) + norm_coef * sqrt_phi * np.sqrt(x @ a @ x + EPS))
+
+    def gradient(x: np.ndarray) -> np.ndarray:
+        return linear_coef * pull + norm_coef * sqrt_phi * (a @ x) / np.sqrt(x @ a @ x + EPS)
+
+    w = minimize_on_simplex(objective, gradient, k)
+    gw_norm = float(np.sqrt(max(w @ a @ w, 0.0)))
+    # ‖g_w*‖ ≈ 0 (Pareto-stationary up to float32 precision): λ g_w* vanishes, and λ w* would only carry huge
+    # weights whose float32 combination is rounding noise
+    lam = sqrt_phi / (gw_norm + EPS) if gw_norm > PARETO_STATIONARY else 0.0
+    return torch.from_numpy(k * (b + lam * w) / divisor)
+
+
+def cagrad_weights(gramian: Tensor, c: float = 0.4, rescale: Rescale = 1) -> Tensor:
+    """CAGrad's coefficients of the task gradients (×K, rescaled), from their Gramian."""
+    return conflict_averse_weights(gramian, c, rescale)
+
+
+class CAGrad(Balancer):
+    """Conflict-averse update: best worst-task improvement within a ball around the mean gradient."""
+
+    name = "cagrad"
+    description = "Maximise the worst task's improvement within a ball of radius c‖g_0‖ around the mean gradient."
+    requires = "gramian"
+    default_head_gradients = "raw"
+    Options = CAGradOptions
+
+    def aggregate(self, inputs: StepInputs) -> Aggregation:
+        assert inputs.gramian is not None
+        return Aggregation(weights=cagrad_weights(inputs.gramian, self.options.c, self.options.rescale))

@@ -1,0 +1,151 @@
+"""Numerical building blocks shared by the Gramian-based methods (no method logic here).
+
+* :func:`project_to_simplex`: Euclidean projection onto the probability simplex (sort-based, as in the official
+  MGDA ``MinNormSolver._projection2simplex``).
+* :func:`min_norm_point`: the minimum-norm point of the convex hull of the task gradients,
+  ``argmin_{α ∈ Δ} αᵀ G α``, with the official MGDA solver (Sener & Koltun, NeurIPS 2018, arXiv 1810.04650,
+  ``isl-org/MultiObjectiveOptimization/multi_task/min_norm_solvers.py``): the best pair in closed form as the
+  starting point, then projected gradient steps with an exact line search. Used by MGDA and IMGrad.
+* :func:`minimize_on_simplex`: ``scipy.optimize.minimize`` with SLSQP from the uniform point, bounds ``[0, 1]`` and
+  ``Σ x = 1``, the solver call of the official CAGrad and IMGrad code.
+* :func:`clip_to_norm`: the Nash-MTL/FairGrad ``clip_grad_norm_(shared, max_norm)`` as a rescaling of the weights.
+* :func:`trace_normalized`: ``G / tr(G)`` (the solutions of the scale-free problems do not depend on ``tr(G)``,
+  and solving them on a unit-trace Gramian keeps the official absolute epsilons negligible).
+
+Everything takes and returns float64 CPU tensors (or numpy arrays for the scipy callbacks); K is small.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from torch import Tensor
+
+#: Absolute trace below which a Gramian counts as all-zero (every task gradient vanishes).
+ZERO_TRACE: float = 1e-30
+
+
+def trace_normalized(gramian: Tensor) -> tuple[Tensor, float]:
+    """``(G / tr(G), tr(G))``; a Gramian whose trace is not above :data:`ZERO_TRACE` comes back as zeros."""
+    trace = float(gramian.diagonal().sum())
+    if not trace > ZERO_TRACE:
+        return torch.zeros_like(gramian), 0.0
+    return gramian / trace, trace
+
+
+def _project_to_simplex(y: np.ndarray) -> np.ndarray:
+    ordered = np.sort(y)[::-1]
+    cumulative = np.cumsum(ordered)
+    thresholds = (cumulative - 1.0) / np.arange(1, y.size + 1)
+    # the first i with threshold_i > ordered_{i+1} fixes the shift; otherwise all entries stay active
+    above = np.nonzero(thresholds[:-1] > ordered[1:])[0]
+    shift = thresholds[above[0]] if above.size else thresholds[-1]
+    return np.maximum(y - shift, 0.0)
+
+
+def project_to_simplex(y: Tensor) -> Tensor:
+    """Euclidean projection of a vector onto ``{x : x ≥ 0, Σ x = 1}``."""
+    if y.dim() != 1 or y.numel() == 0:
+        raise ValueError(f"project_to_simplex takes a non-empty vector, got shape {tuple(y.shape)}")
+    return torch.from_numpy(_project_to_simplex(y.detach().double().cpu().numpy().copy()))
+
+
+def _min_norm_pair(v1v1: float, v1v2: float, v2v2: float) -> tuple[float, float]:
+    """``argmin_γ ‖γ v1 + (1 − γ) v2‖²`` over [0, 1] and its value, with the official 0.999 / 0.001 clipping."""
+    if v1v2 >= v1v1:
+        return 0.999, v1v1
+    if v1v2 >= v2v2:
+        return 0.001, v2v2
+    # both differences are positive here, so the denominator ‖v1 − v2‖² is too
+    gamma = (v2v2 - v1v2) / (v1v1 + v2v2 - 2.0 * v1v2)
+    return gamma, v2v2 + gamma * (v1v2 - v2v2)
+
+
+def _next_point(current: np.ndarray, descent: np.ndarray) -> np.ndarray:
+    """The official ``_next_point``: a step along the centred descent direction, to the first face it meets."""
+    direction = descent - descent.mean()
+    negative, positive = direction < 0, direction > 0
+    to_zero = -current[negative] / direction[negative]
+    to_one = (1.0 - current[positive]) / direction[positive]
+    to_zero, to_one = to_zero[to_zero > 1e-7], to_one[to_one > 1e-7]
+    # as in the official code, the step defaults to 1 only when no coordinate is heading to zero
+    step = float(to_zero.min()) if to_zero.size else 1.0
+    if to_one.size:
+        step = min(step, float(to_one.min()))
+    return _project_to_simplex(current + step * direction)
+
+
+def min_norm_point(gramian: Tensor, tol: float = 1e-5, max_iter: int = 250) -> Tensor:
+    """``α ∈ Δ`` minimising ``αᵀ G α`` (the weights of the min-norm element of the gradients' convex hull).
+
+    The official MGDA solver: for K = 2 the closed form (exact up to the official clipping of the weights to
+    [0.001, 0.999]); for K ≥ 3 the best pair starts projected gradient descent with exact line search, which stops
+    when an update changes α by less than ``tol`` in L1 norm. The official loop never increments its iteration
+    counter (so it can only stop on ``tol``); here at most ``max_iter`` iterations run.
+    """
+    if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1] or gramian.shape[0] == 0:
+        raise ValueError(f"min_norm_point takes a non-empty square Gramian, got shape {tuple(gramian.shape)}")
+    g = gramian.detach().double().cpu().numpy()
+    k = g.shape[0]
+    if k == 1:
+        return torch.ones(1, dtype=torch.float64)
+    best_cost, alpha = np.inf, np.zeros(k)
+    for i in range(k):
+        for j in range(i + 1, k):
+            gamma, cost = _min_norm_pair(g[i, i], g[i, j], g[j, j])
+            if cost < best_cost:
+                best_cost = cost
+                alpha = np.zeros(k)
+                alpha[i], alpha[j] = gamma, 1.0 - gamma
+    for _ in range(max_iter if k > 2 else 0):
+        candidate = _next_point(alpha, -g @ alpha)
+        gamma, _ = _min_norm_pair(alpha @ g @ alpha, alpha @ g @ candidate, candidate @ g @ candidate)
+        updated = gamma * alpha + (1.0 - gamma) * candidate
+        if np.abs(updated - alpha).sum() < tol:
+            break
+        alpha = updated
+    return torch.from_numpy(alpha)
+
+
+def minimize_on_simplex(
+    objective: Callable[[np.ndarray], float],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    num_tasks: int,
+    ftol: float = 1e-12,
+    max_iter: int = 500,
+) -> np.ndarray:
+    """SLSQP from ``1/K`` with bounds ``[0, 1]^K`` and ``Σ x = 1`` (the official CAGrad/IMGrad solver call).
+
+    The official code leaves SLSQP at its defaults (``ftol`` 1e-6, numerical gradients); passing the analytic
+    gradient and a tighter ``ftol`` only makes the same problem's solution more accurate. The result is projected
+    back onto the simplex to remove SLSQP's feasibility tolerance.
+    """
+    start = np.full(num_tasks, 1.0 / num_tasks)
+    result = minimize(
+        objective,
+        start,
+        jac=gradient,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * num_tasks,
+        constraints=({"type": "eq", "fun": lambda x: 1.0 - x.sum(), "jac": lambda x: -np.ones_like(x)},),
+        options={"ftol": ftol, "maxiter": max_iter},
+    )
+    x = np.asarray(result.x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        return start
+    return _project_to_simplex(x)
+
+
+def clip_to_norm(weights: Tensor, gramian: Tensor, max_norm: float) -> Tensor:
+    """Rescale ``w`` so that ``‖Jᵀw‖ = √(wᵀGw) ≤ max_norm`` (``max_norm = 0`` disables the clipping).
+
+    This is ``torch.nn.utils.clip_grad_norm_(shared, max_norm)`` of the Nash-MTL and FairGrad code, applied to the
+    weights because the engine writes ``d = Jᵀw`` itself (TorchJD's ``NashMTL`` does the same).
+    """
+    if max_norm <= 0:
+        return weights
+    norm = float((weights @ gramian @ weights).clamp_min(0).sqrt())
+    return weights * (max_norm / norm) if norm > max_norm else weights

@@ -1,0 +1,151 @@
+"""The embedded synthetic multi-task dataset: procedural rooms seen from many views ('scans').
+
+A split is a set of scenes named ``<split>_<index>``; a scene's geometry is a function of (seed, split,
+index) and a view's camera, exposure and sensor noise of (seed, split, index, view), so train, val and test
+scenes never coincide and every item is reproducible. A split is rendered once, vectorised over each
+scene's views, and kept in memory (recent splits are shared between dataset objects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from taskbalance.conventions import TASK_NAMES
+from taskbalance.data.base import DataError, DatasetInfo, MultiTaskDataset, check_tasks
+from taskbalance.data.noise import LabelNoise
+from taskbalance.data.rng import mix_seed
+from taskbalance.data.subsets import select_scenes, select_views
+from taskbalance.data.synthetic.geometry import intrinsics
+from taskbalance.data.synthetic.render import render_views
+from taskbalance.data.synthetic.scenes import CLASSES, PARTS, sample_camera, sample_scene
+from taskbalance.data.transforms import Augmentation, Sample
+
+__all__ = ["DEFAULT_SCENES", "SyntheticDataset", "SyntheticOptions", "render_split"]
+
+Split = Literal["train", "val", "test"]
+#: Scenes per split when ``num_scenes`` is not given (16 views each).
+DEFAULT_SCENES: dict[str, int] = {"train": 24, "val": 6, "test": 8}
+
+
+class SyntheticOptions(BaseModel):
+    """Options of the synthetic dataset (see ``docs/contracts.md``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_scenes: int | None = Field(None, ge=1, description="scenes in this split (default: DEFAULT_SCENES)")
+    views_per_scene: int = Field(16, ge=1)
+    resolution: tuple[int, int] = (64, 80)
+    seed: int = 0
+    label_noise: bool | LabelNoise = False
+    scans_per_scene: int | float | None = None
+    scene_subset: int | float | list[str] | None = None
+    hfov_degrees: float = Field(65.0, gt=10.0, lt=150.0)
+    max_objects: int = Field(7, ge=3)
+
+
+@dataclass(frozen=True)
+class RenderedSplit:
+    """All views of a split, stacked per task (N, ...), with each view's scene name and view index."""
+
+    tensors: dict[str, torch.Tensor]
+    scenes: tuple[str, ...]
+    views: tuple[int, ...]
+    intrinsics: torch.Tensor
+
+
+@lru_cache(maxsize=6)
+def render_split(
+    seed: int,
+    split: str,
+    num_scenes: int,
+    views_per_scene: int,
+    resolution: tuple[int, int],
+    hfov_degrees: float = 65.0,
+    max_objects: int = 7,
+) -> RenderedSplit:
+    """Render every view of every scene of ``split`` (cached: the same arguments return the same object)."""
+    camera_intrinsics = intrinsics(resolution, hfov_degrees)
+    chunks: list[dict[str, torch.Tensor]] = []
+    scenes: list[str] = []
+    for index in range(num_scenes):
+        generator = torch.Generator().manual_seed(mix_seed(seed, split, index))
+        scene = sample_scene(generator, max_objects)
+        cameras = [sample_camera(scene, generator) for _ in range(views_per_scene)]
+        noise = [torch.Generator().manual_seed(mix_seed(seed, split, index, view)) for view in range(views_per_scene)]
+        chunks.append(render_views(scene, cameras, resolution, camera_intrinsics, noise))
+        scenes += [f"{split}_{index:03d}"] * views_per_scene
+    tensors = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+    return RenderedSplit(tensors, tuple(scenes), tuple(range(views_per_scene)) * num_scenes, camera_intrinsics)
+
+
+class SyntheticDataset(MultiTaskDataset):
+    """Procedural indoor scenes with exact labels for all six tasks.
+
+    Classes (``semseg``): floor, wall, ceiling, rug, painting, sphere, box, cylinder, cone. Parts
+    (``human_parts``): background, box top, box side, sphere upper, sphere lower, cap, lateral. Depth is
+    z-depth in metres; normals are unit vectors in the camera frame (x right, y down, z forward) facing the
+    camera; saliency is the object mask; edges are one-pixel class and occlusion boundaries.
+    The camera intrinsics (fx, fy, cx, cy) are ``dataset.intrinsics``.
+    """
+
+    def __init__(
+        self,
+        split: Split = "train",
+        tasks: Sequence[str] | None = None,
+        augment: bool | Augmentation = False,
+        augment_seed: int | None = None,
+        **options: Any,
+    ) -> None:
+        if split not in DEFAULT_SCENES:
+            raise DataError(f"synthetic: split must be one of {tuple(DEFAULT_SCENES)}, got {split!r}")
+        try:
+            self.options = SyntheticOptions(**options)
+        except ValidationError as error:
+            raise DataError(f"synthetic: invalid options: {error}") from None
+        opts = self.options
+        super().__init__(augment=augment, augment_seed=augment_seed, label_noise=opts.label_noise)
+        self.split = split
+        self.tasks = check_tasks("synthetic", tasks or TASK_NAMES, TASK_NAMES)
+        rendered = render_split(
+            opts.seed,
+            split,
+            opts.num_scenes or DEFAULT_SCENES[split],
+            opts.views_per_scene,
+            tuple(opts.resolution),
+            opts.hfov_degrees,
+            opts.max_objects,
+        )
+        self._rendered = rendered
+        self.intrinsics = rendered.intrinsics
+        kept_scenes = select_scenes(dict.fromkeys(rendered.scenes), opts.scene_subset, opts.seed)
+        self.indices: list[int] = []
+        for scene in kept_scenes:
+            rows = [i for i, s in enumerate(rendered.scenes) if s == scene]
+            views = select_views(scene, [rendered.views[i] for i in rows], opts.scans_per_scene, opts.seed)
+            self.indices += [i for i in rows if rendered.views[i] in set(views)]
+        self.info = DatasetInfo(
+            name="synthetic",
+            tasks=self.tasks,
+            num_classes={"semseg": len(CLASSES), "human_parts": len(PARTS)},
+            edge_max_dist=0.011,
+            has_val_split=True,
+            metadata={"layout": "synthetic", "split": split, "scenes": len(kept_scenes), **opts.model_dump(mode="json")},
+        )
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load_sample(self, index: int) -> Sample:
+        row = self.indices[index]
+        tensors = self._rendered.tensors
+        scene, view = self._rendered.scenes[row], self._rendered.views[row]
+        sample: Sample = {"image": tensors["image"][row].clone()}
+        for task in self.tasks:
+            sample[task] = tensors[task][row].clone()
+        sample["meta"] = {"id": f"{scene}_{view:03d}", "scene": scene, "view": view}
+        return sample

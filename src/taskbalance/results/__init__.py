@@ -1,0 +1,43 @@
+"""Run results: the ``results.json`` schema, single-task baselines, Δm, paper-style tables and radar charts."""
+
+from taskbalance.results.baseline import BASELINE_NAME, compose_baseline
+from taskbalance.results.delta import delta_m, task_improvements
+from taskbalance.results.errors import ResultsError
+from taskbalance.results.radar import radar_chart
+from taskbalance.results.render import FORMATS, render_text, to_csv, to_latex, to_markdown, to_rich
+from taskbalance.results.schema import (
+    RESULTS_FILENAME,
+    RunResult,
+    load_results_file,
+    load_run_result,
+    load_runs,
+    save_results,
+    save_run_result,
+)
+from taskbalance.results.table import Column, ResultsTable, Row, results_table
+
+__all__ = [
+    "BASELINE_NAME",
+    "FORMATS",
+    "RESULTS_FILENAME",
+    "Column",
+    "ResultsError",
+    "ResultsTable",
+    "Row",
+    "RunResult",
+    "compose_baseline",
+    "delta_m",
+    "load_results_file",
+    "load_run_result",
+    "load_runs",
+    "radar_chart",
+    "render_text",
+    "results_table",
+    "save_results",
+    "save_run_result",
+    "task_improvements",
+    "to_csv",
+    "to_latex",
+    "to_markdown",
+    "to_rich",
+]

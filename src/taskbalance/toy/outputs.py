@@ -1,0 +1,70 @@
+"""Writing a toy run's artefacts to one directory: trajectories.png, results.md, results.csv, results.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from taskbalance.toy.files import atomic_write_text
+from taskbalance.toy.plot import save_figure, trajectories_figure
+from taskbalance.toy.presets import ToySettings, get_preset
+from taskbalance.toy.problem import ToyProblem
+from taskbalance.toy.report import Outcome, csv_text, json_text, markdown_table, reached_counts
+from taskbalance.toy.runner import LEARNING_RATE, ToyRun
+
+ARTEFACTS = ("trajectories.png", "results.md", "results.csv", "results.json")
+
+
+def run_metadata(settings: ToySettings, run: ToyRun, problem: ToyProblem, tolerance: float) -> dict[str, Any]:
+    """What was run and how long it took, for results.json and results.md."""
+    return {
+        "preset": settings.preset,
+        "preset_source": get_preset(settings.preset).source,
+        "loss_scales": list(settings.scales),
+        "starts": [list(s) for s in settings.starts],
+        "steps": run.steps,
+        "optimizer": f"Adam(lr={LEARNING_RATE})",
+        "tolerance": tolerance,
+        "optimum": problem.optimum().tolist(),
+        "methods": [
+            {"label": s.label, "name": s.name, "options": dict(s.options), "max_norm": s.max_norm, "seconds_in_method": t}
+            for s, t in zip(run.specs, run.method_seconds)
+        ],
+        "total_seconds": run.total_seconds,
+        "failures": {run.specs[m].label: message for m, message in run.failures.items()},
+        "torch": torch.__version__,
+    }
+
+
+def write_outputs(
+    out: Path, settings: ToySettings, run: ToyRun, problem: ToyProblem, outcomes: Sequence[Outcome], tolerance: float
+) -> list[Path]:
+    """Write every artefact into ``out`` (atomically, creating it) and return their paths."""
+    meta = run_metadata(settings, run, problem, tolerance)
+    save_figure(trajectories_figure(run, problem, title=f"toy preset {settings.preset}"), out / "trajectories.png")
+    atomic_write_text(out / "results.md", _markdown(meta, outcomes))
+    atomic_write_text(out / "results.csv", csv_text(outcomes))
+    atomic_write_text(out / "results.json", json_text(outcomes, meta))
+    return [out / name for name in ARTEFACTS]
+
+
+def _markdown(meta: dict[str, Any], outcomes: Sequence[Outcome]) -> str:
+    scales = meta["loss_scales"]
+    lines = [
+        f"# Toy benchmark, preset `{meta['preset']}`",
+        "",
+        f"{meta['preset_source']}.",
+        "",
+        f"Losses ℓ1 = {scales[0]:g}·L1, ℓ2 = {scales[1]:g}·L2; {meta['steps']} steps of {meta['optimizer']}; "
+        f"reached = final point within {meta['tolerance']:g} of the exact Pareto set / of the minimiser "
+        f"({meta['optimum'][0]:.4f}, {meta['optimum'][1]:.4f}) of ℓ1 + ℓ2. Run time {meta['total_seconds']:.1f} s.",
+        "",
+        "| method | reached Pareto set | reached optimum | seconds in method |",
+        "|---|---|---|---|",
+    ]
+    seconds = {m["label"]: m["seconds_in_method"] for m in meta["methods"]}
+    for label, (pareto, optimum, total) in reached_counts(outcomes).items():
+        lines.append(f"| {label} | {pareto}/{total} | {optimum}/{total} | {seconds[label]:.1f} |")
+    return "\n".join(lines) + "\n\n" + markdown_table(outcomes)

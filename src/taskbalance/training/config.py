@@ -1,0 +1,225 @@
+"""The run configuration: a pydantic tree validated from YAML, with ``--set key=value`` overrides.
+
+Every model forbids unknown keys, so a typo is an error that names the dotted key. A YAML file may start from a
+packaged preset with ``base: <preset>`` (see :mod:`taskbalance.training.presets`); its own keys are merged on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from taskbalance.conventions import TASK_NAMES
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which dataset, where, and how it is batched."""
+
+    name: Literal["synthetic", "nyud", "pascal", "replica"] = "synthetic"
+    root: Path | None = Field(None, description="dataset folder (None: the dataset's default / synthetic cache)")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
+    train_options: dict[str, Any] = Field(
+        default_factory=dict, description="options for the training split only (label noise, fewer scans/scenes)"
+    )
+    augment: bool = True
+    batch_size: int = Field(6, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+class ModelConfig(_Strict):
+    """Architecture and backbone, passed to ``taskbalance.models.build_model``."""
+
+    arch: str = "vanilla"
+    backbone: str = "resnet18"
+    pretrained: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodConfig(_Strict):
+    """The balancer, by registry name, with its options."""
+
+    name: str = "uniform"
+    options: dict[str, Any] = Field(default_factory=dict)
+    source: Literal["params", "last_layer", "features"] | None = None
+    head_gradients: Literal["weighted", "raw"] | None = None
+
+
+class OptimConfig(_Strict):
+    """Optimizer, schedule and length (the paper's Table IX)."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, description="SGD only")
+    schedule: Literal["poly", "constant", "cosine"] = "poly"
+    poly_power: float = Field(0.9, gt=0)
+    grad_clip: float = Field(0.0, ge=0, description="max global gradient norm; 0 disables")
+    iterations: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    eval_every: int | None = Field(None, ge=1, description="evaluate every N steps (None: once per epoch)")
+    checkpoint_every: int | None = Field(None, ge=1, description="save the last checkpoint every N steps (None: at each evaluation)")
+
+    @model_validator(mode="after")
+    def _one_length(self) -> OptimConfig:
+        if (self.iterations is None) == (self.epochs is None):
+            raise ValueError("set exactly one of optim.iterations and optim.epochs")
+        return self
+
+
+class DiagnosticsConfig(_Strict):
+    """Gradient diagnostics (the paper's Section V-F): per-task norms, cosines, dot products, applied weights."""
+
+    every: int = Field(0, ge=0, description="log diagnostics every N steps (0: off)")
+    source: Literal["last_layer", "params", "features"] = "last_layer"
+
+
+class EvaluationConfig(_Strict):
+    """Final evaluation."""
+
+    exact_edge: bool = Field(True, description="BSDS odsF for the final evaluation (the fast approximation during training)")
+    max_batches: int | None = Field(None, ge=1, description="evaluate on the first N batches only (smoke tests)")
+
+
+class DistillConfig(_Strict):
+    """URL (methods.md 3.14): align the student's features with frozen single-task teachers through adaptors.
+
+    ``mode: distill`` adds the distances to the task losses (the URL method); ``mode: measure`` only measures them
+    (detached student, the paper's Fig. 6 feature distance) and logs them with the diagnostics.
+    """
+
+    mode: Literal["distill", "measure"] = "distill"
+    teachers: dict[str, Path] = Field(description="task -> run directory of its single-task model")
+    weights: dict[str, float] = Field(default_factory=dict, description="λ_t per task (default 1)")
+    adaptor_lr: float = Field(1e-2, gt=0)
+    adaptor_weight_decay: float = Field(5e-4, ge=0)
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs; written resolved into the run directory."""
+
+    name: str = "run"
+    tasks: tuple[str, ...]
+    single_task: bool = False
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="bfloat16 autocast on GPU (ignored on CPU)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    log_every: int = Field(10, ge=1, description="write training losses and weights every N steps")
+    task_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="task -> build_task options")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(iterations=1000))
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    distill: DistillConfig | None = None
+    baseline: dict[str, dict[str, float]] | None = Field(
+        None, description="single-task metrics per task: model selection then maximises Δm against them"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in tasks if t not in TASK_NAMES]
+        if unknown or not tasks or len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks must be distinct names from {TASK_NAMES}, got {list(tasks)}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.single_task and len(self.tasks) != 1:
+            raise ValueError("single_task runs have exactly one task")
+        if self.distill is not None:
+            extra = sorted(set(self.distill.teachers) - set(self.tasks))
+            if extra:
+                raise ValueError(f"distill.teachers names tasks that are not trained: {extra}")
+        return self
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def validate_config(raw: Mapping[str, Any]) -> RunConfig:
+    """Build a :class:`RunConfig` from a plain mapping; errors name the dotted key."""
+    try:
+        return RunConfig.model_validate(dict(raw))
+    except ValidationError as error:
+        raise ConfigError(f"invalid config: {_format_errors(error)}") from None
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` merged into ``base`` (nested mappings merge, everything else replaces)."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=1e-3"`` -> (["optim", "lr"], 0.001); the value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=1e-3)")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {key}: value {value!r} is not valid YAML ({error})") from None
+    return key.strip().split("."), parsed
+
+
+def apply_settings(raw: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``{"optim.lr": 1e-3}``) in a raw config mapping; mapping values merge into what is there."""
+    result = dict(raw)
+    for key, value in settings.items():
+        update: Any = value
+        for part in reversed(str(key).split(".")):
+            update = {part: update}
+        result = deep_merge(result, update)
+    return result
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply command-line ``key=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    settings = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        settings[".".join(path)] = value
+    return apply_settings(raw, settings)
+
+
+def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+
+    def flatten(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict) and value:
+            return {k: v for key, sub in value.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    left, right = flatten(a.model_dump(mode="json"), ""), flatten(b.model_dump(mode="json"), "")
+    return sorted(k for k in left.keys() | right.keys() if left.get(k) != right.get(k))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML (what the run directory stores)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

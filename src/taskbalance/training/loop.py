@@ -1,0 +1,393 @@
+"""The training loop: one run from a :class:`RunConfig` into a run directory, resumable exactly.
+
+Per step: forward (``model.forward_train``), per-task losses from the task specs (plus deep supervision), the
+balancer's ``backward`` (with ``diagnose=`` every ``diagnostics.every`` steps), optional all-reduce, clipping,
+optimizer and schedule steps, then the method hooks (``post_step`` with the losses re-evaluated on the same batch
+for methods that define it, ``epoch_end`` at every epoch end).
+
+Exact resume: the last checkpoint holds model weights, optimizer, schedule, balancer (and URL adaptor) state, the
+loop position (epoch, batches done in it) and every RNG state, and is taken *after* the evaluation of the same
+step. Batches come from :class:`~taskbalance.training.batches.EpochBatchSampler`, so a resumed run sees the same
+batches in the same order; on CPU it reproduces the uninterrupted run bit for bit (with ``data.augment`` off,
+or with an augmentation stream that is a function of seed, epoch and index).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+
+from taskbalance.balancers import Balancer, NonFiniteLossError
+from taskbalance.results.schema import RunResult, load_run_result, save_run_result
+from taskbalance.training import checkpoint as ckpt
+from taskbalance.training.batches import EpochBatchSampler, to_device
+from taskbalance.training.components import (
+    build_balancer,
+    build_model_for,
+    build_optimization,
+    build_specs,
+    build_split,
+    resolve_device,
+)
+from taskbalance.training.config import ConfigError, RunConfig, config_differences, dump_config
+from taskbalance.training.diagnostics import diagnostic_record, format_summary, imbalance_summary, tensorboard_scalars
+from taskbalance.training.distributed import (
+    DistInfo,
+    average_gradients,
+    barrier,
+    broadcast_parameters,
+    init_from_env,
+)
+from taskbalance.training.evaluate import autocast_context, evaluate, primary, selection_score, task_losses
+from taskbalance.training.presets import load_config
+from taskbalance.training.rundir import RunDir, write_json, write_text_atomic
+from taskbalance.training.url import FeatureAligner, load_teacher
+
+
+class TrainingDiverged(FloatingPointError):
+    """A task loss became NaN or infinite; the message names the task and step, the last checkpoint is intact."""
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds a run and ``resume`` was not asked for."""
+
+
+@dataclass
+class LoopState:
+    """Where the loop is, and what it has accumulated (saved in every checkpoint)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_score: float | None = None
+    best_step: int | None = None
+    reference: dict[str, float] | None = None
+    weight_sums: dict[str, float] = field(default_factory=dict)
+    weight_count: int = 0
+    train_seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _overrides_post_step(balancer: Balancer) -> bool:
+    return type(balancer).post_step is not Balancer.post_step
+
+
+class Trainer:
+    """One run. Build it with a config and an output directory, then call :meth:`fit`."""
+
+    def __init__(self, config: RunConfig, out: Path, resume: bool = False, console: Console | None = None,
+                 show_progress: bool = True) -> None:
+        self.config = config
+        self.run = RunDir(Path(out))
+        self.console = console or Console()
+        self.show_progress = show_progress
+        self.dist: DistInfo = init_from_env()
+        self.device = resolve_device(config, self.dist.local_rank)
+        self.amp = config.amp and self.device.type == "cuda"
+        self._prepare_directory(resume)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        self._build()
+        self.state = LoopState()
+        if resume and self.run.has_checkpoint():
+            self._restore()
+
+    # ------------------------------------------------------------------ setup
+    def _prepare_directory(self, resume: bool) -> None:
+        run = self.run
+        if run.config.is_file():
+            if not resume:
+                raise RunExistsError(f"{run.root} already holds a run: pass --resume to continue it, or choose another output")
+            stored = load_config(run.config)
+            differences = config_differences(stored, self.config)
+            if differences:
+                raise ConfigError(f"cannot resume {run.root}: the config differs in {', '.join(differences)}")
+        elif self.dist.is_main:
+            write_text_atomic(run.config, dump_config(self.config))
+        barrier(self.dist)
+
+    def _build(self) -> None:
+        config = self.config
+        self.train_set = build_split(config, "train", train=True)
+        self.info = self.train_set.info  # type: ignore[attr-defined]
+        self.val_set = build_split(config, "val", train=False) if self.info.has_val_split else None
+        self.specs = build_specs(config, self.info, exact_edge=False)
+        self.model = build_model_for(config, self.info).to(self.device)
+        broadcast_parameters(self.model.parameters(), self.dist)
+        self.balancer = build_balancer(config, self.model).to(self.device)
+        self.aligner = self._build_aligner()
+        self.sampler = EpochBatchSampler(len(self.train_set), config.data.batch_size, config.seed, self.dist.rank,
+                                         self.dist.world_size)
+        optim = config.optim
+        self.total_steps = optim.iterations if optim.iterations is not None else optim.epochs * len(self.sampler)
+        extra = {"aligner": self.aligner} if self.aligner is not None else {}
+        optimization = build_optimization(config, self.model, self.balancer, extra, self.total_steps)
+        self.optimizer, self.scheduler = optimization.optimizer, optimization.scheduler
+        self.post_step = _overrides_post_step(self.balancer)
+
+    def _build_aligner(self) -> FeatureAligner | None:
+        distill = self.config.distill
+        if distill is None:
+            return None
+        teachers = {task: load_teacher(path, self.device, self.info) for task, path in distill.teachers.items()}
+        count = min(self.config.data.batch_size, len(self.train_set))
+        images = torch.stack([self.train_set[i]["image"] for i in range(count)]).to(self.device)
+        return FeatureAligner.build(teachers, self.model, images, detach_student=distill.mode == "measure")
+
+    def _restore(self) -> None:
+        found = ckpt.find_checkpoint(self.run.checkpoints, "last")
+        assert found is not None
+        ckpt.load_weights(self.model, found, self.device)
+        saved = ckpt.load_state(found)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.balancer.load_state_dict(saved["balancer"])
+        if self.aligner is not None:
+            self.aligner.load_state_dict(saved["aligner"])
+        self.state = LoopState(**saved["loop"])
+        ckpt.set_rng_state(saved["rng"])
+        if self.dist.is_main:
+            self.run.metrics.truncate_after(self.state.step)
+            self.run.diagnostics.truncate_after(self.state.step)
+        self.console.print(f"resuming {self.run.root} from step {self.state.step}/{self.total_steps}")
+
+    # ------------------------------------------------------------------ one step
+    def _losses(self, batch: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any]:
+        images = batch["image"]
+        with autocast_context(self.device, self.amp):
+            output = self.model.forward_train(images)
+        losses = task_losses(self.specs, output, batch)
+        distances: dict[str, torch.Tensor] = {}
+        if self.aligner is not None:
+            distances = self.aligner.distances(images, output.features)
+            if self.config.distill is not None and self.config.distill.mode == "distill":
+                weights = self.config.distill.weights
+                losses = {t: loss + weights.get(t, 1.0) * distances[t] if t in distances else loss for t, loss in losses.items()}
+        return losses, distances, output
+
+    def _step(self, batch: Mapping[str, Any], diagnose: bool) -> tuple[Any, dict[str, float]]:
+        losses, distances, output = self._losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if distances and self.aligner is not None and self.aligner.detach_student:
+            sum(distances.values()).backward()
+        source = self.config.diagnostics.source if diagnose else None
+        try:
+            result = self.balancer.backward(losses, features=output.features, diagnose=source)
+        except NonFiniteLossError as error:
+            raise self._diverged(error.task, error.value) from None
+        average_gradients([p for group in self.optimizer.param_groups for p in group["params"]], self.dist)
+        if self.config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.post_step:
+            with torch.no_grad():
+                new_losses, _, _ = self._losses(batch)
+            self.balancer.post_step({t: v.detach() for t, v in new_losses.items()})
+        return result, {t: float(v.detach()) for t, v in distances.items()}
+
+    def _diverged(self, task: str, value: float) -> TrainingDiverged:
+        last = ckpt.find_checkpoint(self.run.checkpoints, "last")
+        where = f"the last checkpoint (step {last.step}) in {self.run.checkpoints} is intact" if last else "no checkpoint was saved yet"
+        return TrainingDiverged(f"training stopped: the loss of task {task!r} is {value} at step {self.state.step + 1}; "
+                                f"no update was applied; {where}")
+
+    # ------------------------------------------------------------------ logging
+    def _log_step(self, result: Any, distances: Mapping[str, float], writer: SummaryWriter | None, diagnose: bool) -> None:
+        state = self.state
+        for task, weight in result.weights.items():
+            state.weight_sums[task] = state.weight_sums.get(task, 0.0) + weight
+        state.weight_count += 1
+        if not self.dist.is_main:
+            return
+        if state.step % self.config.log_every == 0 or state.step == self.total_steps:
+            record = {"step": state.step, "kind": "train", "epoch": state.epoch, "lr": self.scheduler.get_last_lr()[0],
+                      "loss": sum(result.losses.values()), "losses": result.losses, "weights": result.weights}
+            self.run.metrics.append(record)
+            if writer is not None:
+                writer.add_scalar("train/loss", record["loss"], state.step)
+                writer.add_scalar("train/lr", record["lr"], state.step)
+                for task in result.losses:
+                    writer.add_scalar(f"train/loss/{task}", result.losses[task], state.step)
+                    writer.add_scalar(f"train/weight/{task}", result.weights[task], state.step)
+        if diagnose:
+            diagnostic = diagnostic_record(state.step, result)
+            if diagnostic is not None:
+                if distances:
+                    diagnostic["feature_distance"] = dict(distances)
+                self.run.diagnostics.append(diagnostic)
+                if writer is not None:
+                    for tag, value in tensorboard_scalars(diagnostic).items():
+                        writer.add_scalar(tag, value, state.step)
+
+    # ------------------------------------------------------------------ evaluation and checkpoints
+    def _loader(self, dataset: Any) -> DataLoader:
+        batch_size = self.config.data.eval_batch_size or self.config.data.batch_size
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=self.config.data.num_workers)
+
+    def _validate(self, writer: SummaryWriter | None) -> None:
+        if self.val_set is None or not self.dist.is_main:
+            return
+        state = self.state
+        metrics = evaluate(self.model, self._loader(self.val_set), self.specs, self.device, self.amp,
+                           self.config.evaluation.max_batches)
+        baseline = self.config.baseline
+        if baseline:
+            state.reference = {t: baseline[t][s.primary_metric] for t, s in self.specs.items()}
+        elif state.reference is None or 0 in state.reference.values():
+            state.reference = primary(metrics, self.specs)  # the first evaluation with no zero primary metric
+        score = selection_score(metrics, state.reference, self.specs)
+        improved = state.best_score is None or score > state.best_score
+        if improved:
+            state.best_score, state.best_step = score, state.step
+            ckpt.save_checkpoint(self.run.checkpoints, "best", state.step, self.model)
+        self.run.metrics.append({"step": state.step, "kind": "val", "metrics": metrics, "score": score, "best": improved,
+                                 "primary": {t: s.primary_metric for t, s in self.specs.items()},
+                                 "higher_is_better": {t: s.higher_is_better for t, s in self.specs.items()}})
+        if writer is not None:
+            writer.add_scalar("val/score", score, state.step)
+            for task, values in metrics.items():
+                for name, value in values.items():
+                    writer.add_scalar(f"val/{task}/{name}", value, state.step)
+
+    def _save_last(self) -> None:
+        if not self.dist.is_main:
+            return
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "balancer": self.balancer.state_dict(),
+            "loop": asdict(self.state),
+            "rng": ckpt.rng_state(),
+        }
+        if self.aligner is not None:
+            state["aligner"] = self.aligner.state_dict()
+        ckpt.save_checkpoint(self.run.checkpoints, "last", self.state.step, self.model, state)
+
+    # ------------------------------------------------------------------ the run
+    def fit(self) -> RunResult | None:
+        """Train to the end (or continue), evaluate the selected model on the test split, write the results."""
+        if self.run.is_finished():
+            return load_run_result(self.run.results)
+        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.state.step) if self.dist.is_main else None
+        try:
+            self._train(writer)
+            barrier(self.dist)
+            result = self._final(writer) if self.dist.is_main else None
+        finally:
+            if writer is not None:
+                writer.close()
+        barrier(self.dist)
+        return result
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console,
+                        disable=not (self.show_progress and self.dist.is_main), transient=False)
+
+    def _train(self, writer: SummaryWriter | None) -> None:
+        config, state = self.config, self.state
+        every = config.diagnostics.every
+        eval_every, ckpt_every = config.optim.eval_every, config.optim.checkpoint_every
+        with self._progress() as progress:
+            bar = progress.add_task(config.name, total=self.total_steps, completed=state.step, info="")
+            tic, images_seen = time.perf_counter(), 0
+            while state.step < self.total_steps:
+                self.sampler.set_position(state.epoch, state.batch_in_epoch)
+                loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=config.data.num_workers,
+                                    generator=torch.Generator().manual_seed(config.seed + state.epoch),
+                                    pin_memory=self.device.type == "cuda")
+                for batch in loader:
+                    diagnose = every > 0 and (state.step + 1) % every == 0
+                    result, distances = self._step(to_device(batch, self.device), diagnose)
+                    state.step += 1
+                    state.batch_in_epoch += 1
+                    self._log_step(result, distances, writer, diagnose)
+                    epoch_done = state.batch_in_epoch == len(self.sampler)
+                    if epoch_done:
+                        self.balancer.epoch_end()
+                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    finished = state.step >= self.total_steps
+                    evaluate_now = finished or (eval_every is not None and state.step % eval_every == 0) or (
+                        eval_every is None and epoch_done)
+                    images_seen += batch["image"].shape[0]
+                    elapsed = time.perf_counter() - tic
+                    progress.update(bar, completed=state.step,
+                                    info=f"loss {sum(result.losses.values()):.4g} · {images_seen / max(elapsed, 1e-9):.1f} img/s")
+                    if evaluate_now:
+                        self._validate(writer)
+                    if evaluate_now or (ckpt_every is not None and state.step % ckpt_every == 0):
+                        state.train_seconds += time.perf_counter() - tic
+                        tic, images_seen = time.perf_counter(), 0
+                        self._save_last()
+                    if finished:
+                        break
+
+    def _final(self, writer: SummaryWriter | None) -> RunResult:
+        config, state = self.config, self.state
+        best = ckpt.find_checkpoint(self.run.checkpoints, "best") if self.val_set is not None else None
+        if best is not None:
+            ckpt.load_weights(self.model, best, self.device)
+            selection = "val"
+        else:
+            selection = "last (no validation split)"
+        test_set = build_split(config, "test", train=False)
+        final_specs = build_specs(config, self.info, exact_edge=config.evaluation.exact_edge)
+        metrics = evaluate(self.model, self._loader(test_set), final_specs, self.device, self.amp, config.evaluation.max_batches)
+        records = self.run.diagnostics.read()
+        summary = imbalance_summary(records)
+        write_json(self.run.imbalance, summary)
+        if records:
+            self.console.print(format_summary(summary))
+        result = RunResult(**{
+            "name": config.name,
+            "method": "stl" if config.single_task else ("url" if config.distill and config.distill.mode == "distill" else config.method.name),
+            "kind": "stl" if config.single_task else "mtl",
+            "tasks": list(config.tasks),
+            "metrics": metrics,
+            "primary": {t: s.primary_metric for t, s in final_specs.items()},
+            "higher_is_better": {t: s.higher_is_better for t, s in final_specs.items()},
+            "mean_weights": {t: v / max(state.weight_count, 1) for t, v in state.weight_sums.items()},
+            "selection": selection,
+            "meta": {
+                "steps": state.step,
+                "best_step": state.best_step if best is not None else None,
+                "train_seconds": state.train_seconds,
+                "method_options": dict(config.method.options),
+                "arch": config.model.arch,
+                "backbone": config.model.backbone,
+                "dataset": config.data.name,
+                "dataset_info": dict(self.info.metadata),
+                "seed": config.seed,
+                "imbalance": summary,
+            },
+        })
+        save_run_result(result, self.run.results)
+        if writer is not None:
+            for task, values in metrics.items():
+                for name, value in values.items():
+                    writer.add_scalar(f"test/{task}/{name}", value, state.step)
+        return result
+
+
+def train(config: RunConfig, out: Path, resume: bool = False, console: Console | None = None,
+          show_progress: bool = True) -> RunResult | None:
+    """Train one run into ``out`` (see :class:`Trainer`); returns its final result (None on ranks other than 0)."""
+    return Trainer(config, out, resume=resume, console=console, show_progress=show_progress).fit()

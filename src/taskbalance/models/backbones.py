@@ -41,8 +41,8 @@ class BackboneSpec:
 
 
 _SPECS: tuple[BackboneSpec, ...] = (
-    BackboneSpec("tiny", "resnet18", "resnet", "ResNet with 2 basic blocks of 16/32/48/64 channels per stage (CPU tests)",
-                 {"channels": (16, 32, 48, 64)}, tiny=True),
+    BackboneSpec("tiny", "resnet18", "resnet", "ResNet with 2 basic blocks of 8/16/24/32 channels per stage (CPU tests)",
+                 {"channels": (8, 16, 24, 32)}, tiny=True),
     BackboneSpec("resnet18", "resnet18", "resnet", "ResNet-18, dilated to output stride 8 (MTLP)"),
     BackboneSpec("resnet50", "resnet50", "resnet", "ResNet-50, dilated to output stride 8 (MTLP)"),
     BackboneSpec("hrnet18", "hrnet_w18_small_v2", "hrnet", "HRNet-W18-small-v2 (MTI-Net's HRNet-18)"),
@@ -185,10 +185,14 @@ def build_backbone(
             stage at output stride 8; HRNet always returns its four branches.
         num_levels: ViTs only; tokens are returned after this many evenly spaced blocks, the last block included
             (fewer when the ViT has fewer blocks).
-        drop_path_rate: stochastic depth of the timm model.
+        drop_path_rate: stochastic depth of the timm model (ResNets and ViTs).
     """
     spec = backbone_spec(name)
-    kwargs: dict[str, Any] = {"pretrained": False, "drop_path_rate": drop_path_rate, **spec.timm_kwargs}
+    kwargs: dict[str, Any] = {"pretrained": False, **spec.timm_kwargs}
+    if drop_path_rate:
+        if spec.family == "hrnet":
+            raise ValueError("timm's HRNet has no stochastic depth; drop_path_rate must be 0")
+        kwargs["drop_path_rate"] = drop_path_rate
     weights = resolve_weights(spec.timm_name, pretrained)
     if spec.family == "vit":
         if multi_scale:

@@ -23,10 +23,7 @@ def radar_chart(table: ResultsTable, out: str | os.PathLike[str], title: str | N
         raise ResultsError("the radar chart needs at least one run besides the baseline")
     if len(table.columns) < 3:
         raise ResultsError(f"a radar chart needs at least 3 tasks, the table has {len(table.columns)}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone; imported on use (slow)
 
     count = len(table.columns)
     angles = [2 * math.pi * i / count for i in range(count)]
@@ -34,20 +31,18 @@ def radar_chart(table: ResultsTable, out: str | os.PathLike[str], title: str | N
     values = [v for row in rows for v in row.improvements]
     low, high = min(min(values), 0.0), max(max(values), 0.0)
     margin = 0.1 * (high - low or 1.0)
-    fig, ax = plt.subplots(figsize=(6, 6), subplot_kw={"projection": "polar"})
-    try:
-        for row in rows:
-            data = list(row.improvements) + [row.improvements[0]]
-            ax.plot(closed, data, linewidth=1.5, label=f"{row.name} ({format_delta(row.delta_m)}%)")
-            ax.fill(closed, data, alpha=0.1)
-        ax.plot(closed, [0.0] * len(closed), "k--", linewidth=1, label="single-task (0%)")
-        ax.set_ylim(low - margin, high + margin)
-        ax.set_xticks(angles)
-        ax.set_xticklabels([TASK_LABELS.get(c.task, c.task) for c in table.columns])
-        ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.12), fontsize="small")
-        ax.set_title(title or "M_i (%) vs single-task", pad=24)
-        with atomic_target(out) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(6, 6))
+    ax = fig.add_subplot(projection="polar")
+    for row in rows:
+        data = list(row.improvements) + [row.improvements[0]]
+        ax.plot(closed, data, linewidth=1.5, label=f"{row.name} ({format_delta(row.delta_m)}%)")
+        ax.fill(closed, data, alpha=0.1)
+    ax.plot(closed, [0.0] * len(closed), "k--", linewidth=1, label="single-task (0%)")
+    ax.set_ylim(low - margin, high + margin)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([TASK_LABELS.get(c.task, c.task) for c in table.columns])
+    ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.12), fontsize="small")
+    ax.set_title(title or "M_i (%) vs single-task", pad=24)
+    with atomic_target(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return Path(out)

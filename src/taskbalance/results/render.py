@@ -22,8 +22,8 @@ def format_value(value: float) -> str:
 
 
 def format_delta(value: float) -> str:
-    """Signed Δm with 2 decimals (``+0.35``, ``-2.93``)."""
-    return f"{value:+.2f}"
+    """Signed Δm with 2 decimals (``+0.35``, ``-2.93``); values that round to zero print as ``+0.00``."""
+    return f"{round(value, 2) + 0.0:+.2f}"
 
 
 def _headers(table: ResultsTable) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from taskbalance.toy.files import atomic_write_text
+from taskbalance.toy.methods import problem_defaults
 from taskbalance.toy.plot import save_figure, trajectories_figure
 from taskbalance.toy.presets import ToySettings, get_preset
 from taskbalance.toy.problem import ToyProblem
@@ -29,7 +30,13 @@ def run_metadata(settings: ToySettings, run: ToyRun, problem: ToyProblem, tolera
         "tolerance": tolerance,
         "optimum": problem.optimum().tolist(),
         "methods": [
-            {"label": s.label, "name": s.name, "options": dict(s.options), "max_norm": s.max_norm, "seconds_in_method": t}
+            {
+                "label": s.label,
+                "name": s.name,
+                "balancer_options": problem_defaults(s.name, problem) | dict(s.options),
+                "runner_max_norm": s.max_norm,
+                "seconds_in_method": t,
+            }
             for s, t in zip(run.specs, run.method_seconds)
         ],
         "total_seconds": run.total_seconds,

@@ -8,6 +8,7 @@ Every (method, gradient source) pair gets its own copy of the same model; the pa
 one process, one step each per round in a shuffled order, so machine load drifts hit all of them alike. The
 table gives the median step time and its ratio to ``uniform``'s median (and, on CUDA, the ratio of the step's peak
 extra memory). Loss-weighting methods compute no per-task gradients, so the source does not apply to them ("-").
+CPU runs are single-threaded by default (``--threads``): on a shared machine intra-op threads make timings erratic.
 
     python benchmarks/step_time.py --steps 20 --methods uniform,pcgrad,cagrad --sources params,features --device cpu
 """
@@ -177,14 +178,16 @@ def parse_list(value: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=15, help="timed steps per (method, source) (default 15)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per (method, source) (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--methods", type=parse_list, default=None, help="comma-separated methods (default: all)")
     parser.add_argument("--sources", type=parse_list, default=list(GRADIENT_SOURCES), help="comma-separated gradient sources")
     parser.add_argument("--device", type=parse_list, default=["cpu", "cuda"], help="devices; cuda is skipped when absent")
     parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1: stable timings)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     console = Console()
     methods = args.methods or list(available())

@@ -164,9 +164,7 @@ def test_label_noise_follows_the_paper(train):
         torch.testing.assert_close(clean["image"], dirty["image"])
         changed = clean["semseg"] != dirty["semseg"]
         categories = clean["semseg"][changed].unique()
-        assert len(categories) <= 5
-        present = clean["semseg"].unique()
-        assert len(categories) == min(5, len(present)) or len(present) > 5
+        assert 0 < len(categories) <= 5
         for category in categories.tolist():  # flipped at rate 0.5, each category to one wrong class
             of_category = clean["semseg"] == category
             rate = float(changed[of_category].float().mean())

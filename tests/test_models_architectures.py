@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from torch import Tensor
 
 from taskbalance.models import ModelError, ModelOutput, MultiTaskModel, build_model, build_single_task_models
+from taskbalance.models.backbones import BACKBONES
 
 TASKS = {"semseg": 5, "depth": 1, "normals": 3}
 TINY = [("vanilla", "tiny"), ("vanilla", "tiny_vit"), ("mtan", "tiny"), ("mtinet", "tiny"), ("invpt", "tiny_vit")]
@@ -82,6 +84,15 @@ def test_gradients_reach_every_parameter(arch: str, backbone: str) -> None:
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
 
 
+@pytest.mark.parametrize(("arch", "backbone"), TINY)
+def test_last_shared_layer_gets_gradient_at_initialisation(arch: str, backbone: str) -> None:
+    """GradNorm / AvgNorm divide by its gradient norm (timm's zero-initialised last BN would make it 0)."""
+    model = _build(arch, backbone)
+    _task_loss(model.forward_train(torch.randn(2, 3, 64, 64)), "depth").backward()
+    weight = model.last_shared_layer().weight
+    assert weight.grad is not None and weight.grad.norm() > 0
+
+
 @pytest.mark.parametrize(("arch", "backbone", "options"), [
     ("vanilla", "tiny", {}), ("vanilla", "tiny_vit", {}), ("mtan", "tiny", {"shared_refinement": False}),
     ("mtinet", "tiny", {}), ("invpt", "tiny_vit", {}),
@@ -150,11 +161,28 @@ def test_standard_backbones_on_small_inputs(arch: str, backbone: str, options: d
     assert {t: tuple(p.shape) for t, p in predictions.items()} == {"semseg": (2, 3, *size), "depth": (2, 1, *size)}
 
 
-@pytest.mark.parametrize(("backbone", "size"), [("vit_b_dinov2", (30, 30)), ("vit_b_sam", (32, 48))])
-def test_foundation_model_backbones_run(backbone: str, size: tuple[int, int]) -> None:
+#: The foundation-model timm classes of Table VIII at a CPU-test size (same timm constructors, fewer/narrower blocks).
+SMALL_VFM = {
+    "vit_b_dinov2": {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 56},  # patch 14, 4 register tokens
+    "vit_b_sam": {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 64, "window_size": 2,
+                  "global_attn_indexes": (1,), "neck_chans": 32},  # windowed attention, relative positions, conv neck
+    "vit_b_clip": {"embed_dim": 64, "depth": 2, "num_heads": 2, "img_size": 64},  # pre-norm, quick-GELU
+}
+
+
+@pytest.mark.parametrize(("backbone", "size"), [("vit_b_dinov2", (30, 30)), ("vit_b_sam", (32, 48)), ("vit_b_clip", (40, 24))])
+def test_foundation_model_backbones_run_and_pad_to_their_patch(
+    backbone: str, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = BACKBONES[backbone]
+    monkeypatch.setitem(BACKBONES, backbone, dataclasses.replace(spec, timm_kwargs=SMALL_VFM[backbone]))
     model = _build("vanilla", backbone, {"depth": 1}, head_channels=8)
+    assert model.size_divisor == (14 if "dinov2" in backbone else 16)
     with torch.no_grad():
         assert model(torch.randn(1, 3, *size))["depth"].shape == (1, 1, *size)
+    out = model.forward_train(torch.randn(2, 3, *size))
+    out.predictions["depth"].sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
 
 
 def test_bad_names_and_options_list_the_valid_ones() -> None:

@@ -11,7 +11,6 @@ from taskbalance.cli.main import app
 from taskbalance.results import (
     ResultsError,
     RunResult,
-    compose_baseline,
     radar_chart,
     render_text,
     results_table,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from taskbalance.tasks import TaskError, available_tasks, build_task
 from taskbalance.conventions import TASK_NAMES
+from taskbalance.tasks import TaskError, available_tasks, build_task
 
 
 def _specs():

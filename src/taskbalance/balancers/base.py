@@ -10,6 +10,11 @@ lives in :mod:`taskbalance.balancers.engine`, so a method never touches a model.
 Scale convention: ``uniform`` is ``d = Σ_i g_i`` (the gradient of the summed losses). Methods whose official
 code returns a convex combination and multiplies it by K (CAGrad, Nash-MTL, FairGrad, IMGrad, ...) keep that
 factor, so every method lives on the same scale as the summed loss. Each method's docstring states its choice.
+
+State: everything a method carries between steps is in ``state_dict()`` (buffers, or ``get_extra_state``), so a
+resumed run continues exactly. Methods that draw random numbers derive from :class:`RandomizedBalancer`, which
+owns a seeded generator and saves its state. ``supported_sources`` lists the gradient sources a method accepts
+(checked at construction and at every ``backward``).
 """
 
 from __future__ import annotations

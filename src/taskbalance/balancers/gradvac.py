@@ -20,8 +20,8 @@ tasks for every i, from the balancer's own generator (option ``seed``); the targ
 generator state are in ``state_dict()``.
 
 Deviations (degenerate inputs only): a pair where ``g_i^PC`` or ``g_j`` is zero has no cosine and is skipped
-(no correction, no target update); LibMTL divides 0/0 there and its targets become NaN for good, TorchJD adds
-``eps`` to the denominators and pulls the target towards 0. ``√(1−φ̂²)`` is clamped below by ``eps`` (1e-8) so a
+(no correction, no target update); LibMTL divides by the norms unguarded (0/0, and a NaN target stays NaN),
+TorchJD adds ``eps`` to the denominators and pulls the target towards 0. ``√(1−φ̂²)`` is clamped below by ``eps`` (1e-8) so a
 target that reached ±1 cannot divide by zero.
 """
 

@@ -11,7 +11,6 @@ from taskbalance.models import available_backbones, build_backbone, build_model,
 from taskbalance.models.backbones import backbone_spec
 from taskbalance.models.registry import ARCHITECTURES, compatible_backbones
 
-console = Console()
 models_app = typer.Typer(no_args_is_help=True, help="Architectures and backbones.")
 
 #: The NYUD-v2 task set of the paper (semseg 40 classes, depth, normals, edges), used for the model counts.
@@ -32,6 +31,7 @@ def list_models(
     counts: bool = typer.Option(True, help="Count parameters (models are built on the 'meta' device: no memory, no weights)."),
 ) -> None:
     """Print the architectures and backbones, with parameter counts (models for the NYUD-v2 tasks)."""
+    console = Console()
     backbones = Table("backbone", "family", "timm model", "parameters", "description", title="Backbones")
     for name in available_backbones():
         spec = backbone_spec(name)

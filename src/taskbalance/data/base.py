@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import torch
 from torch.utils.data import Dataset
 
 from taskbalance.conventions import TASK_NAMES

@@ -61,8 +61,8 @@ def apply_label_noise(sample: Sample, noise: LabelNoise, num_classes: int) -> Sa
         out["depth"] = torch.where(depth > 0, noisy.clamp_min(1e-3), depth)
     if "normals" in sample and noise.normals_std > 0:
         normals = sample["normals"]
-        valid = normals.norm(dim=0, keepdim=True) > 0
+        valid = normals.square().sum(0, keepdim=True) > 0
         noisy = normals + noise.normals_std * torch.randn(normals.shape, generator=generator)
-        noisy = noisy / noisy.norm(dim=0, keepdim=True).clamp_min(1e-6)
+        noisy = noisy / noisy.square().sum(0, keepdim=True).sqrt().clamp_min(1e-6)
         out["normals"] = torch.where(valid, noisy, normals)
     return out

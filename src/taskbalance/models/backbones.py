@@ -197,10 +197,9 @@ def build_backbone(
     if spec.family == "vit":
         if multi_scale:
             raise ValueError("multi_scale applies to CNN backbones; ViTs take num_levels")
-        if spec.timm_name.startswith("samvit"):
-            kwargs["num_classes"] = 0
-        else:
-            kwargs.update(num_classes=0, dynamic_img_size=True)
+        kwargs["num_classes"] = 0
+        if not spec.timm_name.startswith("samvit"):  # SAM resamples its position embedding for any size itself
+            kwargs["dynamic_img_size"] = True
         model = timm.create_model(spec.timm_name, **kwargs)
         if weights is not None:
             load_weights(model, weights)
@@ -208,7 +207,10 @@ def build_backbone(
     if num_levels != 1:
         raise ValueError("num_levels applies to ViT backbones")
     if spec.family == "resnet":
-        kwargs.update(out_indices=(1, 2, 3, 4) if multi_scale else (4,), output_stride=32 if multi_scale else 8)
+        # zero_init_last=False: torchvision's initialisation, which MTLP uses; timm's zero-initialised last BN
+        # would also leave the last shared layer without gradient at initialisation (GradNorm/AvgNorm divide by it)
+        kwargs.update(out_indices=(1, 2, 3, 4) if multi_scale else (4,), output_stride=32 if multi_scale else 8,
+                      zero_init_last=False)
     else:
         kwargs.update(out_indices=(1, 2, 3, 4), feature_location="")
     body = timm.create_model(spec.timm_name, features_only=True, **kwargs)

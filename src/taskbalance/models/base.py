@@ -94,7 +94,8 @@ class MultiTaskModel(nn.Module, ABC):
     def _forward(self, images: Tensor) -> ModelOutput:
         """Forward on padded images; predictions at the padded size."""
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:  # noqa: D102 - documented by the class
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Final predictions per task (B×C×H×W at input resolution)."""
         return self.forward_train(images).predictions
 
     def forward_train(self, images: Tensor) -> ModelOutput:

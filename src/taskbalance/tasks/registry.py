@@ -6,6 +6,8 @@ import inspect
 from functools import partial
 from typing import Any, Callable
 
+from torch import Tensor
+
 from taskbalance.conventions import IGNORE_VALUE, TASK_LABELS, TASK_NAMES
 from taskbalance.tasks.losses import (
     NormalsReduction,
@@ -24,7 +26,7 @@ from taskbalance.tasks.metrics import (
     SegmentationMeter,
 )
 from taskbalance.tasks.metrics.saliency import MaxFDefinition
-from taskbalance.tasks.spec import TaskError, TaskSpec
+from taskbalance.tasks.spec import Meter, TaskError, TaskSpec
 from taskbalance.tasks.validation import InputCheck
 
 #: Number of human-part classes on PASCAL-Context (background + 6 parts).
@@ -35,7 +37,16 @@ EDGE_POS_WEIGHT = 0.95
 EDGE_MAX_DIST: dict[str, float] = {"nyud": 0.011, "pascal": 0.0075}
 
 
-def _spec(name: str, check: InputCheck, loss: Callable, meter: Callable, primary: str, higher: bool, metrics: tuple[str, ...]) -> TaskSpec:
+def _spec(
+    name: str,
+    check: InputCheck,
+    loss: Callable[[Tensor, Tensor], Tensor],
+    meter: Callable[..., Meter],
+    primary: str,
+    higher: bool,
+    metrics: tuple[str, ...],
+) -> TaskSpec:
+    """Assemble a spec; the loss and the meter factory are bound to the task's :class:`InputCheck`."""
     return TaskSpec(
         name=name,
         label=TASK_LABELS[name],

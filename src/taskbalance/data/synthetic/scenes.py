@@ -19,6 +19,7 @@ __all__ = [
     "Camera",
     "Room",
     "SceneSpec",
+    "look_at",
     "sample_camera",
     "sample_scene",
 ]

@@ -60,6 +60,7 @@ class JointAttention(nn.Module):
     """Multi-head attention over the tokens of all tasks, with strided queries and pooled keys/values.
 
     ``message=True`` fuses the previous stage's attention scores (queries upsampled ×2) with a 1×1 conv over heads.
+    Scores are scaled by ``head_dim ** -0.5`` (the official code uses the full width).
     """
 
     def __init__(self, num_tasks: int, dim: int, num_heads: int, kv_stride: int, message: bool) -> None:
@@ -139,7 +140,6 @@ class InvPTModel(MultiTaskModel):
         super().__init__(tasks, single_task=single_task, size_divisor=4 * backbone.size_divisor)
         dim = backbone.channels[-1]
         widths = [embed_dim + pred_channels, (embed_dim + pred_channels) // 2, (embed_dim + pred_channels) // 4]
-        self.widths = widths
         self.shared["backbone"] = backbone
         self.shared["skips"] = nn.ModuleList([
             nn.ConvTranspose2d(dim, widths[2], 3, stride=2, padding=1, output_padding=1),

@@ -43,6 +43,8 @@ class FeaturePropagation(nn.Module):
     """MTI-Net's FPM at one scale: task attention over the concatenated task features, shared reduction, per-task SE.
 
     ``out_t = SE_t(reduce(mask ⊙ concat)) + x_t`` with ``mask`` a softmax over tasks (sigmoid for one task).
+    The softmax runs over the task axis of the task-major concatenation, as the paper describes; MTLP's
+    ``view(B, C // N, N, H, W)`` groups N adjacent channels of the same task instead.
     """
 
     def __init__(self, tasks: Sequence[str], channels: int) -> None:

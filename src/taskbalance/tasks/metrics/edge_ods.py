@@ -7,8 +7,10 @@ BDET packaging of it used by InvPT/ATRC), per image and threshold ``t``:
 2. optionally NMS (``edgesNmsMex(E, O, 1, 5, 1.01)`` after ``convTri`` and gradient orientation; pyEdgeEval's
    ``fast_nms``): on in BDET, off in MTLP's SEISM fork;
 3. binarise ``E > t`` and thin it (``bwmorph(…, 'thin', Inf)``; pyEdgeEval's ``binary_thin``);
-4. match it to the thinned ground-truth boundary map with ``correspondPixels(E_t, G, maxDist)`` (BSDS
-   min-cost assignment; ``maxDist`` is a fraction of the image diagonal: 0.011 for NYUD, 0.0075 for PASCAL);
+4. match it to the ground-truth boundary map ``G`` with ``correspondPixels(E_t, G, maxDist)`` (BSDS min-cost
+   assignment; ``maxDist`` is a fraction of the image diagonal: 0.011 for NYUD, 0.0075 for PASCAL). ``G`` is the
+   0/1 edge label, thinned like the prediction (BDET's ``edgesEvalImg``); turning segmentations into boundary
+   maps (SEISM ``seg2bmap``) is the dataset's job;
 5. count ``cntR`` (matched GT pixels), ``sumR`` (GT pixels), ``cntP`` (matched predicted pixels), ``sumP``.
 
 ODS: sum the four counts over *all images* per threshold, ``P = cntP/sumP``, ``R = cntR/sumR`` (0 where the
@@ -64,7 +66,7 @@ def _probability(prediction: NDArray) -> NDArray[np.float64]:
         return prediction.astype(np.float64) / 255.0
     if not np.issubdtype(prediction.dtype, np.floating):
         raise ValueError(f"edge predictions must be uint8 or float probabilities, got dtype {prediction.dtype}")
-    if prediction.size and (np.nanmin(prediction) < 0.0 or np.nanmax(prediction) > 1.0 or np.isnan(prediction).any()):
+    if not np.all((prediction >= 0.0) & (prediction <= 1.0)):  # also rejects NaN
         raise ValueError("edge predictions must be probabilities in [0, 1] (apply the sigmoid first)")
     return prediction.astype(np.float64)
 

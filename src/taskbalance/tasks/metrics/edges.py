@@ -36,8 +36,8 @@ class ApproxEdgeMeter(BaseMeter):
     threshold ``t ∈ {0.01, …, 0.99}``: a pixel with ``p > t`` counts as a true positive when a GT edge lies in
     its window, a GT edge pixel counts as recalled when some ``p > t`` lies in its window. Counts are pooled over
     the split and ``approx_F = max_t 2PR/(P + R)``. There is no thinning, NMS or one-to-one matching, so thick
-    predictions are not penalised and the value runs above the exact odsF; use it to rank checkpoints of one
-    run, never to report. Pixels labelled 255 are ignored.
+    predictions are not penalised and the value is usually above the exact odsF; use it to rank checkpoints
+    of one run, never to report it as odsF. Pixels labelled 255 are ignored.
     """
 
     def __init__(self, check: InputCheck, max_dist: float) -> None:

@@ -290,6 +290,15 @@ def test_nashmtl_reuses_the_previous_weights_when_infeasible() -> None:
     assert torch.equal(w, solved)
 
 
+def test_nashmtl_skips_when_the_first_subproblem_is_unbounded() -> None:
+    # (G 1)_1 < 0: the linearisation at the official start α = 1 has a negative coefficient and the first convex
+    # sub-problem is unbounded; like the official code the step keeps α = 1 (the "skipping" the IMGrad paper reports)
+    jacobian = torch.tensor([[1.0, 0.0], [-2.0, 0.5]], dtype=torch.float64)
+    assert float((jacobian @ jacobian.T).sum(dim=1)[0]) < 0
+    _, w = combine("nashmtl", jacobian, max_norm=0.0)
+    assert torch.equal(w, torch.ones(2, dtype=torch.float64))
+
+
 # --------------------------------------------------------------------------------------------- FairGrad
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
 @pytest.mark.parametrize("seed", range(3))

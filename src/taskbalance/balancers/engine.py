@@ -192,12 +192,13 @@ def _write_gradients(
         return
     tensors = _feature_list(features)
     _backward_heads(balancer, loss_list, heads, stop_at=tensors)
-    pieces, offset = [], 0
+    # Back-propagating the scalar Σ ⟨z, dz⟩ (dz constant) gives the encoder exactly the gradient of ``dz``; unlike
+    # ``backward(tensors, grad_tensors=...)`` it does not make torch import sympy (seconds) on first use.
+    surrogate, offset = torch.zeros((), device=direction.device, dtype=tensors[0].dtype), 0
     for z in tensors:
-        pieces.append(direction[offset : offset + z.numel()].view_as(z).to(z.dtype))
+        surrogate = surrogate + (z * direction[offset : offset + z.numel()].view_as(z).to(z.dtype)).sum()
         offset += z.numel()
-    inputs = balancer.shared_params or None
-    torch.autograd.backward(tensors, grad_tensors=pieces, inputs=inputs)
+    torch.autograd.backward(surrogate, inputs=balancer.shared_params or None)
 
 
 def _backward_heads(balancer: Balancer, loss_list: Sequence[Tensor], heads: Tensor, stop_at: Sequence[Tensor]) -> None:

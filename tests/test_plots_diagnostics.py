@@ -1,0 +1,66 @@
+"""Diagnostics figures from runs' diagnostics.jsonl, through the API and the `plot` command."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from taskbalance.cli.main import app
+from taskbalance.plots import FIGURES, plot_runs
+from taskbalance.plots.diagnostics import curves, window_means
+from taskbalance.training.rundir import RunDir
+
+
+def _fake_run(root: Path, scale: float, distance: bool = False) -> Path:
+    log = RunDir(root).diagnostics
+    for step in range(5, 105, 5):
+        record = {"step": step, "source": "last_layer", "tasks": ["semseg", "depth", "edge"],
+                  "weights": {"semseg": 1.0, "depth": 1.0, "edge": scale},
+                  "grad_norms": {"semseg": 1.0 / step, "depth": 2.0 / step, "edge": scale / step},
+                  "cos_to_update": {"semseg": 0.5, "depth": 0.4, "edge": 0.1 * scale},
+                  "cos": {"semseg|depth": 0.1, "semseg|edge": -0.2, "depth|edge": 0.0},
+                  "dot": {"semseg|depth": 1e-3, "semseg|edge": -1e-4, "depth|edge": 0.0}}
+        if distance:
+            record["feature_distance"] = {"semseg": 1.0 / step, "depth": 0.5, "edge": 0.2}
+        log.append(record)
+    return root
+
+
+def test_window_means_average_and_skip_missing():
+    xs, ys = window_means([1, 2, 3, 4, 5], [1.0, None, 3.0, 5.0, float("nan")], points=2)
+    assert xs == [2.0, 4.0] and ys == [2.0, 5.0]
+
+
+def test_curves_per_task_and_pair():
+    records = [{"step": 1, "cos": {"a|b": 0.5}}, {"step": 2, "cos": {"a|b": 0.7}}]
+    assert curves(records, "cos", points=10) == {"a|b": ([1.0, 2.0], [0.5, 0.7])}
+
+
+def test_plot_runs_writes_every_logged_quantity(tmp_path: Path):
+    runs = [_fake_run(tmp_path / "uniform", 1.0), _fake_run(tmp_path / "grid", 10.0, distance=True)]
+    written = plot_runs(runs, tmp_path / "figs", points=5)
+    assert sorted(p.stem for p in written) == sorted(stem for stem, _, _ in FIGURES.values())
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_plot_command(tmp_path: Path):
+    run = _fake_run(tmp_path / "uniform", 1.0)
+    result = CliRunner().invoke(app, ["plot", str(run), "--out", str(tmp_path / "figs")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "figs" / "cos_to_update.png").is_file()
+    assert not (tmp_path / "figs" / "feature_distance.png").exists()
+
+
+def test_plot_command_without_diagnostics_fails_clearly(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "diagnostics" in result.output
+
+
+def test_records_are_json_lines(tmp_path: Path):
+    run = _fake_run(tmp_path / "r", 1.0)
+    lines = (run / "diagnostics.jsonl").read_text().splitlines()
+    assert len(lines) == 20 and json.loads(lines[0])["step"] == 5
+    with pytest.raises(FileNotFoundError):
+        plot_runs([tmp_path / "missing"], tmp_path / "f")

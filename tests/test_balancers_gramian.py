@@ -59,10 +59,13 @@ def exact_min_norm(gramian: Tensor) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- solvers
 def test_project_to_simplex_hand_cases() -> None:
-    assert torch.allclose(project_to_simplex(torch.tensor([0.5, 0.5, 0.5])), torch.full((3,), 1 / 3, dtype=torch.float64))
-    assert torch.allclose(project_to_simplex(torch.tensor([2.0, 0.0, -1.0])), torch.tensor([1.0, 0, 0], dtype=torch.float64))
-    # (0.6, 0.6, -5): shift 0.1 on the two active entries
-    assert torch.allclose(project_to_simplex(torch.tensor([0.6, 0.6, -5.0])), torch.tensor([0.5, 0.5, 0], dtype=torch.float64))
+    cases = {
+        (0.5, 0.5, 0.5): (1 / 3, 1 / 3, 1 / 3),
+        (2.0, 0.0, -1.0): (1.0, 0.0, 0.0),
+        (0.6, 0.6, -5.0): (0.5, 0.5, 0.0),  # shift 0.1 on the two active entries
+    }
+    for y, x in cases.items():
+        assert torch.allclose(project_to_simplex(torch.tensor(y)), torch.tensor(x, dtype=torch.float64))
     on_simplex = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
     assert torch.allclose(project_to_simplex(on_simplex), on_simplex)
 
@@ -85,7 +88,8 @@ def test_min_norm_point_matches_an_exact_qp() -> None:
         gramian = (j := random_jacobian(seed, k=4, dim=8)) @ j.T
         alpha = min_norm_point(gramian, tol=1e-12, max_iter=3000)
         reference = exact_min_norm(gramian)
-        assert abs(float(alpha @ gramian @ alpha) - reference @ gramian.numpy() @ reference) < 1e-9 * float(gramian.trace())
+        gap = float(alpha @ gramian @ alpha) - reference @ gramian.numpy() @ reference
+        assert abs(gap) < 1e-9 * float(gramian.trace())
 
 
 # --------------------------------------------------------------------------------------------- MGDA
@@ -214,7 +218,8 @@ def imgrad_reference(jacobian: Tensor, c: float, offset: float) -> Tensor:
 
 def test_imgrad_cosine_hand_computed() -> None:
     # g0 = (½, 1), MGDA α = (0.8, 0.2) → g_m = (0.8, 0.4); cos = 0.8 / (√1.25 · √0.8) = 0.8
-    assert mean_mgda_cosine(torch.tensor([[1.0, 0.0], [0.0, 4.0]], dtype=torch.float64)) == pytest.approx(0.8, abs=1e-12)
+    gramian = torch.tensor([[1.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    assert mean_mgda_cosine(gramian) == pytest.approx(0.8, abs=1e-12)
 
 
 @pytest.mark.parametrize("variant,offset", [("code", 1.5), ("paper", 1.0)])
@@ -293,10 +298,14 @@ def test_nashmtl_reuses_the_previous_weights_when_infeasible() -> None:
 def test_nashmtl_skips_when_the_first_subproblem_is_unbounded() -> None:
     # (G 1)_1 < 0: the linearisation at the official start α = 1 has a negative coefficient and the first convex
     # sub-problem is unbounded; like the official code the step keeps α = 1 (the "skipping" the IMGrad paper reports)
-    jacobian = torch.tensor([[1.0, 0.0], [-2.0, 0.5]], dtype=torch.float64)
-    assert float((jacobian @ jacobian.T).sum(dim=1)[0]) < 0
+    jacobian = random_jacobian(12, k=3, dim=4)
+    gramian = jacobian @ jacobian.T
+    assert float(gramian.sum(dim=1)[1]) < 0
     _, w = combine("nashmtl", jacobian, max_norm=0.0)
-    assert torch.equal(w, torch.ones(2, dtype=torch.float64))
+    assert torch.equal(w, torch.ones(3, dtype=torch.float64))
+    # a solution exists (FairGrad with α = 1 solves the same equation)
+    solution = combine("fairgrad", jacobian, alpha=1.0, max_norm=0.0)[1] / 3
+    assert torch.allclose(solution * (gramian @ solution), torch.ones(3, dtype=torch.float64))
 
 
 # --------------------------------------------------------------------------------------------- FairGrad
@@ -522,9 +531,18 @@ def test_degenerate_inputs_give_finite_bounded_updates(name: str, case: str) -> 
 
 @pytest.mark.parametrize(
     "name,options",
-    [("cagrad", {"c": -0.1}), ("cagrad", {"rescale": 3}), ("imgrad", {"variant": "other"}), ("nashmtl", {"optim_niter": 0}),
-     ("fairgrad", {"alpha": 0.0}), ("upgrad", {"reg_eps": 0.0}), ("imtl", {"variant": "x"}), ("aligned_mtl", {"scale_mode": "max"}),
-     ("mgda", {"normalization": "l1"}), ("mgda", {"unknown": 1})],
+    [
+        ("cagrad", {"c": -0.1}),
+        ("cagrad", {"rescale": 3}),
+        ("imgrad", {"variant": "other"}),
+        ("nashmtl", {"optim_niter": 0}),
+        ("fairgrad", {"alpha": 0.0}),
+        ("upgrad", {"reg_eps": 0.0}),
+        ("imtl", {"variant": "x"}),
+        ("aligned_mtl", {"scale_mode": "max"}),
+        ("mgda", {"normalization": "l1"}),
+        ("mgda", {"unknown": 1}),
+    ],
 )
 def test_bad_options_are_clear_errors(name: str, options: dict[str, object]) -> None:
     with pytest.raises(BalancerError, match="bad options"):
@@ -533,7 +551,7 @@ def test_bad_options_are_clear_errors(name: str, options: dict[str, object]) -> 
 
 # --------------------------------------------------------------------------------------------- backward()
 class TinyModel(nn.Module):
-    """Shared Linear+tanh encoder, one linear head per task."""
+    """Shared Linear+tanh encoder, one linear head per task; task losses on different scales."""
 
     def __init__(self, k: int) -> None:
         super().__init__()
@@ -544,40 +562,59 @@ class TinyModel(nn.Module):
     def losses(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         z = self.encoder(x)
         scales = torch.logspace(-1, 1, len(self.heads))
-        return {t: scales[i] * ((h(z).squeeze(1) - y[:, i]) ** 2).mean() for i, (t, h) in enumerate(zip(TASKS, self.heads))}, z
+        losses = {}
+        for i, (task, head) in enumerate(zip(TASKS, self.heads)):
+            losses[task] = scales[i] * ((head(z).squeeze(1) - y[:, i]) ** 2).mean()
+        return losses, z
 
 
-@pytest.mark.parametrize("name,options", [(m, {}) for m in METHODS] + [("imtl", {"variant": "l"}), ("imtl", {"variant": "h"})])
-def test_backward_writes_the_combined_gradient(name: str, options: dict[str, object]) -> None:
+def gradients(loss: Tensor, inputs: list[Tensor]) -> tuple[Tensor, ...]:
+    return torch.autograd.grad(loss, inputs, retain_graph=True)
+
+
+#: What multiplies each head's own loss gradient: MGDA weighs the heads by α, Nash-MTL by its unclipped α, IMTL-L/H
+#: by e^s (the gradient of the task's scaled loss); the others leave the heads their raw loss gradients.
+HEAD_COEFFICIENTS = {"mgda": "weights", "mgda-ub": "weights", "nashmtl": "alpha", "imtl-l": "scales", "imtl-h": "scales"}
+LOG_SCALES = torch.tensor([0.3, -0.2, 0.5])
+VARIANTS = [(m, {}) for m in METHODS] + [("imtl", {"variant": "l"}), ("imtl", {"variant": "h"})]
+
+
+@pytest.mark.parametrize("name,options", VARIANTS)
+def test_backward_writes_the_combined_gradient(name: str, options: dict[str, str]) -> None:
     k = 3
     model = TinyModel(k)
-    x, y = torch.randn(16, 4, generator=torch.Generator().manual_seed(1)), torch.randn(16, k, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.randn(16, k, generator=torch.Generator().manual_seed(2))
     shared = list(model.encoder.parameters())
     losses, z = model.losses(x, y)
-    source_tensors = [z] if get(name).default_source == "features" else shared
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, source_tensors, retain_graph=True)]) for loss in losses.values()]
-    jacobian = torch.stack(rows)
-    reference = create(name, tasks=tasks(k), **options)
-    loss_values = torch.stack([loss.detach() for loss in losses.values()])
-    _, weights = reference.combine(jacobian, loss_values)
-    expected_shared = torch.autograd.grad(sum(float(w) * loss for w, loss in zip(weights, losses.values())), shared, retain_graph=True)
-    raw_heads = [torch.autograd.grad(loss, list(head.parameters()), retain_graph=True) for loss, head in zip(losses.values(), model.heads)]
+    loss_list = list(losses.values())
+    loss_values = torch.stack([loss.detach() for loss in loss_list])
 
+    # the expected result, from the functional core on a separately computed Jacobian
+    source = [z] if get(name).default_source == "features" else shared
+    jacobian = torch.stack([torch.cat([g.reshape(-1) for g in gradients(loss, source)]) for loss in loss_list])
+    reference = create(name, tasks=tasks(k), **options)
     balancer = create(name, tasks=tasks(k), shared=model.encoder, **options)
+    if options:  # IMTL-L/H: start both from the same non-trivial scales
+        for imtl in (reference, balancer):
+            imtl.log_scales.data.copy_(LOG_SCALES)
+    _, weights = reference.combine(jacobian, loss_values)
+    expected_shared = gradients(sum(float(w) * loss for w, loss in zip(weights, loss_list)), shared)
+    raw_heads = [gradients(loss, list(head.parameters())) for loss, head in zip(loss_list, model.heads)]
+
     step = balancer.backward(losses, features=z)
     assert torch.allclose(torch.tensor(list(step.weights.values()), dtype=torch.float64), weights, rtol=1e-5, atol=1e-8)
     for p, g in zip(shared, expected_shared):
         assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
-    # heads: coefficient × the task's own loss gradient; the coefficient is what the method's official code uses
-    heads = HEAD_COEFFICIENTS.get(name + str(options.get("variant", "")), "ones")
-    coefficients = {"weights": weights, "alpha": reference.alpha if heads == "alpha" else None, "ones": torch.ones(k)}[heads]
+    kind = HEAD_COEFFICIENTS.get(name + ("-" + options["variant"] if options else ""), "ones")
+    coefficients = {
+        "weights": weights,
+        "alpha": getattr(reference, "alpha", None),
+        "scales": LOG_SCALES.exp(),
+        "ones": torch.ones(k),
+    }[kind]
     for coefficient, raw, head in zip(coefficients, raw_heads, model.heads):
         for p, g in zip(head.parameters(), raw):
             assert torch.allclose(p.grad, float(coefficient) * g, rtol=1e-5, atol=1e-7)
-    if "variant" in options:  # IMTL-L/H: s = 0, so ∂/∂s (e^s L − s) = L − 1
-        assert torch.allclose(balancer.log_scales.grad, loss_values.float() - 1)
-
-
-#: Head coefficients: MGDA and IMTL-L weigh the heads (IMTL-L's e^s is 1 at s = 0, as is IMTL-H's), Nash-MTL with
-#: its unclipped α; the other methods leave the heads their raw loss gradients.
-HEAD_COEFFICIENTS = {"mgda": "weights", "mgda-ub": "weights", "nashmtl": "alpha", "imtll": "weights"}
+    if options:  # IMTL-L/H: ∂/∂s (e^s L − s) = e^s L − 1
+        assert torch.allclose(balancer.log_scales.grad, LOG_SCALES.exp() * loss_values - 1)

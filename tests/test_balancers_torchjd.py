@@ -54,7 +54,8 @@ def test_dual_cone_projection_of_the_mean_matches_torchjd_dualproj(seed: int) ->
     k = gramian.shape[0]
     regularized = gramian / gramian.trace() + 1e-4 * torch.eye(k, dtype=torch.float64)
     reference = torchjd_aggregation.DualProjWeighting()(gramian)
-    assert torch.allclose(dual_cone_weights(regularized, torch.full((k,), 1.0 / k, dtype=torch.float64)), reference, atol=1e-8)
+    mean_preference = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    assert torch.allclose(dual_cone_weights(regularized, mean_preference), reference, atol=1e-8)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

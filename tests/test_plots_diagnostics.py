@@ -64,3 +64,10 @@ def test_records_are_json_lines(tmp_path: Path):
     assert len(lines) == 20 and json.loads(lines[0])["step"] == 5
     with pytest.raises(FileNotFoundError):
         plot_runs([tmp_path / "missing"], tmp_path / "f")
+
+
+def test_run_labels_disambiguate_variants():
+    from taskbalance.plots.diagnostics import run_labels
+
+    paths = [Path("s/clean/uniform"), Path("s/noise/uniform"), Path("s/clean/avgnorm")]
+    assert run_labels(paths) == ["clean/uniform", "noise/uniform", "avgnorm"]

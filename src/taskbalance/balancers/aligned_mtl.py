@@ -37,7 +37,9 @@ ScaleMode = Literal["min", "median", "rmse"]
 
 class AlignedMTLOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    scale_mode: ScaleMode = Field("min", description="σ of the aligned gradients: min, median or mean (rmse) eigenvalue")
+    scale_mode: ScaleMode = Field(
+        "min", description="squared norm σ of the aligned gradients: min, median or mean (rmse) eigenvalue"
+    )
 
 
 def balance_transformation(gramian: Tensor, scale_mode: ScaleMode = "min") -> Tensor:

@@ -14,15 +14,15 @@ raw loss gradients (the official code overwrites only the shared ``.grad``): ``d
 Solver: SLSQP from ``1/K`` with bounds ``[0, 1]`` and ``Σ x = 1`` like the official code, with three changes that
 only make the same problem better solved: the analytic gradient of the objective, a tight ``ftol``, and the solve on
 the trace-normalised Gramian ``G / tr G`` (the minimiser ``w*`` and ``λ`` do not depend on a global scale of G; on
-the raw Gramian the official absolute ``+1e-8`` safeguards dominate once gradients are ~1e-4). The safeguards
-become relative to ``tr G``: ``‖g_0‖ = √(bᵀAb + ε)``, ``√φ = c ‖g_0‖ + ε``, objective ``√(xᵀAx + ε)``,
-``λ = √φ / (‖g_w‖ + ε)`` with ``ε = 1e-12`` on the unit-trace Gramian (with gradients of norm ~1, as in the
-official NYUv2 runs, the official 1e-8 is of that relative size). When ``‖g_w*‖ ≤ 1e-6`` on that scale (Pareto-stationary gradients, e.g. a task with a
-zero gradient, which ``w*`` then selects), ``λ = 0`` and ``d = K g_0 / rescale``: the official code gives the same
-direction there (``λ g_w* → 0``) but with weights up to 1e8 whose float32 combination is rounding noise; TorchJD
-returns d = 0 in that case. An all-zero Gramian (every gradient zero) returns the ``c = 0`` weights scaled by
-the rescale factor (``d = 0`` either way). c → ∞ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a stationary
-point of the average loss. Stateless, deterministic.
+the raw Gramian the official absolute ``+1e-8`` safeguards dominate once gradients are ~1e-4). The safeguards become
+relative to ``tr G``: ``‖g_0‖ = √(bᵀAb + ε)``, ``√φ = c ‖g_0‖ + ε``, objective ``√(xᵀAx + ε)``, ``λ = √φ / (‖g_w‖ +
+ε)`` with ``ε = 1e-12`` on the unit-trace Gramian (with gradients of norm ~1, as in the official NYUv2 runs, the
+official 1e-8 is of that relative size). When ``‖g_w*‖ ≤ 1e-6`` on that scale (Pareto-stationary gradients, e.g. a
+task with a zero gradient, which ``w*`` then selects), ``λ = 0`` and ``d = K g_0 / rescale``: the official code
+gives the same direction there (``λ g_w* → 0``) but with weights up to 1e8 whose float32 combination is rounding
+noise; TorchJD returns d = 0 in that case. An all-zero Gramian (every gradient zero) returns the ``c = 0`` weights
+scaled by the rescale factor (``d = 0`` either way). c → ∞ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a
+stationary point of the average loss. Stateless, deterministic.
 """
 
 from __future__ import annotations

@@ -12,14 +12,15 @@ Defaults: ``alpha = 2.0`` (the official CLI default is 1.0, but every official `
 QM9, CelebA — uses 2.0), ``max_norm = 1.0`` (0 disables). The clipping is applied as a rescaling of the weights so
 that ``‖Jᵀw‖ ≤ max_norm``, because the engine writes ``d = Jᵀw`` itself.
 
-Deviations: (1) the equation is solved on the trace-normalised Gramian ``Ĝ = G / tr G`` and mapped back exactly:
-if ``Ĝ ŵ = ŵ^{−1/α}`` then ``w = tr(G)^{−α/(α+1)} ŵ`` solves ``G w = w^{−1/α}`` (the raw problem's solution grows
-like ``‖g‖^{−2α/(α+1)}``, which the official start ``1/K`` reaches poorly when gradients are small); (2) the
-analytic Jacobian of the residual and tolerances of 1e-12 (scipy's default 1e-8) are passed to ``least_squares``. Degenerate inputs: a task with a zero gradient
-(``G_ii ≤ 1e-12 · max_j G_jj``) makes ``(Gw)_i = 0 = w_i^{−1/α}`` unsatisfiable (``w_i → ∞`` in the official code);
-here such tasks get weight 0 (they contribute nothing to ``d`` either way) and the equation is solved for the
-others; all gradients zero gives all weights 0. When the equation has no positive solution (e.g. exactly opposite
-gradients) the least-squares solution is used, as in the official code. Stateless, deterministic.
+Deviations: (1) the equation is solved on the trace-normalised Gramian ``Ĝ = G / tr G`` and mapped back exactly: if
+``Ĝ ŵ = ŵ^{−1/α}`` then ``w = tr(G)^{−α/(α+1)} ŵ`` solves ``G w = w^{−1/α}`` (the raw problem's solution grows like
+``‖g‖^{−2α/(α+1)}``, which the official start ``1/K`` reaches poorly when gradients are small); (2) the analytic
+Jacobian of the residual and tolerances of 1e-12 (scipy's default 1e-8) are passed to ``least_squares``. Degenerate
+inputs: a task with a zero gradient (``G_ii ≤ 1e-12 · max_j G_jj``) makes ``(Gw)_i = 0 = w_i^{−1/α}`` unsatisfiable
+(``w_i → ∞`` in the official code); here such tasks get weight 0 (they contribute nothing to ``d`` either way) and
+the equation is solved for the others; all gradients zero gives all weights 0. When the equation has no positive
+solution (e.g. exactly opposite gradients) the least-squares solution is used, as in the official code. Stateless,
+deterministic.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def fair_allocation(gramian: Tensor, alpha: float) -> Tensor:
     def jacobian(x: np.ndarray) -> np.ndarray:
         return a + np.diag(x ** (-1.0 / alpha - 1.0) / alpha)
 
-    solution = least_squares(
-        residual, np.full(m, 1.0 / m), jac=jacobian, bounds=(0.0, np.inf), ftol=TOLERANCE, xtol=TOLERANCE, gtol=TOLERANCE
-    )
+    start = np.full(m, 1.0 / m)
+    tolerances = {"ftol": TOLERANCE, "xtol": TOLERANCE, "gtol": TOLERANCE}
+    solution = least_squares(residual, start, jac=jacobian, bounds=(0.0, np.inf), **tolerances)
     weights[active] = torch.from_numpy(solution.x) * trace ** (-alpha / (alpha + 1.0))
     return weights
 

@@ -2,8 +2,8 @@
 (OpenReview IMPnRXEWpvr). No official code; LibMTL's ``IMTL`` (= IMTL-H), Nash-MTL's ``IMTLG`` and TorchJD's
 ``IMTLG`` are re-implementations.
 
-* IMTL-G (``variant="g"``, default): ``d = Σ_t α_t g_t`` with ``Σ_t α_t = 1`` (see the sign note below) whose projections on the unit
-  gradients ``u_t = g_t/‖g_t‖`` are all equal: ``dᵀu_1 = dᵀu_t``. The paper's closed form
+* IMTL-G (``variant="g"``, default): ``d = Σ_t α_t g_t`` with ``Σ_t α_t = 1`` (see the sign note below) whose
+  projections on the unit gradients ``u_t = g_t/‖g_t‖`` are all equal: ``dᵀu_1 = dᵀu_t``. The paper's closed form
   (``α_{2:T} = g_1 Uᵀ (D Uᵀ)^{-1}``) is, in Gramian form, ``α ∝ G⁺ √diag(G)`` normalised to sum 1 (then
   ``(Gα)_t / √G_tt`` is the same for every t); the pseudo-inverse (TorchJD's generalisation) also covers linearly
   dependent gradients. It is computed on ``G / tr G`` (α does not depend on the scale). Scaling one task's loss
@@ -72,7 +72,7 @@ class IMTL(Balancer):
     """Impartial MTL: equal projections of the update on the unit task gradients (G), learnable loss scales (L)."""
 
     name = "imtl"
-    description = "Impartial MTL: equal projections on the unit task gradients (G), learned loss scales (L), or both (H)."
+    description = "Impartial MTL: equal projections on the unit gradients (G), learned loss scales (L), or both (H)."
     requires = "gramian"
     default_head_gradients = "raw"
     Options = IMTLOptions

@@ -46,7 +46,7 @@ Normalization = Literal["none", "l2", "loss", "loss+"]
 class MGDAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     normalization: Normalization = Field(
-        "none", description="gradient normaliser n_t for the solve only: none (paper), l2, loss, loss+ (official sample.json)"
+        "none", description="normaliser n_t used only in the solve: none (paper), l2, loss, loss+ (repo's sample.json)"
     )
     scale: bool = Field(False, description="multiply the weights by K (Nash-MTL repo) instead of Σα=1 (official)")
     tol: float = Field(1e-5, gt=0, description="L1 change of α that stops the min-norm solver (official 1e-5)")

@@ -30,8 +30,9 @@ With the default the shared update always has norm 1 at K ≥ 2 (``‖d‖ = √
 
 State: the previous α (weights reused on failure and between updates) and α̂ (warm start), as buffers in
 ``state_dict()``. Failure handling (official): when a sub-problem cannot be solved (infeasible, e.g. a task with a
-zero gradient makes ``log β_i`` unbounded; solver error), the last successful iterate is kept; when that happens at
-the first iteration the step reuses the previous step's α (ones at the first step), which the IMGrad paper calls
+zero gradient leaves no feasible point; a warm start with ``(G α_τ)_i < 0`` gives a negative linearisation
+coefficient and an unbounded problem; solver error), the last successful iterate is kept; when that happens at the
+first iteration the step reuses the previous step's α (ones at the first step), which the IMGrad paper calls
 "skipping". An all-zero Gramian also reuses the previous α (``d = 0`` anyway). Deterministic.
 """
 

@@ -37,13 +37,18 @@ FIGURES: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def load_run(path: Path) -> tuple[str, list[dict[str, Any]]]:
-    """A run's label (its folder name) and diagnostic records; raises if the folder has none."""
-    run = RunDir(Path(path))
-    records = run.diagnostics.read()
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """A run's diagnostic records; raises if the folder has none."""
+    records = RunDir(Path(path)).diagnostics.read()
     if not records:
         raise FileNotFoundError(f"{path} has no diagnostics.jsonl records (train with diagnostics.every > 0)")
-    return Path(path).name, records
+    return records
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Panel titles: the run folder names, with their parent folder when two runs share a name (study variants)."""
+    names = [Path(p).name for p in paths]
+    return [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
 
 
 def window_means(steps: Sequence[int], values: Sequence[float | None], points: int) -> tuple[list[float], list[float]]:
@@ -108,6 +113,6 @@ def plot_quantity(runs: Mapping[str, Sequence[Mapping[str, Any]]], quantity: str
 
 def plot_runs(run_dirs: Sequence[Path], out: Path, points: int = 50) -> list[Path]:
     """Every diagnostics figure for the given runs, written into ``out``; returns the files written."""
-    runs = dict(load_run(path) for path in run_dirs)
+    runs = {label: load_records(path) for label, path in zip(run_labels(run_dirs), run_dirs)}
     written = [plot_quantity(runs, quantity, out, points) for quantity in FIGURES]
     return [p for p in written if p is not None]

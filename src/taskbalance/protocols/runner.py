@@ -130,7 +130,7 @@ def run_protocol(
     columns = preset.columns(names)
     delta = protocol_delta_m(reported, reference, columns) if reference is not None and not single_task else None
     result = RunResult(
-        name="stl" if single_task else method, method="stl" if single_task else method,
+        name=f"stl-{names[0]}" if single_task else method, method="stl" if single_task else method,
         kind="stl" if single_task else "mtl", tasks=list(names), metrics=reported,
         primary={t: s.primary_metric for t, s in specs.items()},
         higher_is_better={t: s.higher_is_better for t, s in specs.items()},

@@ -119,6 +119,9 @@ class Trainer:
             differences = config_differences(stored, self.config)
             if differences:
                 raise ConfigError(f"cannot resume {run.root}: the config differs in {', '.join(differences)}")
+            if not run.has_checkpoint() and self.dist.is_main:  # killed before its first checkpoint: start over
+                run.metrics.truncate_after(0)
+                run.diagnostics.truncate_after(0)
         elif self.dist.is_main:
             write_text_atomic(run.config, dump_config(self.config))
         barrier(self.dist)
@@ -191,7 +194,9 @@ class Trainer:
         try:
             result = self.balancer.backward(losses, features=output.features, diagnose=source)
         except NonFiniteLossError as error:
-            raise self._diverged(error.task, error.value) from None
+            raise self._diverged(f"the loss of task {error.task!r} is {error.value}") from None
+        except FloatingPointError as error:  # e.g. a method producing non-finite weights
+            raise self._diverged(str(error)) from None
         average_gradients([p for group in self.optimizer.param_groups for p in group["params"]], self.dist)
         if self.config.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
@@ -203,11 +208,10 @@ class Trainer:
             self.balancer.post_step({t: v.detach() for t, v in new_losses.items()})
         return result, {t: float(v.detach()) for t, v in distances.items()}
 
-    def _diverged(self, task: str, value: float) -> TrainingDiverged:
+    def _diverged(self, problem: str) -> TrainingDiverged:
         last = ckpt.find_checkpoint(self.run.checkpoints, "last")
         where = f"the last checkpoint (step {last.step}) in {self.run.checkpoints} is intact" if last else "no checkpoint was saved yet"
-        return TrainingDiverged(f"training stopped: the loss of task {task!r} is {value} at step {self.state.step + 1}; "
-                                f"no update was applied; {where}")
+        return TrainingDiverged(f"training stopped: {problem} at step {self.state.step + 1}; no update was applied; {where}")
 
     # ------------------------------------------------------------------ logging
     def _log_step(self, result: Any, distances: Mapping[str, float], writer: SummaryWriter | None, diagnose: bool) -> None:

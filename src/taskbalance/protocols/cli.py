@@ -1,0 +1,66 @@
+"""CLI group ``taskbalance protocol``: list the benchmarks of the method papers and run them into a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+protocol_app = typer.Typer(no_args_is_help=True, help="The method papers' benchmarks: NYUv2 / Cityscapes (MTAN protocol), CelebA, MultiMNIST.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``protocol`` command group to the main app."""
+    app.add_typer(protocol_app, name="protocol")
+
+
+@protocol_app.command("list")
+def list_command() -> None:
+    """List the benchmark presets and their settings."""
+    from taskbalance.protocols.presets import available_protocols, protocol_preset
+
+    for name in available_protocols():
+        preset = protocol_preset(name)
+        s = preset.schedule
+        console.print(f"[bold]{name}[/bold]: {preset.description}; {s.epochs} epochs, batch {s.batch_size}, Adam {s.lr:g}"
+                      + (f" halved at epoch {s.halve_at}" if s.halve_at else "") + f"; reports {preset.reporting.rule}")
+
+
+@protocol_app.command("run")
+def run_command(
+    name: Annotated[str, typer.Argument(help="benchmark: nyuv2-mtan, cityscapes, celeba, multimnist")],
+    out: Annotated[Path, typer.Option(help="output folder: one run directory per method, report.md, report.csv")],
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="balancer name, repeatable (default: uniform)")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="method option: method.key=value (YAML value), repeatable")] = None,
+    root: Annotated[Optional[Path], typer.Option(help="dataset folder (not needed with --cpu)")] = None,
+    cpu: Annotated[bool, typer.Option("--cpu", help="the small CPU version on synthetic stand-in data")] = False,
+    single_task: Annotated[Optional[bool], typer.Option("--stl/--no-stl", help="train single-task baselines (default: when the benchmark has no hard-coded one)")] = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> None:
+    """Train each method on the benchmark and print the papers' table (Δm% lower is better)."""
+    from taskbalance.balancers import BalancerError
+    from taskbalance.data import DataError
+    from taskbalance.protocols.presets import protocol_preset
+    from taskbalance.protocols.report import to_markdown
+    from taskbalance.protocols.suite import run_suite
+    from taskbalance.results import ResultsError
+    from taskbalance.training.config import ConfigError, parse_override
+
+    try:
+        options: dict[str, dict[str, Any]] = {}
+        for text in option or []:
+            path, value = parse_override(text)
+            if len(path) != 2:
+                raise ConfigError(f"option {text!r} must look like method.key=value (e.g. famo.gamma=0.01)")
+            options.setdefault(path[0], {})[path[1]] = value
+        table = run_suite(protocol_preset(name, cpu=cpu), method or ["uniform"], out, root=root, method_options=options,
+                          single_task=single_task, seed=seed, device=device)
+    except (DataError, BalancerError, ResultsError, ConfigError, ValueError) as error:
+        console.print(f"[bold red]error:[/bold red] {error}")
+        raise typer.Exit(1) from None
+    console.print(to_markdown(table))
+    console.print(f"report in {out / 'report.md'}")

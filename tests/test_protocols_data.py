@@ -216,10 +216,10 @@ def test_overlay_matches_the_reference_construction():
 
 
 def test_multimnist_labels_follow_the_partners():
+    # digit d is a constant image of value 10·d, so the right label identifies the right image
     images = np.stack([np.full((28, 28), 10 * d, np.uint8) for d in range(10)])
     ds = MultiMNISTDataset(images, np.arange(10), seed=5)
     for i in range(10):
-        # the pixel at (27, 0) belongs to the left digit only, (33, 33) before resizing to the right digit only
         raw = overlay(images[i : i + 1], images[int(ds.right[i]) : int(ds.right[i]) + 1])[0]
         expected = (torch.from_numpy(raw).float() / 255 - 0.1307) / 0.3081
         assert torch.allclose(ds[i]["image"][0], expected) and int(ds[i]["left"]) == i

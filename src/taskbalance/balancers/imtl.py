@@ -102,8 +102,8 @@ class IMTL(Balancer):
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         variant = self.options.variant
         if variant == "l":
-            scales = self._scales(inputs.losses)
-            return Aggregation(weights=scales)
+            scales = self._scales(inputs.losses)  # a loss weighting: the heads get e^s whatever head_gradients says
+            return Aggregation(weights=scales, head_weights=scales)
         assert inputs.gramian is not None
         if variant == "g":
             weights = imtl_g_weights(inputs.gramian)

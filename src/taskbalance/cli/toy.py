@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from taskbalance.balancers import BalancerError
 from taskbalance.toy.outputs import write_outputs
 from taskbalance.toy.presets import PRESETS, SCALINGS, resolve_settings
 from taskbalance.toy.problem import ToyProblem
@@ -45,15 +46,18 @@ def toy(
     labels = ", ".join(spec.label for spec in settings.methods)
     console.print(f"toy preset [bold]{settings.preset}[/]: {labels}; {len(settings.starts)} starts, {settings.steps} steps")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("Adam steps", total=settings.steps)
-        run = run_toy(
-            problem,
-            settings.methods,
-            torch.tensor(settings.starts, dtype=torch.float64),
-            settings.steps,
-            on_step=lambda: progress.advance(task),
-        )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("Adam steps", total=settings.steps)
+            run = run_toy(
+                problem,
+                settings.methods,
+                torch.tensor(settings.starts, dtype=torch.float64),
+                settings.steps,
+                on_step=lambda: progress.advance(task),
+            )
+    except BalancerError as error:  # bad method options are found when the balancers are built, before any step
+        raise typer.BadParameter(str(error), param_hint="--methods") from None
     outcomes = summarize(run, problem, tolerance)
     header, rows = table_rows(outcomes)
     table = Table(*header, title=f"toy {settings.preset}: {run.steps} steps in {run.total_seconds:.1f} s")

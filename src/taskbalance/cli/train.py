@@ -39,12 +39,15 @@ def train_command(
     if list_presets:
         console.print("\n".join(available_presets()))
         return
+    target = out
     try:
         cfg = load_config(config, overrides or [])
         target = out or Path("runs") / cfg.name
         result = train(cfg, target, resume=resume, console=console, show_progress=progress)
     except _user_errors() as error:
         raise _fail(error) from None
+    except KeyboardInterrupt:
+        raise _fail(KeyboardInterrupt(f"interrupted; continue with: taskbalance train {config} --out {target} --resume"), 130) from None
     if result is not None:
         console.print(f"results written to {target / 'results.json'}")
         for task, metrics in result.metrics.items():
@@ -73,6 +76,8 @@ def study_command(
         run_study(spec, target, console=console, show_progress=progress, only=only)
     except _user_errors() as error:
         raise _fail(error) from None
+    except KeyboardInterrupt:
+        raise _fail(KeyboardInterrupt("interrupted; the same command continues the study (finished runs are kept)"), 130) from None
 
 
 def plot_command(

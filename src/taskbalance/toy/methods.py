@@ -58,12 +58,14 @@ def parse_method(text: str) -> MethodSpec:
     if rest:
         if not rest.endswith(")"):
             raise BalancerError(f"method spec {text!r}: missing closing parenthesis")
+        bad = BalancerError(f"method spec {text!r}: options must be key=value literals, e.g. cagrad(c=0.5)")
         try:
             call = ast.parse(f"f({rest}", mode="eval").body
-            assert isinstance(call, ast.Call) and not call.args
-            options = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg is not None}
-        except (SyntaxError, ValueError, AssertionError):
-            raise BalancerError(f"method spec {text!r}: options must be key=value literals, e.g. cagrad(c=0.5)") from None
+            if not isinstance(call, ast.Call) or call.args or any(kw.arg is None for kw in call.keywords):
+                raise bad
+            options = {str(kw.arg): ast.literal_eval(kw.value) for kw in call.keywords}
+        except (SyntaxError, ValueError):
+            raise bad from None
     max_norm = None if RUNNER_OPTION in cls.Options.model_fields else options.pop(RUNNER_OPTION, None)
     return MethodSpec(cls.name, options, None if max_norm is None else float(max_norm))
 

@@ -48,12 +48,10 @@ def task_channels(config: RunConfig, info: Any) -> dict[str, int]:
     return {task: spec.out_channels for task, spec in build_specs(config, info).items()}
 
 
-def build_model_for(config: RunConfig, info: Any | None = None) -> nn.Module:
-    """The configured model (``info`` defaults to the training split's dataset info)."""
+def build_model_for(config: RunConfig, info: Any) -> nn.Module:
+    """The configured model, its heads sized from the dataset ``info``."""
     from taskbalance.models import build_model
 
-    if info is None:
-        info = build_split(config, "train", train=True).info  # type: ignore[attr-defined]
     return build_model(arch=config.model.arch, backbone=config.model.backbone, task_channels=task_channels(config, info),
                        pretrained=config.model.pretrained, single_task=config.single_task, **config.model.options)
 

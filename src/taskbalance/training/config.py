@@ -148,7 +148,8 @@ class RunConfig(_Strict):
         return self
 
 
-def _format_errors(error: ValidationError) -> str:
+def format_validation_error(error: ValidationError) -> str:
+    """``dotted.key: problem`` for every error of a pydantic validation."""
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -162,7 +163,7 @@ def validate_config(raw: Mapping[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(dict(raw))
     except ValidationError as error:
-        raise ConfigError(f"invalid config: {_format_errors(error)}") from None
+        raise ConfigError(f"invalid config: {format_validation_error(error)}") from None
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,15 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from taskbalance.training.config import ConfigError, RunConfig, apply_settings, deep_merge, parse_override, validate_config
+from taskbalance.training.config import (
+    ConfigError,
+    RunConfig,
+    apply_settings,
+    deep_merge,
+    format_validation_error,
+    parse_override,
+    validate_config,
+)
 from taskbalance.training.presets import load_raw, read_yaml, resolve_path
 from taskbalance.training.rundir import RunDir
 
@@ -74,9 +82,7 @@ def load_study(name_or_path: str | Path, overrides: list[str] | None = None) -> 
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                             for e in error.errors())
-        raise ConfigError(f"invalid study {path}: {problems}") from None
+        raise ConfigError(f"invalid study {path}: {format_validation_error(error)}") from None
     if overrides:
         parsed = {".".join(path): value for path, value in map(parse_override, overrides)}
         spec = spec.model_copy(update={"set": {**spec.set, **parsed}})

@@ -20,14 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskbalance.training.checkpoint import find_checkpoint, load_weights
+from taskbalance.training.components import build_model_for
+from taskbalance.training.presets import load_config
 
 
 def load_teacher(run_dir: Path, device: torch.device, info: Any) -> nn.Module:
     """The selected (best, else last) single-task model of a run directory, frozen in eval mode (``info``: the
     dataset info the student trains on, which sizes the teacher's head)."""
-    from taskbalance.training.components import build_model_for
-    from taskbalance.training.presets import load_config
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"teacher {run_dir} is not a run directory (no config.yaml)")

@@ -529,6 +529,24 @@ def test_degenerate_inputs_give_finite_bounded_updates(name: str, case: str) -> 
         assert float(d.norm()) == 0.0
 
 
+def test_documented_fallbacks_for_a_zero_task_gradient() -> None:
+    jacobian = degenerate_jacobians()["zero_task"]
+    # CAGrad: w* selects the zero gradient (‖g_w*‖ = 0), λ = 0 and d = K g_0 / (1 + c²) with finite weights
+    d, w = combine("cagrad", jacobian)
+    assert torch.allclose(w, torch.full((3,), 1 / 1.16, dtype=torch.float64), atol=1e-6)
+    # IMTL-G, Aligned-MTL: the zero-gradient task gets weight 0, the others keep their defining property
+    for name in ("imtl", "aligned_mtl"):
+        d, w = combine(name, jacobian)
+        assert w[1] == pytest.approx(0.0, abs=1e-12)
+    live = jacobian[[0, 2]]
+    d, _ = combine("imtl", jacobian)
+    projections = live @ d / live.norm(dim=1)
+    assert projections[0] == pytest.approx(float(projections[1]), rel=1e-9)
+    # MGDA: the min-norm point is the zero gradient itself (Pareto-stationary), d ≈ 0
+    d, _ = combine("mgda", jacobian)
+    assert float(d.norm()) < 1e-4 * float(jacobian.norm())
+
+
 @pytest.mark.parametrize(
     "name,options",
     [
@@ -574,7 +592,13 @@ def gradients(loss: Tensor, inputs: list[Tensor]) -> tuple[Tensor, ...]:
 
 #: What multiplies each head's own loss gradient: MGDA weighs the heads by α, Nash-MTL by its unclipped α, IMTL-L/H
 #: by e^s (the gradient of the task's scaled loss); the others leave the heads their raw loss gradients.
-HEAD_COEFFICIENTS = {"mgda": "weights", "mgda-ub": "weights", "nashmtl": "alpha", "imtl-l": "scales", "imtl-h": "scales"}
+HEAD_COEFFICIENTS = {
+    "mgda": "weights",
+    "mgda-ub": "weights",
+    "nashmtl": "alpha",
+    "imtl-l": "scales",
+    "imtl-h": "scales",
+}
 LOG_SCALES = torch.tensor([0.3, -0.2, 0.5])
 VARIANTS = [(m, {}) for m in METHODS] + [("imtl", {"variant": "l"}), ("imtl", {"variant": "h"})]
 

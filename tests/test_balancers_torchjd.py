@@ -61,10 +61,12 @@ def test_dual_cone_projection_of_the_mean_matches_torchjd_dualproj(seed: int) ->
 @pytest.mark.parametrize("seed", SEEDS)
 def test_mgda_matches_torchjd(seed: int) -> None:
     jacobian, gramian = random_gramian(seed)
-    reference = torchjd_aggregation.MGDAWeighting(epsilon=1e-12, max_iters=100000)(gramian)
+    reference = torchjd_aggregation.MGDAWeighting(epsilon=1e-12, max_iters=2000)(gramian)
     mine = ours("mgda", jacobian, tol=1e-13, max_iter=5000)  # scale=False: Σα = 1 like TorchJD
-    # compare the min-norm points (α is unique only when the gradients are independent, which they are here)
-    assert torch.allclose(mine @ jacobian, reference @ jacobian, atol=1e-5 * float(jacobian.norm()))
+    # Frank–Wolfe converges like 1/t: after 2000 iterations its min-norm point is within ~2e-4 ‖J‖ of ours, and
+    # ours (the converged projected-gradient solver) is never the worse one
+    assert float((mine @ jacobian - reference @ jacobian).norm()) < 1e-3 * float(jacobian.norm())
+    assert float(mine @ gramian @ mine) <= float(reference @ gramian @ reference) * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

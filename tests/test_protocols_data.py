@@ -21,6 +21,7 @@ from taskbalance.protocols.data import (
     standin_mtan,
     standin_multimnist,
 )
+from taskbalance.protocols.check import check_protocol_data
 from taskbalance.protocols.data.augment import mtan_scale_crop_flip
 
 H, W = 8, 12
@@ -234,3 +235,16 @@ def test_standins_have_the_item_format():
     assert celeba.info.tasks == ("attr_0", "attr_1", "attr_2", "attr_3") and celeba[0]["attr_0"].dtype == torch.float32
     mnist = standin_multimnist(8)
     assert mnist[0]["image"].shape == (1, 28, 28) and 0 <= int(mnist[0]["right"]) < 10
+
+
+def test_check_lists_every_problem_without_writing(tmp_path):
+    _write_mtan(tmp_path, "train", 2)
+    _write_mtan(tmp_path, "val", 2)
+    (tmp_path / "val" / "depth" / "1.npy").write_bytes(b"junk")
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    report = check_protocol_data("nyuv2-mtan", tmp_path)
+    assert report.samples == 4 and len(report.problems) == 1
+    assert report.problems[0].path == "test[1]" and "depth/1.npy" in report.problems[0].message
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+    missing = check_protocol_data("cityscapes", tmp_path / "none")
+    assert not missing.ok and "does not exist" in missing.problems[0].message

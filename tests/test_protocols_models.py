@@ -88,3 +88,16 @@ def test_multilenet_sizes_are_the_mgda_ones():
 def test_single_task_models_take_one_task():
     with pytest.raises(ModelError, match="one model per task"):
         MultiLeNet({"left": 10, "right": 10}, single_task=True)
+
+
+def test_segnet_mtan_with_per_task_attention_blocks_is_cut_at_the_taps():
+    from taskbalance.balancers import create
+
+    model = SegNetMTAN({"semseg": 3, "depth": 1}, filters=SMALL, shared_attention_blocks=False)
+    _partition_ok(model)
+    assert "encoder_block_att" in model.task_specific["depth"] and "encoder_block_att" not in model.shared
+    out = model.forward_train(torch.rand(2, 3, 32, 32))
+    losses = {"semseg": out.predictions["semseg"].mean(), "depth": out.predictions["depth"].mean()}
+    balancer = create("mgda-ub", tasks=("semseg", "depth"), shared=model.shared_parameters(), last_layer=model.last_shared_layer())
+    balancer.backward(losses, features=out.features)  # raises when a loss bypasses the taps
+    assert all(p.grad is not None for p in model.shared["trunk"].encoder_block[0].parameters())

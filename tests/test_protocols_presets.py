@@ -98,3 +98,5 @@ def test_cli_runs_a_cpu_benchmark(tmp_path):
     assert load_run_result(tmp_path / "famo" / "results.json").meta["method_options"] == {"gamma": 0.01}
     bad = runner.invoke(app, ["protocol", "run", "nyuv2-mtan", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "pass root=" in bad.output
+    checked = runner.invoke(app, ["protocol", "check", "cityscapes", "--root", str(tmp_path / "missing")])
+    assert checked.exit_code == 1 and "does not exist" in checked.output

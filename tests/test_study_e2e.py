@@ -33,6 +33,7 @@ methods:
   - {{name: avgnorm}}
 url: true
 feature_distance: true
+diagnostics_runs: [uniform, avgnorm]
 """)
     return path
 

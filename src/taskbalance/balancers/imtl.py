@@ -29,9 +29,10 @@ Degenerate inputs (the official-style formula divides by ``‖g_t‖``; here not
 zero gradient gets ``α_t = 0`` (its row of the pseudo-inverse vanishes); identical gradients give uniform α; all-zero
 gradients, or ``|1ᵀG⁺√diag G| < 1e-12``, give α = 0 (TorchJD's convention; d = 0). K = 1 gives α = 1.
 
-Deviation (sign): ``v = G⁺√diag G`` always gives ``Jᵀv`` the projection +1 on every unit gradient, but for badly
-conditioned K ≥ 3 gradients ``Σ v`` can be negative, and the paper's normalisation ``Σ α = 1`` (also TorchJD's) then
-flips the update so that every task's loss *increases*. Here ``α = v / |Σ v|``: identical whenever ``Σ v > 0``
+Deviation (sign): ``v = G⁺√diag G`` gives ``Jᵀv`` the projection +1 on every unit gradient (independent gradients),
+but for K ≥ 3 conflicting gradients of unequal norms ``Σ v`` can be negative (half of the random 4-task cases in the
+tests), and the paper's normalisation ``Σ α = 1`` (also TorchJD's) then flips the update so that every task's loss
+*increases*. Here ``α = v / |Σ v|``: identical whenever ``Σ v > 0``
 (always for K = 2), ``Σ α = −1`` otherwise, and the common projection is always positive. Deterministic; the only
 state is ``s``.
 """

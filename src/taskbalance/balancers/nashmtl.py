@@ -9,9 +9,11 @@ solution ``‖d‖² = K``.
 Solver (paper §3.2, official code): the concave-convex procedure. With ``β(α) = G α`` and
 ``φ(α) = Σ_i log α_i + log β_i(α)``, each iteration solves the convex problem
 ``min_{α ≥ 0} Σ_i β_i(α) + ∇φ(α_τ)ᵀ α`` s.t. ``log α_i + log β_i(α) ≥ 0`` (the linearisation of φ at the previous
-iterate ``α_τ``), for at most ``optim_niter`` = 20 iterations, stopping when ``‖G α_τ − 1/(α_τ + 1e-10)‖ < 1e-3`` or
-``‖α_{τ+1} − α_τ‖ < 1e-6`` (official tests, evaluated as in the official loop). The problem is compiled once with
-cvxpy Parameters (DPP) and re-solved; the official solver ECOS is not available here, so CLARABEL solves it.
+iterate ``α_τ``), for at most ``optim_niter`` = 20 iterations, stopping when ``‖Ĝ α_τ − 1/(α_τ + 1e-10)‖ < 1e-3``
+(``Ĝ``: the normalised Gramian below) or ``‖α_{τ+1} − α_τ‖ < 1e-6`` (official tests, as in the official loop). The problem is compiled once with
+cvxpy Parameters (DPP) and re-solved; the official solver ECOS is not available here, so CLARABEL solves it, without
+cvxpy's solver-level warm start (that hidden state would make a resumed run differ from an uninterrupted one; the
+CCP's own warm start is the α̂ buffer).
 
 Deviation (scaling): the official code divides the Gramian by its Frobenius norm ``nf`` in the objective and
 stopping test but keeps the constraint on the unnormalised Gramian, so its iterations mix two scales (TorchJD warns
@@ -80,7 +82,7 @@ class NashSubproblem:
         self.gramian.value = gramian
         self.linearization.value = linearization
         try:
-            self.problem.solve(solver=cp.CLARABEL)
+            self.problem.solve(solver=cp.CLARABEL, warm_start=False)
         except (cp.error.SolverError, ValueError, ArithmeticError):
             return None
         value = self.alpha.value

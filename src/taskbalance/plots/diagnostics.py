@@ -103,10 +103,10 @@ def plot_quantity(runs: Mapping[str, Sequence[Mapping[str, Any]]], quantity: str
     axes[0][0].set_ylabel(ylabel)
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
-    figure.tight_layout(rect=(0, 0.08 if rows == 1 else 0.05, 1, 1))
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.25 if rows == 1 else 0.12, wspace=0.25, hspace=0.45)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.png"
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
 

@@ -29,6 +29,26 @@ def list_command() -> None:
                       + (f" halved at epoch {s.halve_at}" if s.halve_at else "") + f"; reports {preset.reporting.rule}")
 
 
+@protocol_app.command("check")
+def check_command(
+    name: Annotated[str, typer.Argument(help="benchmark: nyuv2-mtan, cityscapes, celeba, multimnist")],
+    root: Annotated[Path, typer.Option(help="the dataset folder to check (read only)")],
+) -> None:
+    """Read every item of the benchmark's dataset and list each missing, corrupt or out-of-range file."""
+    from taskbalance.protocols.check import check_protocol_data
+
+    try:
+        report = check_protocol_data(name, root)
+    except ValueError as error:
+        console.print(f"[bold red]error:[/bold red] {error}")
+        raise typer.Exit(1) from None
+    for problem in report.problems:
+        console.print(f"[red]{problem.path}[/red]: {problem.message}")
+    console.print(f"{report.samples} items checked, {len(report.problems)} problem(s)")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @protocol_app.command("run")
 def run_command(
     name: Annotated[str, typer.Argument(help="benchmark: nyuv2-mtan, cityscapes, celeba, multimnist")],

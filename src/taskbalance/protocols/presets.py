@@ -103,7 +103,7 @@ def _mtan_loader(layout: MTANLayout, expected: str) -> Loader:
 
 def _standin_mtan_loader(layout: MTANLayout) -> Loader:
     def load(split: str, root: Path | None, seed: int) -> Dataset:
-        return standin_mtan(layout, 8 if split == "train" else 4, (32, 32), seed=seed + (split != "train"))
+        return standin_mtan(layout, 4 if split == "train" else 2, (32, 32), seed=seed + (split != "train"))
     return load
 
 
@@ -148,7 +148,7 @@ def _mtan_preset(name: str, layout: MTANLayout, batch: int, columns: tuple[Metri
 def _celeba(cpu: bool) -> ProtocolPreset:
     if cpu:
         def load(split: str, root: Path | None, seed: int) -> Dataset:
-            return standin_celeba(32 if split == "train" else 16, seed=seed + ("train", "val", "test").index(split))
+            return standin_celeba(16 if split == "train" else 8, seed=seed + ("train", "val", "test").index(split))
         widths: Sequence[int] = (4, 8, 8, 16)
         schedule = Schedule(2, 16, 1e-3)
     else:
@@ -166,7 +166,7 @@ def _celeba(cpu: bool) -> ProtocolPreset:
 def _multimnist(cpu: bool) -> ProtocolPreset:
     if cpu:
         def load(split: str, root: Path | None, seed: int) -> Dataset:
-            return standin_multimnist(64 if split == "train" else 32, seed=seed + (split != "train"))
+            return standin_multimnist(32 if split == "train" else 16, seed=seed + (split != "train"))
         schedule = Schedule(2, 32, 1e-3)
     else:
         def load(split: str, root: Path | None, seed: int) -> Dataset:

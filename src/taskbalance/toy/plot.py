@@ -23,7 +23,7 @@ _PANEL_INCHES = 4.0
 def trajectories_figure(run: ToyRun, problem: ToyProblem, title: str = "") -> Figure:
     """Build the figure (2 rows × one column per method)."""
     n_methods = len(run.specs)
-    figure = Figure(figsize=(_PANEL_INCHES * n_methods, 2 * _PANEL_INCHES + 0.6), layout="constrained")
+    figure = Figure(figsize=(max(_PANEL_INCHES * n_methods, 2 * _PANEL_INCHES), 2 * _PANEL_INCHES + 1.2), layout="constrained")
     axes = figure.subplots(2, n_methods, squeeze=False)
     stride = max(1, run.steps // _MAX_DRAWN_POINTS)
     points = run.points[::stride].numpy()
@@ -41,12 +41,13 @@ def trajectories_figure(run: ToyRun, problem: ToyProblem, title: str = "") -> Fi
         param_axes.plot(list(PARETO_X1_RANGE), [PAPER_PARETO_X2] * 2, "k:", linewidth=1, label="papers' line x2=-8.3552")
         loss_axes.plot(*front_losses.T, color="grey", linewidth=5, alpha=0.6, zorder=1, label="Pareto front")
         for s, colour in enumerate(colours):
-            param_axes.plot(points[:, m, s, 0], points[:, m, s, 1], color=colour, linewidth=1.5, zorder=3)
+            start = f"start ({points[0, m, s, 0]:g}, {points[0, m, s, 1]:g})"
+            param_axes.plot(points[:, m, s, 0], points[:, m, s, 1], color=colour, linewidth=1.5, zorder=3, label=start)
             loss_axes.plot(losses[:, m, s, 0], losses[:, m, s, 1], color=colour, linewidth=1.5, zorder=3)
             param_axes.plot(*points[0, m, s], "o", color="k", markersize=5, zorder=4)
             loss_axes.plot(*losses[0, m, s], "o", color="k", markersize=5, zorder=4)
         param_axes.plot(*optimum.numpy(), "*", color="k", markersize=14, zorder=5, label="min ℓ1+ℓ2")
-        loss_axes.plot(*optimum_losses, "*", color="k", markersize=14, zorder=5, label="min ℓ1+ℓ2")
+        loss_axes.plot(*optimum_losses, "*", color="k", markersize=14, zorder=5, )
         failed = " (failed)" if m in run.failures else ""
         param_axes.set_title(f"{spec.label}{failed}", fontsize=10)
         _style(param_axes, "x1", "x2")
@@ -54,8 +55,9 @@ def trajectories_figure(run: ToyRun, problem: ToyProblem, title: str = "") -> Fi
         param_axes.set_ylim(-_EXTENT, _EXTENT)
         param_axes.set_aspect("equal")
         _style(loss_axes, "ℓ1", "ℓ2")
-    axes[0, 0].legend(loc="upper center", fontsize=7)
-    axes[1, 0].legend(loc="upper right", fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # the same in every column
+    front_handle = axes[1, 0].get_legend_handles_labels()[0][0]
+    figure.legend([*handles, front_handle], [*labels, "Pareto front (loss space)"], loc="outside lower center", ncols=min(5, 2 * n_methods), fontsize=8)
     s1, s2 = problem.scales
     figure.suptitle(f"{title}  (ℓ1 = {s1:g}·L1, ℓ2 = {s2:g}·L2, {run.steps} Adam steps)".strip(), fontsize=12)
     return figure

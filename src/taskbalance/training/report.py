@@ -132,10 +132,25 @@ def _phenomenon(table: Any, row_name: str) -> str | None:
     return None
 
 
-def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console | None = None) -> dict[str, Any]:
-    """Build, print and save the report of every finished run of the study; returns its data."""
+def _draw_figures(spec: StudySpec, finished: Sequence[tuple[PlannedRun, RunResult]], table: Any, out: Path) -> list[Path]:
+    """The radar chart (three tasks or more) and the diagnostics figures of the MTL runs."""
     from taskbalance.plots import plot_runs
 
+    figures: list[Path] = []
+    if len(table.columns) >= 3 and len(table.rows) > 1:
+        figures.append(radar_chart(table, out / "radar.png", title="M_i against single-task"))
+    diagnosed = [out / p.name for p, _ in finished if p.kind != "stl" and RunDir(out / p.name).diagnostics.path.is_file()]
+    if spec.diagnostics_runs is not None:
+        diagnosed = [d for d in diagnosed if d.name in spec.diagnostics_runs]
+    if diagnosed:
+        figures += plot_runs(diagnosed, out / "figures")
+    return figures
+
+
+def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console | None = None,
+                 draw_figures: bool = True) -> dict[str, Any]:
+    """Build, print and save the report of every finished run of the study; returns its data. With
+    ``draw_figures=False`` the figures already in ``out`` are kept (nothing new was trained)."""
     console = console or Console()
     finished = [(run, load_run_result(out / run.name)) for run in runs if RunDir(out / run.name).is_finished()]
     variants = list(dict.fromkeys(run.variant for run in runs))
@@ -177,14 +192,7 @@ def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console
     for text in findings:
         console.print(f"[bold]{text}[/bold]")
 
-    figures: list[Path] = []
-    if len(table.columns) >= 3 and len(table.rows) > 1:
-        figures.append(radar_chart(table, out / "radar.png", title="M_i against single-task"))
-    diagnosed = [out / p.name for p, _ in finished if p.kind != "stl" and RunDir(out / p.name).diagnostics.path.is_file()]
-    if spec.diagnostics_runs is not None:
-        diagnosed = [d for d in diagnosed if d.name in spec.diagnostics_runs]
-    if diagnosed:
-        figures += plot_runs(diagnosed, out / "figures")
+    figures = _draw_figures(spec, finished, table, out) if draw_figures else sorted([*out.glob("radar.png"), *out.glob("figures/*.png")])
 
     write_text_atomic(out / "table.csv", to_csv(table))
     write_text_atomic(out / "table.tex", to_latex(table))

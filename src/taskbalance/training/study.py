@@ -163,6 +163,7 @@ def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_p
     runs = plan(spec)
     if only:
         runs = [r for r in runs if r.name in only or r.kind == "stl"]
+    trained = 0
     for index, run in enumerate(runs, start=1):
         run_dir = RunDir(out / run.name)
         if run_dir.is_finished():
@@ -171,7 +172,9 @@ def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_p
         console.print(f"[bold][{index}/{len(runs)}] {run.name}[/bold]")
         config = finalize(run, spec, out)
         train(config, run_dir.root, resume=run_dir.config.is_file(), console=console, show_progress=show_progress)
-    report = write_report(spec, runs, out, console=console)
+        trained += 1
+    redraw = trained > 0 or not (out / "report.md").is_file()
+    report = write_report(spec, runs, out, console=console, draw_figures=redraw)
     wall = time.perf_counter() - started
     console.print(f"study finished in {wall / 60:.1f} min (this invocation); report in {out / 'report.md'}")
     return report

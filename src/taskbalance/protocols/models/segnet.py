@@ -9,7 +9,8 @@ output. *SegNet-MTAN* gives every task soft-attention masks on each encoder and 
 the level's first block (and the task's attended features of the previous level) gates the level's output; the
 conv blocks between attended levels (``encoder_block_att`` / ``decoder_block_att``) are shared by the tasks, the
 masks are task-specific — Nash-MTL's ``SegNetMtan.shared_parameters()`` partition. Those shared blocks lie beyond the
-feature taps, so use the ``params`` or ``last_layer`` gradient source with SegNet-MTAN.
+feature taps, so use the ``params`` or ``last_layer`` gradient source with SegNet-MTAN, or build it with
+``shared_attention_blocks=False`` (one copy per task) to make the taps an exact cut (MGDA-UB, ``source="features"``).
 """
 
 from __future__ import annotations
@@ -114,17 +115,25 @@ class SegNetMTAN(ProtocolModel):
     """SegNet-MTAN (MTAN repo ``model_segnet_mtan``): per-task attention on every level of the shared SegNet."""
 
     def __init__(self, task_channels: Mapping[str, int], *, filters: Sequence[int] = SEGNET_FILTERS,
-                 single_task: bool = False) -> None:
+                 single_task: bool = False, shared_attention_blocks: bool = True) -> None:
         super().__init__(list(task_channels), in_channels=3, size_divisor=2**LEVELS, single_task=single_task)
         f = list(filters)
         trunk = SegNetTrunk(f)
         self.shared["trunk"] = trunk
-        self.shared["encoder_block_att"] = nn.ModuleList(conv_block(f[j], f[min(j + 1, LEVELS - 1)]) for j in range(LEVELS))
-        self.shared["decoder_block_att"] = nn.ModuleList(
-            [conv_block(f[0], f[0])] + [conv_block(f[k], f[k - 1]) for k in range(1, LEVELS)])
         self.last_shared = trunk.conv_block_dec[0]
+        self.shared_attention_blocks = shared_attention_blocks
+
+        def attention_blocks(owner: nn.ModuleDict) -> None:
+            owner["encoder_block_att"] = nn.ModuleList(conv_block(f[j], f[min(j + 1, LEVELS - 1)]) for j in range(LEVELS))
+            owner["decoder_block_att"] = nn.ModuleList(
+                [conv_block(f[0], f[0])] + [conv_block(f[k], f[k - 1]) for k in range(1, LEVELS)])
+
+        if shared_attention_blocks:
+            attention_blocks(self.shared)
         for task, channels in task_channels.items():
             modules = self.task_specific[task]
+            if not shared_attention_blocks:
+                attention_blocks(modules)
             modules["encoder_att"] = nn.ModuleList(
                 [attention_layer(f[0], f[0], f[0])] + [attention_layer(2 * f[j], f[j], f[j]) for j in range(1, LEVELS)])
             modules["decoder_att"] = nn.ModuleList(
@@ -139,10 +148,11 @@ class SegNetMTAN(ProtocolModel):
         encoder_out = [tap(t, taps) for t in trunk.encoder_out]
         unpooled = [tap(t, taps) for t in trunk.unpooled]
         decoder_out = [tap(t, taps) for t in trunk.decoder_out]
-        encoder_block_att, decoder_block_att = self.shared["encoder_block_att"], self.shared["decoder_block_att"]
         predictions = {}
         for task in self.tasks:
             modules = self.task_specific[task]
+            blocks = self.shared if self.shared_attention_blocks else modules
+            encoder_block_att, decoder_block_att = blocks["encoder_block_att"], blocks["decoder_block_att"]
             attended: Tensor | None = None
             for level in range(LEVELS):
                 inputs = encoder_first[level] if attended is None else torch.cat([encoder_first[level], attended], dim=1)

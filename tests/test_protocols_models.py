@@ -46,7 +46,7 @@ def test_a_task_loss_leaves_other_heads_without_gradient(cls):
 
 
 def test_segnet_head_and_trunk_sizes_match_the_mtan_repository():
-    model = SegNet({"semseg": 13, "depth": 1, "normals": 3})
+    model = SegNet({"semseg": 13, "depth": 1, "normals": 3}, filters=(64, 8, 8, 16, 16))
     head = sum(p.numel() for p in model.task_parameters("semseg"))
     assert head == (64 * 64 * 9 + 64) + (64 * 13 + 13)  # conv3×3 64→64, conv1×1 64→13
     first = model.shared["trunk"].encoder_block[0]

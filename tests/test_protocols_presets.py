@@ -43,15 +43,15 @@ def test_unknown_protocol():
 
 def test_nyuv2_cpu_end_to_end_has_the_papers_columns(tmp_path):
     preset = protocol_preset("nyuv2-mtan", cpu=True)
-    outcome = run_protocol(preset, method="famo", out=tmp_path / "famo")
+    outcome = run_protocol(preset, method="uniform", out=tmp_path / "uniform")
     assert len(outcome.history) == preset.schedule.epochs
     # the reported value is the mean over the last epochs of the per-epoch test metrics
     expected = sum(h["semseg"]["mIoU"] for h in outcome.history[-preset.reporting.epochs:]) / preset.reporting.epochs
     assert outcome.reported["semseg"]["mIoU"] == pytest.approx(expected)
     assert outcome.delta_m is None  # the stand-in has no hard-coded single-task baseline
-    stored = load_run_result(tmp_path / "famo" / "results.json")
+    stored = load_run_result(tmp_path / "uniform" / "results.json")
     assert stored.tasks == ["semseg", "depth", "normals"] and stored.selection.startswith("mean of the last")
-    history = json.loads((tmp_path / "famo" / "history.json").read_text())
+    history = json.loads((tmp_path / "uniform" / "history.json").read_text())
     assert len(history["test"]) == preset.schedule.epochs
     table = protocol_table([stored], preset.columns(stored.tasks), protocol_preset("nyuv2-mtan").baseline)
     assert table.headers() == NYU_HEADERS

@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import cvxpy as cp
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +65,9 @@ class NashSubproblem:
     """One CCP sub-problem for K tasks, compiled once with cvxpy Parameters and re-solved with new values."""
 
     def __init__(self, num_tasks: int) -> None:
+        import cvxpy as cp  # imported here: cvxpy takes seconds to import and only Nash-MTL needs it
+
+        self._cp = cp
         self.alpha = cp.Variable(num_tasks, nonneg=True)
         self.gramian = cp.Parameter((num_tasks, num_tasks))
         self.linearization = cp.Parameter(num_tasks)
@@ -81,6 +83,7 @@ class NashSubproblem:
             return None
         self.gramian.value = gramian
         self.linearization.value = linearization
+        cp = self._cp
         try:
             self.problem.solve(solver=cp.CLARABEL, warm_start=False)
         except (cp.error.SolverError, ValueError, ArithmeticError):

@@ -306,35 +306,41 @@ class Trainer:
                         TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console,
                         disable=not (self.show_progress and self.dist.is_main), transient=False)
 
+    def _epoch_loader(self) -> DataLoader:
+        """The rest of the current epoch's batches (its own seeded generator, so no global RNG is drawn)."""
+        self.sampler.set_position(self.state.epoch, self.state.batch_in_epoch)
+        return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.config.data.num_workers,
+                          generator=torch.Generator().manual_seed(self.config.seed + self.state.epoch),
+                          pin_memory=self.device.type == "cuda")
+
+    def _advance(self) -> bool:
+        """Count the step just taken; run ``epoch_end`` at an epoch's end. Returns whether the epoch ended."""
+        state = self.state
+        state.step += 1
+        state.batch_in_epoch += 1
+        if state.batch_in_epoch < len(self.sampler):
+            return False
+        self.balancer.epoch_end()
+        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        return True
+
     def _train(self, writer: SummaryWriter | None) -> None:
         config, state = self.config, self.state
-        every = config.diagnostics.every
-        eval_every, ckpt_every = config.optim.eval_every, config.optim.checkpoint_every
+        every, eval_every, ckpt_every = config.diagnostics.every, config.optim.eval_every, config.optim.checkpoint_every
         with self._progress() as progress:
             bar = progress.add_task(config.name, total=self.total_steps, completed=state.step, info="")
             tic, images_seen = time.perf_counter(), 0
             while state.step < self.total_steps:
-                self.sampler.set_position(state.epoch, state.batch_in_epoch)
-                loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=config.data.num_workers,
-                                    generator=torch.Generator().manual_seed(config.seed + state.epoch),
-                                    pin_memory=self.device.type == "cuda")
-                for batch in loader:
+                for batch in self._epoch_loader():
                     diagnose = every > 0 and (state.step + 1) % every == 0
                     result, distances = self._step(to_device(batch, self.device), diagnose)
-                    state.step += 1
-                    state.batch_in_epoch += 1
+                    epoch_done = self._advance()
                     self._log_step(result, distances, writer, diagnose)
-                    epoch_done = state.batch_in_epoch == len(self.sampler)
-                    if epoch_done:
-                        self.balancer.epoch_end()
-                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    finished = state.step >= self.total_steps
-                    evaluate_now = finished or (eval_every is not None and state.step % eval_every == 0) or (
-                        eval_every is None and epoch_done)
                     images_seen += batch["image"].shape[0]
-                    elapsed = time.perf_counter() - tic
-                    progress.update(bar, completed=state.step,
-                                    info=f"loss {sum(result.losses.values()):.4g} · {images_seen / max(elapsed, 1e-9):.1f} img/s")
+                    speed = images_seen / max(time.perf_counter() - tic, 1e-9)
+                    progress.update(bar, completed=state.step, info=f"loss {sum(result.losses.values()):.4g} · {speed:.1f} img/s")
+                    finished = state.step >= self.total_steps
+                    evaluate_now = finished or (state.step % eval_every == 0 if eval_every else epoch_done)
                     if evaluate_now:
                         self._validate(writer)
                     if evaluate_now or (ckpt_every is not None and state.step % ckpt_every == 0):

@@ -18,6 +18,7 @@ def _fake_run(root: Path, scale: float, distance: bool = False) -> Path:
         record = {"step": step, "source": "last_layer", "tasks": ["semseg", "depth", "edge"],
                   "weights": {"semseg": 1.0, "depth": 1.0, "edge": scale},
                   "grad_norms": {"semseg": 1.0 / step, "depth": 2.0 / step, "edge": scale / step},
+                  "weighted_grad_norms": {"semseg": 1.0 / step, "depth": 2.0 / step, "edge": scale**2 / step},
                   "cos_to_update": {"semseg": 0.5, "depth": 0.4, "edge": 0.1 * scale},
                   "cos": {"semseg|depth": 0.1, "semseg|edge": -0.2, "depth|edge": 0.0},
                   "dot": {"semseg|depth": 1e-3, "semseg|edge": -1e-4, "depth|edge": 0.0}}

@@ -38,14 +38,19 @@ def test_record_matches_explicit_gradients():
     assert record["weights"] == {"semseg": 1.0, "depth": 1.0, "edge": 1.0}
 
 
-def test_avgnorm_equalises_late_norm_ratio_in_weighted_terms():
+def test_weighted_norms_and_avgnorm_balance():
     result, grads = _step("avgnorm")
-    weighted = {t: result.weights[t] * float(g.norm()) for t, g in grads.items()}
-    assert max(weighted.values()) / min(weighted.values()) == pytest.approx(1.0, rel=1e-4)
+    record = diagnostic_record(1, result)
+    for task, g in grads.items():
+        assert record["weighted_grad_norms"][task] == pytest.approx(result.weights[task] * float(g.norm()), rel=1e-5)
+    summary = imbalance_summary([record])
+    assert summary["norm_ratio"] == pytest.approx(1.0, rel=1e-4)  # AvgNorm equalises every contribution
+    norms = [float(g.norm()) for g in grads.values()]
+    assert summary["raw_norm_ratio"] == pytest.approx(max(norms) / min(norms), rel=1e-4)
 
 
 def _record(step, norms, cosines):
-    return {"step": step, "source": "last_layer", "tasks": list(norms), "grad_norms": norms,
+    return {"step": step, "source": "last_layer", "tasks": list(norms), "grad_norms": norms, "weighted_grad_norms": norms,
             "cos_to_update": cosines, "weights": {t: 1.0 for t in norms}}
 
 

@@ -4,6 +4,7 @@ One panel per run (the paper's columns: Uniform, Grid Search, CAGrad, NashMTL, .
 
 * ``cos_to_update.png``: cos(g_i, d) per task (Figs. 7, 9, 14)
 * ``grad_norms.png``: ‖g_i‖ per task on the diagnosed layer (Figs. 8, 15, 16)
+* ``weighted_grad_norms.png``: w_i‖g_i‖, each task's contribution to the update (Fig. 8 with the loss weights)
 * ``pairwise_cos.png`` / ``pairwise_dot.png``: between every task pair (Figs. 10-13)
 * ``weights.png``: the loss weights the method applied
 * ``feature_distance.png``: L2 distance to the single-task features, when measured (Fig. 6)
@@ -29,7 +30,8 @@ from taskbalance.training.rundir import RunDir  # noqa: E402
 #: quantity -> (file stem, y label, per-pair?)
 FIGURES: dict[str, tuple[str, str, bool]] = {
     "cos_to_update": ("cos_to_update", "cos(task gradient, combined update)", False),
-    "grad_norms": ("grad_norms", "task gradient norm", False),
+    "grad_norms": ("grad_norms", "task gradient norm ‖g_i‖", False),
+    "weighted_grad_norms": ("weighted_grad_norms", "weighted task gradient norm w_i‖g_i‖", False),
     "cos": ("pairwise_cos", "cosine between task gradients", True),
     "dot": ("pairwise_dot", "dot product between task gradients", True),
     "weights": ("weights", "loss weight", False),
@@ -93,7 +95,7 @@ def plot_quantity(runs: Mapping[str, Sequence[Mapping[str, Any]]], quantity: str
     for ax, (name, task_curves) in zip(axes.flat, panels.items()):
         for key, (xs, ys) in task_curves.items():
             ax.plot(xs, ys, label=_label(key), linewidth=1.5)
-        if quantity == "grad_norms":
+        if quantity in ("grad_norms", "weighted_grad_norms"):
             ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("iteration")

@@ -1,7 +1,7 @@
 """The four benchmarks of the method papers as presets: data, tasks, network, schedule and reporting rule.
 
 ========== ======================================================================================================
-preset     settings (``docs``: methods.md §5.4; CAGrad / Nash-MTL / FAMO / IMGrad code)
+preset     settings (sources: methods.md §5.4; the CAGrad, Nash-MTL, FAMO and IMGrad code)
 ========== ======================================================================================================
 nyuv2-mtan NYUv2 MTAN ``.npy`` (795 / 654, 288×384), seg (13) + depth + normals, SegNet-MTAN, Adam 1e-4 halved
            at epoch 100, 200 epochs, batch 2, train augmentation, mean of the last 10 epochs' test metrics

@@ -30,13 +30,15 @@ def diagnostic_record(step: int, result: StepResult) -> dict[str, Any] | None:
     assert cosines is not None
     index = {task: i for i, task in enumerate(result.tasks)}
     pairs = list(combinations(result.tasks, 2))
+    norms = result.grad_norms or {}
     return {
         "step": step,
         "source": result.source,
         "tasks": list(result.tasks),
         "losses": dict(result.losses),
         "weights": dict(result.weights),
-        "grad_norms": result.grad_norms,
+        "grad_norms": norms,
+        "weighted_grad_norms": {t: abs(result.weights[t]) * n for t, n in norms.items()},
         "cos_to_update": result.cosines_to_update,
         "cos": {pair_key(a, b): float(cosines[index[a], index[b]]) for a, b in pairs},
         "dot": {pair_key(a, b): float(result.gramian[index[a], index[b]]) for a, b in pairs},
@@ -46,7 +48,8 @@ def diagnostic_record(step: int, result: StepResult) -> dict[str, Any] | None:
 def tensorboard_scalars(record: Mapping[str, Any]) -> dict[str, float]:
     """Flatten a diagnostic record into TensorBoard tags (``grad_norm/semseg``, ``cos/semseg|depth``, ...)."""
     scalars: dict[str, float] = {}
-    for group, tag in (("grad_norms", "grad_norm"), ("cos_to_update", "cos_to_update"), ("cos", "cos"), ("dot", "dot"),
+    for group, tag in (("grad_norms", "grad_norm"), ("weighted_grad_norms", "weighted_grad_norm"),
+                       ("cos_to_update", "cos_to_update"), ("cos", "cos"), ("dot", "dot"),
                        ("weights", "weight"), ("feature_distance", "feature_distance")):
         for key, value in (record.get(group) or {}).items():
             if value is not None:
@@ -59,8 +62,8 @@ def _late(records: Sequence[Mapping[str, Any]], fraction: float) -> Sequence[Map
     return records[min(start, len(records) - 1) :]
 
 
-def _norm_ratio(record: Mapping[str, Any]) -> float | None:
-    norms = [v for v in (record.get("grad_norms") or {}).values() if v is not None]
+def _norm_ratio(record: Mapping[str, Any], group: str) -> float | None:
+    norms = [v for v in (record.get(group) or {}).values() if v is not None]
     positive = [v for v in norms if v > 0]
     if len(norms) < 2 or not positive:
         return None
@@ -80,8 +83,10 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def imbalance_summary(records: Sequence[Mapping[str, Any]], late_fraction: float = 0.25) -> dict[str, Any]:
     """Summarise the diagnostics of a run.
 
-    * ``norm_ratio``: largest / smallest task gradient norm, averaged over all logged steps and over the last
-      ``late_fraction`` of them (``norm_ratio_late``); 1 means perfectly balanced norms.
+    * ``norm_ratio``: largest / smallest weighted task gradient norm ``w_i ‖g_i‖`` (each task's contribution to
+      the update), averaged over all logged steps and over the last ``late_fraction`` of them
+      (``norm_ratio_late``); 1 means perfectly balanced contributions. ``raw_norm_ratio[_late]``: the same for
+      the unweighted ``‖g_i‖``.
     * ``cos_spread``: max - min over tasks of cos(g_i, d), averaged likewise; 0 means every task contributes
       at the same angle (what the paper observes for the well-performing methods).
     * per-task means of the gradient norms, of cos(g_i, d) and of the applied weights.
@@ -98,8 +103,10 @@ def imbalance_summary(records: Sequence[Mapping[str, Any]], late_fraction: float
         "steps": len(records),
         "source": records[0].get("source"),
         "late_fraction": late_fraction,
-        "norm_ratio": _mean([_norm_ratio(r) for r in records]),
-        "norm_ratio_late": _mean([_norm_ratio(r) for r in late]),
+        "norm_ratio": _mean([_norm_ratio(r, "weighted_grad_norms") for r in records]),
+        "norm_ratio_late": _mean([_norm_ratio(r, "weighted_grad_norms") for r in late]),
+        "raw_norm_ratio": _mean([_norm_ratio(r, "grad_norms") for r in records]),
+        "raw_norm_ratio_late": _mean([_norm_ratio(r, "grad_norms") for r in late]),
         "cos_spread": _mean([_cos_spread(r) for r in records]),
         "cos_spread_late": _mean([_cos_spread(r) for r in late]),
         "grad_norm_late": per_task("grad_norms", late),
@@ -118,8 +125,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
     lines = [
         f"gradient diagnostics on {summary['source']} over {summary['steps']} logged steps:",
-        f"  largest/smallest task gradient norm: {fmt(summary['norm_ratio'])} (last {summary['late_fraction']:.0%}: "
-        f"{fmt(summary['norm_ratio_late'])})",
+        f"  largest/smallest weighted task gradient norm w_i‖g_i‖: {fmt(summary['norm_ratio'])} "
+        f"(last {summary['late_fraction']:.0%}: {fmt(summary['norm_ratio_late'])}); unweighted ‖g_i‖: "
+        f"{fmt(summary['raw_norm_ratio'])} ({fmt(summary['raw_norm_ratio_late'])})",
         f"  spread of cos(task, combined): {fmt(summary['cos_spread'])} (last {summary['late_fraction']:.0%}: "
         f"{fmt(summary['cos_spread_late'])})",
     ]

@@ -82,8 +82,9 @@ def choose_grid(grid: Sequence[tuple[PlannedRun, RunResult]], out: Path, baselin
     return GridChoice(run.name, weights, score, note)
 
 
-def _weights_table(rows: Sequence[tuple[str, RunResult]], tasks: Sequence[str], grid: GridChoice | None) -> tuple[Table, str]:
-    """Table VI: each method's mean applied loss weights (raw, and normalised to the first task), and the grid weights."""
+def _weights_table(rows: Sequence[tuple[str, RunResult]], tasks: Sequence[str]) -> tuple[Table, str]:
+    """Table VI: each method's mean applied loss weights (raw, and normalised to the first task); the grid-search row
+    shows the selected static weights."""
     table = Table(title="Mean loss weights over training (normalised to the first task in brackets)")
     table.add_column("method")
     for task in tasks:
@@ -97,8 +98,6 @@ def _weights_table(rows: Sequence[tuple[str, RunResult]], tasks: Sequence[str], 
         table.add_row(name, *cells)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
-    if grid is not None and grid.weights:
-        add(f"{GRID_ROW} ({grid.run})", {t: float(grid.weights[t]) for t in tasks})
     for name, result in rows:
         if result.mean_weights and all(t in result.mean_weights for t in tasks):
             add(name, result.mean_weights)
@@ -107,15 +106,17 @@ def _weights_table(rows: Sequence[tuple[str, RunResult]], tasks: Sequence[str], 
 
 def _imbalance_table(rows: Sequence[tuple[str, RunResult]]) -> tuple[Table, str]:
     table = Table(title="Gradient imbalance (last 25% of training, last shared layer)")
-    for column in ("method", "max/min ‖g_i‖", "spread cos(g_i, d)", "mean max/min ‖g_i‖"):
-        table.add_column(column, justify="right" if column != "method" else "left")
-    lines = ["| method | max/min ‖g_i‖ (late) | spread cos(g_i, d) (late) | max/min ‖g_i‖ (all) |", "|---|---:|---:|---:|"]
+    headers = ("max/min w_i‖g_i‖", "max/min ‖g_i‖", "spread cos(g_i, d)")
+    table.add_column("method")
+    for column in headers:
+        table.add_column(column, justify="right")
+    lines = ["| method | " + " | ".join(headers) + " |", "|---|---:|---:|---:|"]
     for name, result in rows:
         summary = result.meta.get("imbalance") or {}
         if not summary.get("steps"):
             continue
         cells = [f"{summary[k]:.3g}" if summary.get(k) is not None else "n/a"
-                 for k in ("norm_ratio_late", "cos_spread_late", "norm_ratio")]
+                 for k in ("norm_ratio_late", "raw_norm_ratio_late", "cos_spread_late")]
         table.add_row(name, *cells)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return table, "\n".join(lines)
@@ -184,7 +185,7 @@ def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console
     for variant, choice in grid_choices.items():
         if choice is not None:
             console.print(f"{GRID_ROW}{' (' + variant + ')' if variant else ''}: {choice.run} {choice.weights} ({choice.note})")
-    weights_rich, weights_md = _weights_table(rows, list(baseline.tasks), grid_choices.get(reference_variant))
+    weights_rich, weights_md = _weights_table(rows, list(baseline.tasks))
     imbalance_rich, imbalance_md = _imbalance_table(rows)
     console.print(weights_rich)
     console.print(imbalance_rich)

@@ -82,8 +82,10 @@ def test_train_command_names_bad_key(tmp_path: Path):
 
 def test_train_list_and_study_plan(tmp_path: Path):
     runner = CliRunner()
-    listed = runner.invoke(app, ["train", "--list", "x"])
+    listed = runner.invoke(app, ["train", "--list"])
     assert listed.exit_code == 0 and "nyud-resnet18" in listed.output
+    missing = runner.invoke(app, ["train"])
+    assert missing.exit_code == 2 and "--list" in missing.output
     planned = runner.invoke(app, ["study", "quick", "--plan", "--out", str(tmp_path)])
     assert planned.exit_code == 0
     assert "stl-semseg" in planned.output and "to do" in planned.output

@@ -199,3 +199,10 @@ def test_existing_run_needs_resume_and_config_must_match(stand_ins, tmp_path: Pa
 def test_single_task_run(stand_ins, tmp_path: Path):
     result = run(config(tasks=["depth"], single_task=True), tmp_path / "r")
     assert result.kind == "stl" and result.method == "stl" and result.tasks == ["depth"]
+
+
+def test_diagnostics_on_all_shared_parameters(stand_ins, tmp_path: Path):
+    run(config(diagnostics={"every": 6, "source": "params"}), tmp_path / "r")
+    records = [json.loads(line) for line in (tmp_path / "r" / "diagnostics.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in records] == ["params", "params"]
+    assert set(records[0]["cos"]) == {"depth|normals"}

@@ -26,9 +26,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def train_command(
-    config: Annotated[str, typer.Argument(help="YAML config file, or the name of a packaged preset (e.g. quick)")],
+    config: Annotated[Optional[str], typer.Argument(help="YAML config file, or the name of a packaged preset (e.g. quick)")] = None,
     overrides: SetOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/train/<name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     list_presets: Annotated[bool, typer.Option("--list", help="list the packaged training presets and exit")] = False,
@@ -39,10 +39,12 @@ def train_command(
     if list_presets:
         console.print("\n".join(available_presets()))
         return
+    if config is None:
+        raise _fail(ValueError("give a config file or preset name (taskbalance train --list shows the presets)"), 2)
     target = out
     try:
         cfg = load_config(config, overrides or [])
-        target = out or Path("runs") / cfg.name
+        target = out or Path("runs") / "train" / cfg.name
         result = train(cfg, target, resume=resume, console=console, show_progress=progress)
     except _user_errors() as error:
         raise _fail(error) from None

@@ -123,14 +123,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     def fmt(value: Any) -> str:
         return "n/a" if value is None else f"{value:.3g}"
 
-    lines = [
-        f"gradient diagnostics on {summary['source']} over {summary['steps']} logged steps:",
-        f"  largest/smallest weighted task gradient norm w_i‖g_i‖: {fmt(summary['norm_ratio'])} "
-        f"(last {summary['late_fraction']:.0%}: {fmt(summary['norm_ratio_late'])}); unweighted ‖g_i‖: "
-        f"{fmt(summary['raw_norm_ratio'])} ({fmt(summary['raw_norm_ratio_late'])})",
-        f"  spread of cos(task, combined): {fmt(summary['cos_spread'])} (last {summary['late_fraction']:.0%}: "
-        f"{fmt(summary['cos_spread_late'])})",
-    ]
+    late = f"last {summary['late_fraction']:.0%}"
+    lines = [f"gradient diagnostics on {summary['source']} over {summary['steps']} logged steps:"]
+    if len(summary["grad_norm_late"]) > 1:
+        lines.append(f"  largest/smallest weighted task gradient norm w_i‖g_i‖: {fmt(summary['norm_ratio'])} ({late}: "
+                     f"{fmt(summary['norm_ratio_late'])}); unweighted ‖g_i‖: {fmt(summary['raw_norm_ratio'])} "
+                     f"({late}: {fmt(summary['raw_norm_ratio_late'])})")
+        lines.append(f"  spread of cos(task, combined): {fmt(summary['cos_spread'])} ({late}: {fmt(summary['cos_spread_late'])})")
     for group, label in (("grad_norm_late", "late grad norm"), ("cos_to_update_late", "late cos(task, combined)"),
                          ("weights_mean", "mean weight")):
         values = ", ".join(f"{t} {fmt(v)}" for t, v in summary[group].items())

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 -q tests
 
 demo: $(STAMP)
 	$(BIN)/taskbalance study quick --out runs/quick

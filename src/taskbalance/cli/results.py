@@ -21,7 +21,7 @@ from taskbalance.results import (
     save_results,
     to_rich,
 )
-from taskbalance.results.atomic import atomic_write_text
+from taskbalance.atomic import atomic_write_text
 
 results_app = typer.Typer(
     no_args_is_help=True,

@@ -8,10 +8,8 @@ never leaves a half-written file behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -19,10 +17,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from taskbalance.atomic import atomic_target
 from taskbalance.data.base import DataError
 
 __all__ = [
-    "atomic_write",
     "image_size",
     "read_mat",
     "read_npy",
@@ -112,41 +110,28 @@ def read_mat(path: Path, key: str) -> Any:
     return content[key]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_image(array: np.ndarray, path: Path, **options: Any) -> None:
     """Save a uint8/uint16 array as an image; the format follows the suffix (``quality`` for JPEG)."""
     image = Image.fromarray(array)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}[path.suffix.lower()]
-    atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **options))
+    with atomic_target(path) as tmp:
+        image.save(tmp, format=fmt, **options)
 
 
 def save_npy(array: np.ndarray, path: Path) -> None:
     """Save an array as ``.npy``."""
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-
-    atomic_write(path, write)
+    with atomic_target(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
 
 
 def save_mat(content: dict[str, Any], path: Path) -> None:
     """Save variables as a MATLAB ``.mat`` file."""
-    atomic_write(path, lambda tmp: scipy.io.savemat(str(tmp), content, do_compression=True))
+    with atomic_target(path) as tmp:
+        scipy.io.savemat(str(tmp), content, do_compression=True)
 
 
 def save_text(text: str, path: Path) -> None:
     """Save a text file."""
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)

@@ -22,7 +22,7 @@ from taskbalance.balancers import Balancer, create
 from taskbalance.protocols.delta import best_epoch, last_epochs_mean, protocol_delta_m
 from taskbalance.protocols.presets import ProtocolPreset
 from taskbalance.results import RunResult, save_run_result
-from taskbalance.results.atomic import atomic_write_text
+from taskbalance.atomic import atomic_write_text
 from taskbalance.tasks import TaskSpec
 from taskbalance.training.batches import EpochBatchSampler, to_device
 from taskbalance.training.config import OptimConfig

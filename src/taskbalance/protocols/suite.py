@@ -10,7 +10,7 @@ from taskbalance.protocols.presets import ProtocolPreset
 from taskbalance.protocols.report import ProtocolTable, protocol_table, to_csv, to_markdown
 from taskbalance.protocols.runner import run_protocol
 from taskbalance.results import RESULTS_FILENAME, RunResult, compose_baseline, load_run_result
-from taskbalance.results.atomic import atomic_write_text
+from taskbalance.atomic import atomic_write_text
 
 
 def _run(out: Path, **kwargs: Any) -> RunResult:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from taskbalance.conventions import TASK_LABELS
-from taskbalance.results.atomic import atomic_target
+from taskbalance.atomic import atomic_target
 from taskbalance.results.errors import ResultsError
 from taskbalance.results.render import format_delta
 from taskbalance.results.table import ResultsTable

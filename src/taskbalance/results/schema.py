@@ -9,7 +9,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from taskbalance.results.atomic import atomic_write_text
+from taskbalance.atomic import atomic_write_text
 from taskbalance.results.errors import ResultsError
 
 #: File name of a run's final evaluation inside its run directory.

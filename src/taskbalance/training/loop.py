@@ -50,7 +50,8 @@ from taskbalance.training.distributed import (
 )
 from taskbalance.training.evaluate import autocast_context, evaluate, primary, selection_score, task_losses
 from taskbalance.training.presets import load_config
-from taskbalance.training.rundir import RunDir, write_json, write_text_atomic
+from taskbalance.atomic import atomic_write_text
+from taskbalance.training.rundir import RunDir, write_json
 from taskbalance.training.url import FeatureAligner, load_teacher
 
 
@@ -123,7 +124,7 @@ class Trainer:
                 run.metrics.truncate_after(0)
                 run.diagnostics.truncate_after(0)
         elif self.dist.is_main:
-            write_text_atomic(run.config, dump_config(self.config))
+            atomic_write_text(run.config, dump_config(self.config))
         barrier(self.dist)
 
     def _build(self) -> None:

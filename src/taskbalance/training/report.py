@@ -29,7 +29,8 @@ from taskbalance.results import (
     to_rich,
 )
 from taskbalance.results.errors import ResultsError
-from taskbalance.training.rundir import RunDir, write_json, write_text_atomic
+from taskbalance.atomic import atomic_write_text
+from taskbalance.training.rundir import RunDir, write_json
 
 if TYPE_CHECKING:
     from taskbalance.training.study import PlannedRun, StudySpec
@@ -195,8 +196,8 @@ def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console
 
     figures = _draw_figures(spec, finished, table, out) if draw_figures else sorted([*out.glob("radar.png"), *out.glob("figures/*.png")])
 
-    write_text_atomic(out / "table.csv", to_csv(table))
-    write_text_atomic(out / "table.tex", to_latex(table))
+    atomic_write_text(out / "table.csv", to_csv(table))
+    atomic_write_text(out / "table.tex", to_latex(table))
     markdown = "\n\n".join([
         f"# {spec.description or 'Study report'}",
         to_markdown(table),
@@ -208,7 +209,7 @@ def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console
         "## Findings", "\n".join(f"- {t}" for t in findings) or "- (no uniform run)",
         "## Figures", "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in figures),
     ])
-    write_text_atomic(out / "report.md", markdown + "\n")
+    atomic_write_text(out / "report.md", markdown + "\n")
     data = {
         "rows": [{"name": r.name, "values": list(r.values), "improvements": list(r.improvements), "delta_m": r.delta_m}
                  for r in table.rows],

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from taskbalance.atomic import atomic_write_text
 
 
 def _clean(value: Any) -> Any:
@@ -33,20 +34,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Atomically write a JSON document."""
-    write_text_atomic(path, json.dumps(_clean(data), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(_clean(data), indent=2) + "\n")
 
 
 class JsonLines:
@@ -80,7 +70,7 @@ class JsonLines:
         """Drop the records logged after ``step`` (they are re-logged when a run resumes from ``step``)."""
         if self.path.exists():
             kept = [json.dumps(r) + "\n" for r in self if int(r.get("step", 0)) <= step]
-            write_text_atomic(self.path, "".join(kept))
+            atomic_write_text(self.path, "".join(kept))
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,12 @@ def study_command(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Run an experiment of the paper: single-task baselines, uniform, grid search, each method; then the report."""
+    from taskbalance.protocols.presets import available_protocols
     from taskbalance.training import RunDir, load_study, plan, run_study
 
+    if preset in available_protocols():
+        raise _fail(ValueError(f"{preset!r} is a method-paper benchmark with its own protocol: run "
+                               f"`taskbalance protocol run {preset} --root DATA -m METHOD ...` (--cpu for the stand-in data)"), 2)
     try:
         spec = load_study(preset, overrides or [])
         target = out or Path("runs") / Path(preset).stem

@@ -119,13 +119,20 @@ def test_bad_augmentation_settings():
         Augmentation(flip_prob=1.5)
 
 
-def test_rng_advances_in_the_main_process_and_survives_pickling():
-    import pickle
+def test_item_generator_is_a_function_of_seed_epoch_and_index():
+    def draw(rng: AugmentationRNG, index: int) -> torch.Tensor:
+        return torch.rand(3, generator=rng.generator(index))
 
     rng = AugmentationRNG(seed=4)
-    first = torch.rand(3, generator=rng.generator())
-    second = torch.rand(3, generator=rng.generator())
-    assert not torch.equal(first, second)  # a new draw per item and per epoch
-    clone = pickle.loads(pickle.dumps(rng))
-    assert torch.equal(torch.rand(3, generator=clone.generator()), first)  # a fresh process starts from the seed
+    first = [draw(rng, i) for i in range(3)]
+    assert all(torch.equal(draw(rng, i), first[i]) for i in reversed(range(3)))  # order and repeats do not matter
+    assert not torch.equal(first[0], first[1])  # a different draw per item
+    rng.set_epoch(1)
+    assert not torch.equal(draw(rng, 0), first[0])  # and per epoch
+    other = AugmentationRNG(seed=4)  # e.g. a resumed run, or a DataLoader worker's copy
+    other.set_epoch(1)
+    assert torch.equal(draw(other, 0), draw(rng, 0))
+    assert not torch.equal(draw(AugmentationRNG(seed=5), 0), first[0])
+    torch.manual_seed(9)
+    assert AugmentationRNG().seed == 9  # the default seed follows torch.manual_seed at construction
     assert mix_seed(1, "a") == mix_seed(1, "a") != mix_seed(1, "b")

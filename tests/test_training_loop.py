@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from taskbalance.data.base import MultiTaskDataset
 from taskbalance.training import RunExistsError, TrainingDiverged, loop, validate_config
 from taskbalance.training.checkpoint import find_checkpoint, load_state
 
@@ -19,20 +19,21 @@ TASKS = ("depth", "normals")
 CHANNELS = {"depth": 1, "normals": 3}
 
 
-class TinySet(Dataset):
-    """Fixed random images and targets that depend on them (so the model can learn)."""
+class TinySet(MultiTaskDataset):
+    """Fixed random images and targets that depend on them (so the model can learn), optionally augmented."""
 
-    def __init__(self, size: int, seed: int, has_val: bool = True) -> None:
+    def __init__(self, size: int, seed: int, has_val: bool = True, augment: bool = False) -> None:
+        super().__init__(augment=augment)
         g = torch.Generator().manual_seed(seed)
-        self.images = torch.randn(size, 3, 6, 6, generator=g)
-        self.targets = {"depth": self.images[:, :1].abs() + 0.5, "normals": torch.tanh(self.images)}
+        self.images = torch.rand(size, 3, 6, 6, generator=g)
+        self.targets = {"depth": self.images[:, :1] + 0.5, "normals": torch.tanh(self.images - 0.5)}
         self.info = SimpleNamespace(has_val_split=has_val, metadata={"stand_in": True}, num_classes={}, edge_max_dist=0.01)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> dict:
-        return {"image": self.images[i], **{t: v[i] for t, v in self.targets.items()}}
+    def load_sample(self, index: int) -> dict:
+        return {"image": self.images[index], **{t: v[index] for t, v in self.targets.items()}}
 
 
 @dataclass
@@ -86,7 +87,8 @@ def spec(task: str, loss=None):
 def stand_ins(monkeypatch):
     """Route the loop's builders to the stand-ins; returns a dict whose 'loss' entry can be swapped by tests."""
     hooks = {"loss": None, "has_val": True}
-    monkeypatch.setattr(loop, "build_split", lambda config, split, train: TinySet(16 if train else 8, {"train": 0, "val": 1, "test": 2}[split], hooks["has_val"]))
+    monkeypatch.setattr(loop, "build_split", lambda config, split, train: TinySet(
+        16 if train else 8, {"train": 0, "val": 1, "test": 2}[split], hooks["has_val"], config.data.augment and train))
     monkeypatch.setattr(loop, "build_specs", lambda config, info, exact_edge=False: {t: spec(t, hooks["loss"]) for t in config.tasks})
     monkeypatch.setattr(loop, "build_model_for", lambda config, info=None: TinyModel({t: CHANNELS[t] for t in config.tasks}))
     return hooks
@@ -123,9 +125,18 @@ def _final_weights(out: Path) -> dict:
     return load_file(find_checkpoint(out / "checkpoints", "last").weights)
 
 
-@pytest.mark.parametrize("method", ["uniform", "famo", "pcgrad", "dwa", "uw"])
-def test_resume_reproduces_an_uninterrupted_run(stand_ins, monkeypatch, tmp_path: Path, method: str):
-    cfg = config(method)
+@pytest.mark.parametrize(("method", "augment"), [("uniform", False), ("uniform", True), ("famo", False),
+                                                  ("pcgrad", False), ("dwa", False), ("uw", False)])
+def test_resume_reproduces_an_uninterrupted_run(stand_ins, monkeypatch, tmp_path: Path, method: str, augment: bool):
+    cfg = config(method, data={"batch_size": 4, "augment": augment})
+    epochs: list[int] = []
+    set_epoch = MultiTaskDataset.set_epoch
+
+    def recording(self, epoch: int) -> None:
+        epochs.append(epoch)
+        set_epoch(self, epoch)
+
+    monkeypatch.setattr(TinySet, "set_epoch", recording)
     straight = run(cfg, tmp_path / "straight")
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 7)
@@ -139,6 +150,7 @@ def test_resume_reproduces_an_uninterrupted_run(stand_ins, monkeypatch, tmp_path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for log in ("metrics.jsonl", "diagnostics.jsonl"):
         assert (tmp_path / "killed" / log).read_text() == (tmp_path / "straight" / log).read_text()
+    assert epochs == [0, 1, 2] + [0, 1] + [1, 2]  # straight, killed in epoch 1, resumed in epoch 1
 
 
 def test_run_directory_contents(stand_ins, tmp_path: Path):

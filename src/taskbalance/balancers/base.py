@@ -175,13 +175,14 @@ class Balancer(nn.Module):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    requires: ClassVar[Requirement] = "losses"
+    #: What aggregate() needs (an instance may narrow it from its options, e.g. IMTL-L needs only losses).
+    requires: Requirement = "losses"
     default_source: ClassVar[GradientSource] = "params"
     default_head_gradients: ClassVar[HeadGradients] = "weighted"
     #: Gradient sources the method works on (explicit-direction methods cannot use ``last_layer``).
     supported_sources: ClassVar[tuple[GradientSource, ...]] = GRADIENT_SOURCES
     #: Whether the method reads the loss values although it needs gradients (DB-MTL's log-losses).
-    needs_loss_values: ClassVar[bool] = False
+    needs_loss_values: bool = False
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(

@@ -85,9 +85,9 @@ class IMTL(Balancer):
         if variant in ("l", "h"):
             self.log_scales = nn.Parameter(torch.zeros(self.num_tasks))
             # the scales' gradient needs the loss values; IMTL-L needs nothing else (a loss weighting)
-            self.needs_loss_values = True  # type: ignore[misc]
+            self.needs_loss_values = True
         if variant == "l":
-            self.requires = "losses"  # type: ignore[misc]
+            self.requires = "losses"
 
     def _scales(self, losses: Tensor) -> Tensor:
         """``e^s`` for this step, after adding ``e^s L − 1`` to the gradient of ``s``."""

@@ -98,7 +98,7 @@ class MGDA(Balancer):
         super().__init__(*args, **kwargs)
         if self.options.normalization in ("loss", "loss+"):
             # loss normalisation reads the loss values, so combine() must be given them
-            self.needs_loss_values = True  # type: ignore[misc]
+            self.needs_loss_values = True
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

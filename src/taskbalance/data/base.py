@@ -69,8 +69,9 @@ class MultiTaskDataset(Dataset):
         augment: apply the paper's training augmentation (random scale 0.5-2.0, crop/pad back to the sample
             size, horizontal flip, colour jitter). ``True`` uses the defaults; pass an :class:`Augmentation`
             to change them.
-        augment_seed: seed of the augmentation stream (default: ``torch.initial_seed()`` when first used).
-            DataLoader workers reseed from their own worker seed, so workers never repeat each other.
+        augment_seed: seed of the augmentation (default: ``torch.initial_seed()`` at construction). An item's
+            augmentation is a function of this seed, the epoch (:meth:`set_epoch`) and its index only (see
+            :mod:`.rng`), whatever the DataLoader workers, the loading order or a resumption.
         label_noise: corrupt the labels as in the paper's data-quality study (see :mod:`.noise`).
     """
 
@@ -99,6 +100,11 @@ class MultiTaskDataset(Dataset):
     def __len__(self) -> int:
         raise NotImplementedError
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the augmentations of epoch ``epoch`` (like ``DistributedSampler.set_epoch``: call it before each
+        epoch's DataLoader iterator is created, since workers copy the dataset then)."""
+        self._rng.set_epoch(epoch)
+
     def load_sample(self, index: int) -> Sample:
         """The un-normalised sample ``index``: image float RGB in [0, 1], targets per conventions, meta."""
         raise NotImplementedError
@@ -106,13 +112,14 @@ class MultiTaskDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
-        sample = self.load_sample(index % len(self))
+        index %= len(self)
+        sample = self.load_sample(index)
         if self.label_noise is not None:
             sample = apply_label_noise(sample, self.label_noise, self.info.num_classes.get("semseg", 0))
         if self.resolution is not None:
             sample = resize(sample, self.resolution)
         if self.augmentation is not None:
-            sample = self.augmentation(sample, self._rng.generator())
+            sample = self.augmentation(sample, self._rng.generator(index))
         sample["image"] = normalize(sample["image"])
         return sample
 

@@ -1,18 +1,16 @@
-"""Worker-safe random streams for augmentation.
+"""Reproducible random streams for augmentation.
 
-One :class:`torch.Generator` per process: in the main process it is seeded once (the dataset's
-``augment_seed`` or ``torch.initial_seed()``) and advances across epochs; inside a DataLoader worker it is
-reseeded from that worker's seed (different per worker and per epoch, reproducible under
-``torch.manual_seed``), so two workers never produce the same augmentation.
+Item ``index`` of epoch ``epoch`` draws its augmentation from a fresh :class:`torch.Generator` seeded by a mix of
+(augmentation seed, epoch, index), so an item's augmentation depends on nothing else: not on the DataLoader
+worker that loads it, the order items are loaded in, or whether the run was interrupted and resumed. Different
+items (hence different workers) and different epochs draw different augmentations.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import torch
-from torch.utils.data import get_worker_info
 
 __all__ = ["AugmentationRNG", "mix_seed"]
 
@@ -31,23 +29,21 @@ def mix_seed(*parts: int | str) -> int:
 
 
 class AugmentationRNG:
-    """Hands out the generator of the current process (see the module docstring)."""
+    """Hands out each item's generator for the current epoch (see the module docstring).
+
+    Args:
+        seed: the augmentation seed; ``None`` takes ``torch.initial_seed()`` now, so a ``torch.manual_seed``
+            before construction makes the augmentation repeatable.
+    """
 
     def __init__(self, seed: int | None = None) -> None:
-        self.seed = seed
-        self._generator: torch.Generator | None = None
-        self._owner: tuple[int, int] | None = None
+        self.seed = torch.initial_seed() if seed is None else seed
+        self.epoch = 0
 
-    def generator(self) -> torch.Generator:
-        """The generator to draw this item's augmentation from."""
-        info = get_worker_info()
-        owner = None if info is None else (info.id, info.seed)
-        if self._generator is None or owner != self._owner:
-            base = torch.initial_seed() if self.seed is None else self.seed
-            seed = base if info is None else mix_seed(base, info.seed)
-            self._generator = torch.Generator().manual_seed(seed & _MASK)
-            self._owner = owner
-        return self._generator
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations :meth:`generator` draws."""
+        self.epoch = epoch
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"seed": self.seed, "_generator": None, "_owner": None}
+    def generator(self, index: int) -> torch.Generator:
+        """The generator of item ``index``'s augmentation in the current epoch."""
+        return torch.Generator().manual_seed(mix_seed(self.seed, "augment", self.epoch, index))

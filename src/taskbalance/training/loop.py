@@ -8,8 +8,9 @@ for methods that define it, ``epoch_end`` at every epoch end).
 Exact resume: the last checkpoint holds model weights, optimizer, schedule, balancer (and URL adaptor) state, the
 loop position (epoch, batches done in it) and every RNG state, and is taken *after* the evaluation of the same
 step. Batches come from :class:`~taskbalance.training.batches.EpochBatchSampler`, so a resumed run sees the same
-batches in the same order; on CPU it reproduces the uninterrupted run bit for bit (with ``data.augment`` off,
-or with an augmentation stream that is a function of seed, epoch and index).
+batches in the same order, augmented alike (an item's augmentation is a function of the seed, the epoch and its
+index, the epoch being set on the training set before each epoch's loader); on CPU it reproduces the
+uninterrupted run bit for bit.
 """
 
 from __future__ import annotations
@@ -310,6 +311,7 @@ class Trainer:
     def _epoch_loader(self) -> DataLoader:
         """The rest of the current epoch's batches (its own seeded generator, so no global RNG is drawn)."""
         self.sampler.set_position(self.state.epoch, self.state.batch_in_epoch)
+        self.train_set.set_epoch(self.state.epoch)  # type: ignore[attr-defined]
         return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.config.data.num_workers,
                           generator=torch.Generator().manual_seed(self.config.seed + self.state.epoch),
                           pin_memory=self.device.type == "cuda")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -38,15 +38,6 @@ def step(balancer: Balancer, *values: float, jacobian: Tensor | None = None) -> 
     """One method step without a model; returns the weights."""
     jac = zero_jacobian(len(values)) if jacobian is None else jacobian
     return balancer.combine(jac, losses_of(*values))[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add wake-up latency (and oversubscribe under ``pytest -n 2``)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------- a tiny model

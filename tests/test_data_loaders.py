@@ -19,14 +19,6 @@ from taskbalance.data.export import export_synthetic
 OPTIONS = {"num_scenes": 2, "views_per_scene": 3, "resolution": (32, 40)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def synthetic():
     return {split: build_dataset("synthetic", split, **OPTIONS) for split in ("train", "test")}

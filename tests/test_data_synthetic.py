@@ -14,14 +14,6 @@ from taskbalance.data.synthetic.scenes import CLASSES, OBJECT_CLASSES, PARTS
 SMALL = {"num_scenes": 3, "views_per_scene": 4, "resolution": (48, 64)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def train():
     return build_dataset("synthetic", "train", **SMALL)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import pytest
 import torch
@@ -14,15 +13,6 @@ from taskbalance.models.backbones import BACKBONES
 
 TASKS = {"semseg": 5, "depth": 1, "normals": 3}
 TINY = [("vanilla", "tiny"), ("vanilla", "tiny_vit"), ("mtan", "tiny"), ("mtinet", "tiny"), ("invpt", "tiny_vit")]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tests run two at a time on two cores: intra-op threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _build(arch: str, backbone: str, tasks: dict[str, int] = TASKS, **options: object) -> MultiTaskModel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import timm
@@ -20,15 +19,6 @@ TIMM_REFERENCE = {"resnet18": 11_689_512, "resnet50": 25_557_032, "vit_tiny_patc
 #: Their 1000-class heads: ``fc`` (ResNets) and ``head`` (ViTs), weights + biases.
 CLASSIFIER = {"resnet18": 512 * 1000 + 1000, "resnet50": 2048 * 1000 + 1000, "vit_tiny_patch16_224": 192 * 1000 + 1000,
               "vit_base_patch16_224": 768 * 1000 + 1000}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tests run two at a time on two cores: intra-op threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("name", "timm_name"), [("resnet18", "resnet18"), ("resnet50", "resnet50"),

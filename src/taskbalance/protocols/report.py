@@ -3,14 +3,12 @@ Acc, Abs Err, Rel Err, normal Mean, Median, 11.25, 22.5, 30) and Δm% (lower is 
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from taskbalance.protocols.delta import MetricColumn, protocol_delta_m
 from taskbalance.results import ResultsError, RunResult
-from taskbalance.results.render import format_delta, format_value
+from taskbalance.results.render import csv_table, format_delta, format_value, markdown_table
 
 DELTA_HEADER = "Δm% ↓"
 
@@ -53,17 +51,10 @@ def _cells(table: ProtocolTable) -> list[list[str]]:
 
 def to_markdown(table: ProtocolTable) -> str:
     """GitHub Markdown with the papers' rounding (2 decimals, 4 below 1)."""
-    headers = table.headers()
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + [":---:"] * (len(headers) - 1)) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table)]
-    return "\n".join(lines) + "\n"
+    return markdown_table(table.headers(), _cells(table))
 
 
 def to_csv(table: ProtocolTable) -> str:
     """CSV with full-precision values (empty Δm without a baseline)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table.headers())
-    for name, values, delta in table.rows:
-        writer.writerow([name, *(repr(v) for v in values), "" if delta is None else repr(delta)])
-    return buffer.getvalue()
+    return csv_table(table.headers(), ([name, *(repr(v) for v in values), "" if delta is None else repr(delta)]
+                                       for name, values, delta in table.rows))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Literal
+from typing import Iterable, Literal, Sequence
 
 from rich.table import Table
 
@@ -34,22 +34,30 @@ def _cells(table: ResultsTable) -> list[list[str]]:
     return [[row.name] + [format_value(v) for v in row.values] + [format_delta(row.delta_m)] for row in table.rows]
 
 
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub Markdown table: first column left-aligned (names), the others centred."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + [":---:"] * (len(headers) - 1)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """CSV text with a header row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def to_markdown(table: ResultsTable) -> str:
     """GitHub Markdown table with rounded values."""
-    headers = _headers(table)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + [":---:"] * (len(headers) - 1)) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table)]
-    return "\n".join(lines) + "\n"
+    return markdown_table(_headers(table), _cells(table))
 
 
 def to_csv(table: ResultsTable) -> str:
     """CSV with full-precision values (for further processing) and the same headers as the other formats."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(_headers(table))
-    for row in table.rows:
-        writer.writerow([row.name, *(repr(v) for v in row.values), repr(row.delta_m)])
-    return buffer.getvalue()
+    return csv_table(_headers(table), ([row.name, *(repr(v) for v in row.values), repr(row.delta_m)] for row in table.rows))
 
 
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

@@ -12,10 +12,21 @@ from typer.testing import CliRunner
 
 from taskbalance.balancers import BalancerError, available, create
 from taskbalance.cli.main import app
-from taskbalance.toy.files import atomic_write_text
 from taskbalance.toy.methods import MethodSpec, parse_method, parse_methods
-from taskbalance.toy.presets import PRESETS, SCALINGS, parse_scaling, parse_starts, resolve_settings
-from taskbalance.toy.problem import PAPER_PARETO_X2, TASKS, ToyProblem, pareto_set, pareto_x2
+from taskbalance.toy.presets import (
+    PRESETS,
+    SCALINGS,
+    parse_scaling,
+    parse_starts,
+    resolve_settings,
+)
+from taskbalance.toy.problem import (
+    PAPER_PARETO_X2,
+    TASKS,
+    ToyProblem,
+    pareto_set,
+    pareto_x2,
+)
 from taskbalance.toy.report import distance_to_polyline, summarize
 from taskbalance.toy.runner import ToyRun, run_toy
 
@@ -209,14 +220,6 @@ def test_presets_and_overrides():
         parse_starts("1,2,3")
 
 
-def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
-    target = tmp_path / "deep" / "results.md"
-    atomic_write_text(target, "old")
-    atomic_write_text(target, "new")
-    assert target.read_text() == "new"
-    assert [p.name for p in target.parent.iterdir()] == ["results.md"]
-
-
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "toy"
     result = CliRunner().invoke(app, ["toy", "--preset", "famo", "--methods", "famo", "--steps", "15", "--out", str(out)])
@@ -231,6 +234,7 @@ def test_cli_end_to_end(tmp_path):
     rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 5
     assert "| famo(gamma=0.0, w_lr=0.025) | 0/5 | 0/5 |" in (out / "results.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json", "results.md", "trajectories.png"]
 
 
 def test_cli_rejects_unknown_method_and_scaling(tmp_path):

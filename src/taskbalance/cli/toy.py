@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from taskbalance.balancers import BalancerError
@@ -19,6 +25,7 @@ from taskbalance.toy.report import DEFAULT_TOLERANCE, summarize, table_rows
 from taskbalance.toy.runner import run_toy
 
 console = Console()
+DEFAULT_OUT = Path("runs/toy")
 
 
 def register(app: typer.Typer) -> None:
@@ -28,14 +35,14 @@ def register(app: typer.Typer) -> None:
 
 def toy(
     preset: str = typer.Option("cagrad", help=f"Paper setting: {', '.join(PRESETS)} (scaling, starts, steps, methods)."),
-    methods: Optional[str] = typer.Option(
+    methods: str | None = typer.Option(
         None, help='Comma-separated method specs replacing the preset\'s, e.g. "uniform,mgda,cagrad(c=0.5,max_norm=1.0)".'
     ),
-    steps: Optional[int] = typer.Option(None, min=0, help="Adam steps (default: the preset's)."),
-    scaling: Optional[str] = typer.Option(None, help=f"Loss scales: {', '.join(SCALINGS)} or 's1,s2'."),
-    starts: Optional[str] = typer.Option(None, help="Initial points 'x1,x2;x1,x2;...' (default: the preset's)."),
+    steps: int | None = typer.Option(None, min=0, help="Adam steps (default: the preset's)."),
+    scaling: str | None = typer.Option(None, help=f"Loss scales: {', '.join(SCALINGS)} or 's1,s2'."),
+    starts: str | None = typer.Option(None, help="Initial points 'x1,x2;x1,x2;...' (default: the preset's)."),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, min=0.0, help="Distance counted as reaching the Pareto set / optimum."),
-    out: Path = typer.Option(Path("runs/toy"), help="Output directory."),
+    out: Path = typer.Option(DEFAULT_OUT, help="Output directory."),
 ) -> None:
     """Run the toy problem from the published initial points and write trajectories.png and results.{md,csv,json}."""
     try:

@@ -2,7 +2,7 @@
 
 ``problem`` (objectives, exact Pareto set, optimum), ``methods`` (method specs), ``presets`` (per-paper settings),
 ``runner`` (Adam on x with one balancer per method and start), ``report`` (distances and tables), ``plot`` (the
-figure), ``files`` (atomic writes) and ``outputs`` (the artefacts of a run).
+figure) and ``outputs`` (the artefacts of a run, written with ``taskbalance.atomic``).
 """
 
 from taskbalance.toy.methods import MethodSpec, parse_methods
@@ -18,8 +18,8 @@ __all__ = [
     "ToyProblem",
     "ToyRun",
     "ToySettings",
-    "parse_methods",
     "pareto_set",
+    "parse_methods",
     "resolve_settings",
     "run_toy",
     "summarize",

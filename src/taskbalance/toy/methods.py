@@ -9,8 +9,9 @@ clip themselves (Nash-MTL, FairGrad) keep ``max_norm`` as their own option.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from taskbalance.balancers import BalancerError, get
 from taskbalance.toy.problem import TASKS, ToyProblem

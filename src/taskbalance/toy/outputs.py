@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from taskbalance.toy.files import atomic_write_text
+from taskbalance.atomic import atomic_write_text
+from taskbalance.results.render import markdown_table as render_markdown
 from taskbalance.toy.methods import problem_defaults
 from taskbalance.toy.plot import save_figure, trajectories_figure
 from taskbalance.toy.presets import ToySettings, get_preset
 from taskbalance.toy.problem import ToyProblem
-from taskbalance.toy.report import Outcome, csv_text, json_text, markdown_table, reached_counts
+from taskbalance.toy.report import (
+    Outcome,
+    csv_text,
+    json_text,
+    markdown_table,
+    reached_counts,
+)
 from taskbalance.toy.runner import LEARNING_RATE, ToyRun
 
 ARTEFACTS = ("trajectories.png", "results.md", "results.csv", "results.json")
@@ -64,14 +72,17 @@ def _markdown(meta: dict[str, Any], outcomes: Sequence[Outcome]) -> str:
         "",
         f"{meta['preset_source']}.",
         "",
-        f"Losses ℓ1 = {scales[0]:g}·L1, ℓ2 = {scales[1]:g}·L2; {meta['steps']} steps of {meta['optimizer']}; "
-        f"reached = final point within {meta['tolerance']:g} of the exact Pareto set / of the minimiser "
-        f"({meta['optimum'][0]:.4f}, {meta['optimum'][1]:.4f}) of ℓ1 + ℓ2. Run time {meta['total_seconds']:.1f} s.",
+        (
+            f"Losses ℓ1 = {scales[0]:g}·L1, ℓ2 = {scales[1]:g}·L2; {meta['steps']} steps of {meta['optimizer']}; "
+            f"reached = final point within {meta['tolerance']:g} of the exact Pareto set / of the minimiser "
+            f"({meta['optimum'][0]:.4f}, {meta['optimum'][1]:.4f}) of ℓ1 + ℓ2. Run time {meta['total_seconds']:.1f} s."
+        ),
         "",
-        "| method | reached Pareto set | reached optimum | seconds in method |",
-        "|---|---|---|---|",
     ]
     seconds = {m["label"]: m["seconds_in_method"] for m in meta["methods"]}
-    for label, (pareto, optimum, total) in reached_counts(outcomes).items():
-        lines.append(f"| {label} | {pareto}/{total} | {optimum}/{total} | {seconds[label]:.1f} |")
-    return "\n".join(lines) + "\n\n" + markdown_table(outcomes)
+    summary = [
+        [label, f"{pareto}/{total}", f"{optimum}/{total}", f"{seconds[label]:.1f}"]
+        for label, (pareto, optimum, total) in reached_counts(outcomes).items()
+    ]
+    header = ["method", "reached Pareto set", "reached optimum", "seconds in method"]
+    return "\n".join(lines) + "\n" + render_markdown(header, summary) + "\n" + markdown_table(outcomes)

@@ -3,15 +3,19 @@ set, the optimum), bottom row loss space (the Pareto front). Built on a bare ``F
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from taskbalance.toy.files import atomic_write_bytes
-from taskbalance.toy.problem import PAPER_PARETO_X2, PARETO_X1_RANGE, ToyProblem, pareto_set
+from taskbalance.atomic import atomic_target
+from taskbalance.toy.problem import (
+    PAPER_PARETO_X2,
+    PARETO_X1_RANGE,
+    ToyProblem,
+    pareto_set,
+)
 from taskbalance.toy.runner import ToyRun
 
 _EXTENT = 11.0  # CAGrad's plots span [-11, 11]²
@@ -78,6 +82,5 @@ def _style(axes: Axes, xlabel: str, ylabel: str) -> None:
 
 def save_figure(figure: Figure, path: Path, dpi: int = 110) -> None:
     """Render ``figure`` as PNG and write it atomically."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_target(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi, facecolor="white")

@@ -7,6 +7,7 @@ paper's code used. Every setting can be overridden from the CLI.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from taskbalance.toy.methods import MethodSpec, parse_methods
 
 #: Named loss scalings ``(s1, s2)``: equal (CAGrad), Nash-MTL/FAMO's ``Toy(scale=0.1)``, IMGrad Fig. 2's 0.9/0.1.

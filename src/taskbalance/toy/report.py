@@ -3,14 +3,15 @@ optimum of the summed losses, and the table renderings (Markdown, CSV, JSON)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
+from taskbalance.results.render import csv_table
+from taskbalance.results.render import markdown_table as render_markdown
 from taskbalance.toy.problem import ToyProblem, pareto_set
 from taskbalance.toy.runner import ToyRun
 
@@ -100,26 +101,23 @@ def table_rows(outcomes: Sequence[Outcome]) -> tuple[tuple[str, ...], list[list[
 
 def markdown_table(outcomes: Sequence[Outcome]) -> str:
     """The outcomes as a GitHub Markdown table."""
-    header, rows = table_rows(outcomes)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return render_markdown(*table_rows(outcomes))
+
+
+_CSV_COLUMNS = (
+    "method", "start_x1", "start_x2", "final_x1", "final_x2", "loss1", "loss2",
+    "pareto_distance", "on_pareto", "optimum_distance", "at_optimum", "failure",
+)
 
 
 def csv_text(outcomes: Sequence[Outcome]) -> str:
     """The outcomes as CSV, one numeric column per coordinate."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["method", "start_x1", "start_x2", "final_x1", "final_x2", "loss1", "loss2",
-         "pareto_distance", "on_pareto", "optimum_distance", "at_optimum", "failure"]
-    )
-    for o in outcomes:
-        writer.writerow(
-            [o.method, *o.start, *o.final, *o.final_losses, o.pareto_distance, o.on_pareto,
-             o.optimum_distance, o.at_optimum, o.failure or ""]
-        )
-    return buffer.getvalue()
+    rows = [
+        [o.method, *o.start, *o.final, *o.final_losses, o.pareto_distance, o.on_pareto,
+         o.optimum_distance, o.at_optimum, o.failure or ""]
+        for o in outcomes
+    ]
+    return csv_table(_CSV_COLUMNS, rows)
 
 
 def json_text(outcomes: Sequence[Outcome], meta: Mapping[str, Any]) -> str:

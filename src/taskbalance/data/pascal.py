@@ -3,7 +3,7 @@
     JPEGImages/<id>.jpg
     ImageSets/Context/train.txt (4,998 ids)  ImageSets/Context/val.txt (5,105 ids: the test set)
     semseg/VOC12/<id>.png  (fallback semseg/pascal-context/<id>.png): 0 background, 1..20 VOC classes, 255 ignore
-    pascal-context/trainval/<id>.mat   variable LabelMap: the full Context labels; edges are its boundaries
+    pascal-context/trainval/<id>.mat   variable LabelMap: the full Context labels; edges are derived from it (``context_edges``)
     human_parts/<id>.mat               variable anno: the PASCAL-Part struct (objects → parts with masks)
     normals_distill/<id>.png           RGB, 2x/255-1 (teacher-distilled pseudo-labels)
     sal_distill/<id>.png               grayscale, binarised at 0.5 (teacher-distilled pseudo-labels)
@@ -26,7 +26,7 @@ import torch
 from taskbalance.conventions import IGNORE_INDEX
 from taskbalance.data.base import DataError
 from taskbalance.data.decode import decode_binary, decode_labels, decode_normals
-from taskbalance.data.edges import label_boundaries
+from taskbalance.data.edges import context_edges
 from taskbalance.data.folder import FolderDataset, FolderReader
 from taskbalance.data.io import image_size, read_mat, read_png_array, read_rgb
 
@@ -149,7 +149,7 @@ class PascalReader(FolderReader):
             array = read_png_array(path)
             return decode_binary(array.mean(-1) if array.ndim == 3 else array, path, 255.0)
         if key == "edge":
-            return label_boundaries(self._label_map(sample_id)).float()[None]
+            return context_edges(self._label_map(sample_id))[None]
         raise DataError(f"pascal has no task {key!r}")
 
     def has_person(self, sample_id: str) -> bool:

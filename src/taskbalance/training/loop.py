@@ -114,7 +114,9 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _prepare_directory(self, resume: bool) -> None:
         run = self.run
-        if run.config.is_file():
+        existing = run.config.is_file()
+        barrier(self.dist)  # every rank has looked before rank 0 writes the config of a new run
+        if existing:
             if not resume:
                 raise RunExistsError(f"{run.root} already holds a run: pass --resume to continue it, or choose another output")
             stored = load_config(run.config)

@@ -1,0 +1,112 @@
+"""Multi-process training on CPU (Gloo): the gradient all-reduce on its own, and a real two-rank ``torchrun`` job
+on tiny synthetic scenes (only rank 0 writes the run directory; both ranks end with the same weights).
+
+Run as a script (``torchrun ... tests/test_training_distributed.py RUN DUMPS``), this file is the job's worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from taskbalance.training.distributed import DistInfo, average_gradients
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with the Gloo backend is not available")
+
+TINY = ["optim.iterations=4", "optim.eval_every=2", "data.batch_size=2", "data.eval_batch_size=8",
+        "data.options.num_scenes=1", "data.options.views_per_scene=4", "data.options.resolution=[24,32]",
+        "diagnostics.every=2", "log_every=1", "method.name=uw"]
+
+
+def _average_worker(rank: int, store: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        a = torch.zeros(3, requires_grad=True)
+        a.grad = torch.full((3,), float(rank + 1))
+        b = torch.zeros(2, requires_grad=True)
+        if rank == 1:  # a parameter the balancer left without gradient on one rank counts as zero there
+            b.grad = torch.full((2,), 4.0)
+        average_gradients([a, b], DistInfo(rank=rank, world_size=2))
+        assert torch.equal(a.grad, torch.full((3,), 1.5))
+        assert torch.equal(b.grad, torch.full((2,), 2.0))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_average_gradients_over_two_ranks(tmp_path: Path):
+    mp.spawn(_average_worker, args=(str(tmp_path / "store"),), nprocs=2)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks(tmp_path: Path):
+    run, dumps = tmp_path / "run", tmp_path / "dumps"
+    dumps.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(Path(__file__).resolve()), str(run), str(dumps)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert job.returncode == 0, job.stdout + job.stderr
+
+    assert (run / "results.json").is_file() and (run / "checkpoints" / "last.json").is_file()
+    writes = {rank: json.loads((dumps / f"writes-rank{rank}.json").read_text()) for rank in (0, 1)}
+    assert writes[1] == [] and writes[0], writes
+    train_steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    assert train_steps == [1, 2, 3, 4]
+    assert len(list((run / "tb").iterdir())) == 1
+
+    # rank 0's last checkpoint holds its weights after the final step; rank 1 must have reached the same ones
+    last = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert last["step"] == 4
+    saved = load_file(run / "checkpoints" / last["path"] / "model.safetensors")
+    rank1 = load_file(dumps / "params-rank1.safetensors")
+    assert rank1 and set(rank1) <= set(saved)
+    for name, value in rank1.items():
+        assert torch.equal(value, saved[name]), name
+
+
+def _record_writes(root: Path, log: list[str]) -> None:
+    """Audit hook: note every file opened for writing, created, renamed or removed under ``root``."""
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            path, mode, flags = args
+            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & write_flags)
+        elif event in ("os.mkdir", "os.rename", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate"):
+            path, writing = args[0], True
+        else:
+            return
+        if writing and isinstance(path, (str, os.PathLike)) and Path(os.path.abspath(path)).is_relative_to(root):
+            log.append(f"{event} {path}")
+
+    sys.addaudithook(hook)
+
+
+def _worker(run: Path, dumps: Path) -> None:
+    """One rank of the job: train the tiny config, then record what this rank wrote and (rank 1) its weights."""
+    from taskbalance.training.loop import Trainer
+    from taskbalance.training.presets import load_config
+
+    writes: list[str] = []
+    _record_writes(run.resolve(), writes)
+    trainer = Trainer(load_config("quick", TINY), run, show_progress=False)
+    trainer.fit()
+    rank = trainer.dist.rank
+    (dumps / f"writes-rank{rank}.json").write_text(json.dumps(writes))
+    if rank == 1:  # rank 0's model now holds the selected (best) weights; its last ones are in the checkpoint
+        save_file({n: p.detach().contiguous() for n, p in trainer.model.named_parameters()},
+                  str(dumps / f"params-rank{rank}.safetensors"))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]), Path(sys.argv[2]))

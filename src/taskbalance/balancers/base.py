@@ -184,6 +184,10 @@ class Balancer(nn.Module):
     #: Whether the method reads the loss values although it needs gradients (DB-MTL's log-losses).
     needs_loss_values: bool = False
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: Whether :meth:`post_step` must be called after the optimizer step with the re-evaluated losses (FAMO).
+    needs_post_step_losses: ClassVar[bool] = False
+    #: Whether :meth:`epoch_end` changes the method (DWA, STCH); runners call it every epoch regardless.
+    advances_per_epoch: ClassVar[bool] = False
 
     def __init__(
         self,

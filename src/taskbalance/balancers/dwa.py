@@ -56,6 +56,7 @@ class DWA(Balancer):
     """Weights from the ratio of each task's recent average losses (loss descending rate)."""
 
     name = "dwa"
+    advances_per_epoch = True
     description = "Dynamic Weight Average: K·softmax(L(t-1)/L(t-2)/T) of epoch-average losses (Liu 2019)."
     requires = "losses"
     Options = DWAOptions

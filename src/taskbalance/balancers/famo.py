@@ -84,6 +84,7 @@ class FAMO(Balancer):
     """Fast adaptive multitask optimization: loss weights from logits learned on the observed log-loss decrease."""
 
     name = "famo"
+    needs_post_step_losses = True
     description = "FAMO: w ∝ softmax(ξ)/ℓ; post_step(new_losses) updates ξ from the log-loss decrease (Liu 2023)."
     requires = "losses"
     Options = FAMOOptions

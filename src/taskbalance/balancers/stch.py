@@ -57,6 +57,7 @@ class STCH(Balancer):
     """Smooth Tchebycheff scalarization of nadir-normalised log-losses, after a Σ log L warm-up."""
 
     name = "stch"
+    advances_per_epoch = True
     description = "Smooth Tchebycheff: Σ log L warm-up, then K·μ·logsumexp(log(L/nadir)/μ) as loss weights (Lin 2024)."
     requires = "losses"
     Options = STCHOptions

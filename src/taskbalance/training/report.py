@@ -49,10 +49,8 @@ class GridChoice:
 
 
 def _validation_delta(run_dir: RunDir, stl_dirs: dict[str, RunDir]) -> float | None:
-    from taskbalance.training.study import best_validation_record
-
-    mtl = best_validation_record(run_dir)
-    stl = {task: best_validation_record(d) for task, d in stl_dirs.items()}
+    mtl = run_dir.best_validation_record()
+    stl = {task: d.best_validation_record() for task, d in stl_dirs.items()}
     if mtl is None or any(r is None for r in stl.values()):
         return None
     primary = mtl["primary"]

@@ -114,3 +114,11 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         """True when a resumable last checkpoint exists."""
         return (self.checkpoints / "last.json").is_file()
+
+    def best_validation_record(self) -> dict[str, Any] | None:
+        """The validation record (metrics, primary, higher_is_better) of the run's selected evaluation, or None."""
+        best = None
+        for record in self.metrics:
+            if record.get("kind") == "val" and record.get("best"):
+                best = record
+        return best

@@ -74,6 +74,17 @@ class PlannedRun:
     kind: str  # "stl", "mtl" or "url"
     raw: dict[str, Any]
 
+    @property
+    def seed(self) -> int:
+        """The run's seed (from its config)."""
+        return int(self.raw.get("seed", 0))
+
+    @property
+    def arm(self) -> str:
+        """The arm the run belongs to, as the report groups runs: the run's name without its seed (the runs of
+        one arm differ only in their seed). Used by training/report.py."""
+        return self.name
+
 
 def load_study(name_or_path: str | Path, overrides: list[str] | None = None) -> StudySpec:
     """Read and validate a study preset; ``overrides`` (``key=value``) go into its ``set``."""
@@ -123,15 +134,6 @@ def _stl_name(variant: str, task: str) -> str:
     return f"{variant}/stl-{task}" if variant else f"stl-{task}"
 
 
-def best_validation_record(run_dir: RunDir) -> dict[str, Any] | None:
-    """The validation record (metrics, primary, higher_is_better) of a run's selected evaluation, or None."""
-    best = None
-    for record in run_dir.metrics:
-        if record.get("kind") == "val" and record.get("best"):
-            best = record
-    return best
-
-
 def finalize(run: PlannedRun, spec: StudySpec, out: Path) -> RunConfig:
     """The run's config once the single-task runs exist: baseline for selection, URL teachers, feature distance."""
     raw = dict(run.raw)
@@ -140,7 +142,7 @@ def finalize(run: PlannedRun, spec: StudySpec, out: Path) -> RunConfig:
         stl_dirs = {t: out / _stl_name(run.variant, t) for t in tasks}
         baseline = {}
         for task, path in stl_dirs.items():
-            record = best_validation_record(RunDir(path))
+            record = RunDir(path).best_validation_record()
             if record is not None:
                 baseline[task] = record["metrics"][task]
         if len(baseline) == len(tasks):

@@ -4,13 +4,20 @@ Every loss takes the raw B×C×H×W model output and the batched label (conventi
 :mod:`taskbalance.conventions`), averages over the *labelled* pixels of the whole batch, and returns a scalar.
 When a batch has no labelled pixel at all the loss is an exact zero that is still connected to the graph
 (so ``backward()`` works and writes zero gradients) instead of the NaN that ``0/0`` would give.
+
+Data-parallel training: inside :func:`shared_normaliser` every pixel count (the masked means' denominators and the
+adaptive BCE weight's counts) is replaced by its mean over the processes, so each process's loss is
+``Σ_local / mean_ranks(N)`` and the mean of the processes' losses is the masked mean over the *global* batch,
+exactly, whatever the ignore counts of each shard (see ``docs/distributed.md``).
 :class:`TaskLoss` wraps one of them with the task's :class:`~taskbalance.tasks.validation.InputCheck`.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +27,37 @@ from taskbalance.conventions import IGNORE_INDEX, INVALID_DEPTH
 from taskbalance.tasks.validation import InputCheck
 
 NormalsReduction = Literal["pixel", "element"]
+CountReducer = Callable[[Tensor], Tensor]
+
+_COUNT_REDUCER: ContextVar[CountReducer | None] = ContextVar("taskbalance_count_reducer", default=None)
+
+
+@contextmanager
+def shared_normaliser(mean_over_processes: CountReducer) -> Iterator[None]:
+    """Within the block, the losses normalise by ``mean_over_processes(count)`` instead of the local count.
+
+    ``mean_over_processes`` maps a scalar count to its mean over the data-parallel processes (a collective: every
+    process must compute the same losses in the same order).
+    """
+    token = _COUNT_REDUCER.set(mean_over_processes)
+    try:
+        yield
+    finally:
+        _COUNT_REDUCER.reset(token)
+
+
+def _count(count: Tensor) -> Tensor:
+    """``count`` as a float, or its mean over the processes inside :func:`shared_normaliser`."""
+    reduce = _COUNT_REDUCER.get()
+    count = count.to(torch.float64)
+    return count if reduce is None else reduce(count)
 
 
 def _masked_mean(values: Tensor, valid: Tensor, denominator: Tensor | None = None) -> Tensor:
     """Sum of ``values`` over ``valid`` divided by ``denominator`` (default: number of valid entries)."""
     total = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum()
-    count = valid.sum() if denominator is None else denominator
-    return total / count.clamp_min(1)
+    count = _count(valid.sum() if denominator is None else denominator)
+    return total / torch.where(count > 0, count, 1.0).to(total.dtype)
 
 
 def cross_entropy_loss(pred: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -77,8 +108,9 @@ def balanced_bce_loss(
     valid = target != ignore_index
     labels = torch.where(valid, target, torch.zeros((), dtype=target.dtype, device=target.device))
     if pos_weight is None:
-        negatives = ((labels == 0) & valid).sum()
-        w = (negatives / valid.sum().clamp_min(1)).to(pred.dtype)
+        negatives = _count(((labels == 0) & valid).sum())
+        labelled = _count(valid.sum())
+        w = (negatives / torch.where(labelled > 0, labelled, 1.0)).to(pred.dtype)
     else:
         w = torch.as_tensor(pos_weight, dtype=pred.dtype, device=pred.device)
     per_pixel = -(w * labels * F.logsigmoid(pred) + (1 - w) * (1 - labels) * F.logsigmoid(-pred))

@@ -1,0 +1,128 @@
+"""Data-parallel execution of a balanced step: which gradients travel how (see ``docs/distributed.md``).
+
+Two paths, chosen from the method:
+
+* **loss weighting** (the method needs only the losses, or per-task gradients on the ``last_layer`` only: uniform,
+  static, UW, DWA, RLW, FAMO, STCH, IMTL-L, AvgNorm, GradNorm): the model runs inside
+  :class:`~torch.nn.parallel.DistributedDataParallel`, whose bucketed all-reduce overlaps the one backward of
+  ``Σ_i w_i L_i``. The weights agree on every process because they are computed from globally reduced losses and
+  last-layer Jacobians (the reducer).
+* **gradient methods** (``params`` or ``features`` source): no DDP. The per-task gradients are reduced once per step
+  by the balancer's reducer (the K×d Jacobian on ``params``, the K×K Gramian on ``features``), every process
+  aggregates the same global quantity and writes the same shared update; the remaining gradients (task-specific
+  parameters, the encoder on the ``features`` source) are averaged in one flat all-reduce.
+
+Everything else the optimizer steps (the balancer's own parameters, URL adaptors) is averaged in that flat
+all-reduce too, and with local BatchNorm rank 0's buffers are broadcast every step (DDP's ``broadcast_buffers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ContextManager, Iterable, Mapping
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from taskbalance.balancers import Balancer
+from taskbalance.tasks.losses import shared_normaliser
+from taskbalance.training.distributed import DistInfo, ProcessGroupReducer, average_gradients
+
+
+def uses_ddp(balancer: Balancer) -> bool:
+    """Whether the method's write-back is one backward of a weighted loss sum (the DDP path)."""
+    return balancer.requires == "losses" or balancer.source == "last_layer"
+
+
+def convert_batchnorm(model: nn.Module, sync: bool) -> nn.Module:
+    """``model`` with every BatchNorm turned into :class:`~torch.nn.SyncBatchNorm` when ``sync`` (the parameter and
+    buffer tensors are kept, so optimizers and balancers built before still point at them)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model) if sync else model
+
+
+class TrainingForward(nn.Module):
+    """``model.forward_train`` as ``forward`` (what DDP wraps and hooks)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Any:
+        return self.model.forward_train(images)
+
+
+class BalancerHooks:
+    """The balancer's step hooks with the post-step losses reduced to the global batch (FAMO learns from them)."""
+
+    def __init__(self, balancer: Balancer, reducer: ProcessGroupReducer) -> None:
+        self.balancer = balancer
+        self.reducer = reducer
+
+    @property
+    def needs_post_step_losses(self) -> bool:
+        return self.balancer.needs_post_step_losses
+
+    def post_step(self, losses: Mapping[str, Tensor]) -> None:
+        tasks = list(losses)
+        values = self.reducer.sum_losses(torch.stack([losses[t].detach().reshape(()) for t in tasks]))
+        self.balancer.post_step(dict(zip(tasks, values)))
+
+    def epoch_end(self) -> None:
+        self.balancer.epoch_end()
+
+
+class DataParallel:
+    """One process's share of a data-parallel run: the forward to call, the reducer, the gradient hook.
+
+    Args:
+        model: the model (BatchNorm already converted if wanted, on this process's device, rank 0's state
+            broadcast).
+        balancer: the method (built on ``model``'s parameters).
+        info: this process's place.
+        replicated: every other tensor the optimizer steps (balancer and adaptor parameters).
+        bucket_mb: DDP's bucket size.
+    """
+
+    def __init__(self, model: nn.Module, balancer: Balancer, info: DistInfo, replicated: Iterable[Tensor] = (),
+                 bucket_mb: float = 25.0) -> None:
+        self.model = model
+        self.info = info
+        self.reducer = ProcessGroupReducer(info)
+        self.ddp: DistributedDataParallel | None = None
+        self.local_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+                                   for m in model.modules())
+        managed: set[int] = set()
+        if uses_ddp(balancer):
+            device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
+            self.ddp = DistributedDataParallel(TrainingForward(model), device_ids=device_ids, bucket_cap_mb=bucket_mb)
+            managed = {id(p) for p in model.parameters()}
+        elif balancer.source == "params":
+            managed = {id(p) for p in balancer.shared_params}
+        model_params = [p for p in model.parameters() if p.requires_grad]
+        self.averaged = [p for p in [*model_params, *replicated] if id(p) not in managed]
+
+    def forward_train(self, images: Tensor) -> Any:
+        """The model's training forward (through DDP on the loss-weighting path)."""
+        return self.ddp(images) if self.ddp is not None else self.model.forward_train(images)
+
+    def losses_context(self) -> ContextManager[Any]:
+        """Compute the task losses inside this: masked means normalised by the global pixel count."""
+        return shared_normaliser(self.reducer.mean_count)
+
+    def gradient_hook(self) -> None:
+        """After the balancer's backward: average what is not yet global; align local BatchNorm buffers."""
+        self.reducer.bytes_reduced += average_gradients(self.averaged, self.info)
+        if self.ddp is None and self.local_batchnorm:
+            broadcast_buffers(self.model, self.info)
+
+    def hooks(self, balancer: Balancer) -> BalancerHooks:
+        """The method hooks for the step driver (post-step losses reduced)."""
+        return BalancerHooks(balancer, self.reducer)
+
+
+def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers to every process (what DDP does before each forward with ``broadcast_buffers``)."""
+    with torch.no_grad():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)

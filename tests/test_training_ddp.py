@@ -1,0 +1,201 @@
+"""Data-parallel exactness on CPU with two Gloo processes: a 2-process step equals the 1-process step on the same
+global batch (parameters, logged weights and losses), for uniform under DDP and for MGDA / PCGrad with the
+``params`` source; the reducer's global quantities; masked-mean losses with unequal ignore counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+
+from taskbalance.balancers import create
+from taskbalance.tasks import build_task
+from taskbalance.tasks.losses import shared_normaliser
+from taskbalance.training.ddp import DataParallel, uses_ddp
+from taskbalance.training.distributed import DistInfo, ProcessGroupReducer, broadcast_state
+from taskbalance.training.evaluate import task_losses
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with the Gloo backend is not available")
+
+WORLD = 2
+TASKS = ("semseg", "depth")
+STEPS = 3
+
+
+def _spawn(worker: Any, tmp_path: Path, *args: Any) -> None:
+    mp.spawn(worker, args=(str(tmp_path / "store"), *args), nprocs=WORLD)
+
+
+def _join(rank: int, store: str) -> DistInfo:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    return DistInfo(rank=rank, world_size=WORLD)
+
+
+def _global_batch() -> dict[str, Tensor]:
+    """Four images whose two halves have very different numbers of ignored pixels (rank 1's half: most)."""
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randn(4, 3, 24, 32, generator=generator)
+    semseg = torch.randint(0, 5, (4, 24, 32), generator=generator)
+    depth = torch.rand(4, 1, 24, 32, generator=generator) + 0.5
+    semseg[2:, :20] = 255  # rank 1: 20 of 24 rows unlabelled
+    semseg[0, :2] = 255
+    depth[3, :, :, 5:] = 0.0  # invalid depth
+    return {"image": images, "semseg": semseg, "depth": depth}
+
+
+def _shard(batch: dict[str, Tensor], rank: int) -> dict[str, Tensor]:
+    half = batch["image"].shape[0] // WORLD
+    return {k: v[rank * half : (rank + 1) * half] for k, v in batch.items()}
+
+
+def _specs() -> dict[str, Any]:
+    return {"semseg": build_task("semseg", num_classes=5), "depth": build_task("depth")}
+
+
+def _tiny_model() -> nn.Module:
+    from taskbalance.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch="vanilla", backbone="tiny", task_channels={"semseg": 5, "depth": 1}, pretrained=None,
+                        single_task=False)
+    for module in model.modules():  # frozen BatchNorm: running statistics, no per-batch dependence
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return model
+
+
+def _train(method: str, source: str, info: DistInfo | None) -> tuple[Tensor, list[dict[str, float]], list[dict[str, float]]]:
+    """STEPS SGD steps on the global batch (its shard when ``info`` is given); flat parameters, weights, losses."""
+    model = _tiny_model()
+    specs = _specs()
+    balancer = create(method, tasks=TASKS, shared=model.shared_parameters(), last_layer=model.last_shared_layer(),
+                      source=source)
+    optimizer = torch.optim.SGD([*model.parameters(), *balancer.parameters()], lr=0.05)
+    batch = _global_batch()
+    data_parallel = None
+    if info is not None:
+        broadcast_state(model, info)
+        data_parallel = DataParallel(model, balancer, info, replicated=list(balancer.parameters()))
+        batch = _shard(batch, info.rank)
+    weights, losses = [], []
+    for _ in range(STEPS):
+        optimizer.zero_grad(set_to_none=True)
+        if data_parallel is None:
+            output = model.forward_train(batch["image"])
+            step_losses = task_losses(specs, output, batch)
+            result = balancer.backward(step_losses, features=output.features)
+        else:
+            output = data_parallel.forward_train(batch["image"])
+            with data_parallel.losses_context():
+                step_losses = task_losses(specs, output, batch)
+            result = balancer.backward(step_losses, features=output.features, reducer=data_parallel.reducer)
+            data_parallel.gradient_hook()
+        optimizer.step()
+        weights.append(result.weights)
+        losses.append(result.losses)
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    return flat, weights, losses
+
+
+def _exactness_worker(rank: int, store: str, method: str, source: str) -> None:
+    info = _join(rank, store)
+    try:
+        params, weights, losses = _train(method, source, info)
+        gathered = [torch.empty_like(params) for _ in range(WORLD)]
+        dist.all_gather(gathered, params)
+        assert torch.equal(gathered[0], gathered[1]), "the processes' parameters differ"
+        if rank == 0:
+            reference, ref_weights, ref_losses = _train(method, source, None)
+            initial = torch.cat([p.detach().reshape(-1) for p in _tiny_model().parameters()])
+            assert (reference - initial).norm() > 1e-3 * initial.norm(), "the reference did not train"
+            relative = float((params - reference).norm() / reference.norm())
+            assert relative <= 1e-5, f"{method}/{source}: 2-process parameters differ from 1-process by {relative:.2e}"
+            for got, want in zip(weights, ref_weights):
+                assert got == pytest.approx(want, rel=1e-5, abs=1e-7), (got, want)
+            for got, want in zip(losses, ref_losses):
+                assert got == pytest.approx(want, rel=1e-5), (got, want)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(("method", "source"), [("uniform", "params"), ("mgda", "params"), ("pcgrad", "params")])
+def test_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path, method: str, source: str):
+    _spawn(_exactness_worker, tmp_path, method, source)
+
+
+def _reducer_worker(rank: int, store: str) -> None:
+    info = _join(rank, store)
+    try:
+        reducer = ProcessGroupReducer(info)
+        local = torch.tensor([[1.0, 2.0 + rank], [3.0 * rank, 4.0]])
+        # the mean over processes is the global quantity for losses and parameter Jacobians
+        assert torch.equal(reducer.sum_losses(local[0]), torch.tensor([1.0, 2.5]))
+        assert torch.equal(reducer.sum_jacobian(local), torch.tensor([[1.0, 2.5], [1.5, 4.0]]))
+        # features: the global feature gradient is the concatenation of the ∇_{z_r} L_r / W, so G = Σ_r G_r / W²
+        rows = torch.tensor([[1.0, 0.0], [2.0, 1.0]]) * (rank + 1)
+        whole = torch.cat([torch.tensor([[1.0, 0.0], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [2.0, 1.0]]) * 2], dim=1) / WORLD
+        assert torch.allclose(reducer.sum_gramian(rows @ rows.T), whole @ whole.T)
+        assert reducer.bytes_reduced == 2 * 4 + 4 * 4 + 4 * 4
+    finally:
+        dist.destroy_process_group()
+
+
+def test_reducer_gives_the_global_quantities(tmp_path: Path):
+    _spawn(_reducer_worker, tmp_path)
+
+
+def _masked_mean_worker(rank: int, store: str) -> None:
+    info = _join(rank, store)
+    try:
+        reducer = ProcessGroupReducer(info)
+        generator = torch.Generator().manual_seed(5)
+        cases = {
+            "semseg": (build_task("semseg", num_classes=3), torch.randn(4, 3, 6, 5, generator=generator),
+                       torch.randint(0, 3, (4, 6, 5), generator=generator)),
+            "depth": (build_task("depth"), torch.randn(4, 1, 6, 5, generator=generator),
+                      torch.rand(4, 1, 6, 5, generator=generator) + 0.1),
+            "normals": (build_task("normals"), torch.randn(4, 3, 6, 5, generator=generator),
+                        nn.functional.normalize(torch.randn(4, 3, 6, 5, generator=generator), dim=1)),
+            "sal": (build_task("sal"), torch.randn(4, 1, 6, 5, generator=generator),
+                    (torch.rand(4, 1, 6, 5, generator=generator) > 0.7).float()),
+        }
+        cases["semseg"][2][2:, 1:] = 255  # rank 1's shard: mostly ignored
+        cases["depth"][2][:2, :, 2:] = 0.0  # rank 0's shard: mostly invalid depth
+        cases["normals"][2][3, :, :4] = 0.0
+        cases["sal"][2][2:, :, :3] = 255.0
+        for name, (spec, pred, target) in cases.items():
+            whole = pred.clone().requires_grad_(True)
+            single = spec.loss(whole, target)
+            single.backward()
+            part = pred[2 * rank : 2 * rank + 2].clone().requires_grad_(True)
+            with shared_normaliser(reducer.mean_count):
+                local = spec.loss(part, target[2 * rank : 2 * rank + 2])
+            local.backward()
+            mean = reducer.sum_losses(local.detach().reshape(1))
+            assert float(mean) == pytest.approx(float(single), rel=1e-6), name
+            # DDP averages the gradients: the mean of the local gradients is the global one on this shard
+            assert torch.allclose(part.grad / WORLD, whole.grad[2 * rank : 2 * rank + 2], rtol=1e-5, atol=1e-8), name
+            plain = spec.loss(pred[2 * rank : 2 * rank + 2], target[2 * rank : 2 * rank + 2])
+            if name in ("semseg", "depth"):  # the per-process masked means would have been wrong
+                assert abs(float(reducer.sum_losses(plain.reshape(1))) - float(single)) > 1e-3 * abs(float(single)), name
+    finally:
+        dist.destroy_process_group()
+
+
+def test_masked_means_with_unequal_ignore_counts_equal_the_single_process_loss(tmp_path: Path):
+    _spawn(_masked_mean_worker, tmp_path)
+
+
+def test_methods_that_weigh_losses_or_read_the_last_layer_take_the_ddp_path():
+    model = nn.Linear(2, 2)
+    expected = {("uniform", "params"): True, ("uw", "params"): True, ("avgnorm", "last_layer"): True,
+                ("gradnorm", "last_layer"): True, ("mgda", "params"): False, ("pcgrad", "features"): False}
+    for (method, source), ddp in expected.items():
+        assert uses_ddp(create(method, tasks=TASKS, shared=model, source=source)) is ddp, method

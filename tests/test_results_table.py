@@ -20,12 +20,13 @@ from taskbalance.results import (
 )
 
 
-def make(name: str, kind: str = "mtl", **values: float) -> RunResult:
+def make(name: str, kind: str = "mtl", run_meta: dict | None = None, method: str | None = None, **values: float) -> RunResult:
     meta = {"semseg": ("mIoU", True), "depth": ("rmse", False), "normals": ("mean", False), "edge": ("odsF", True)}
     return RunResult(
-        name=name, method=name, kind=kind, tasks=list(values),
+        name=name, method=method or name, kind=kind, tasks=list(values),
         metrics={t: {meta[t][0]: v} for t, v in values.items()},
         primary={t: meta[t][0] for t in values}, higher_is_better={t: meta[t][1] for t in values},
+        meta=run_meta or {},
     )
 
 
@@ -37,34 +38,41 @@ def test_rows_hold_values_improvements_and_delta_m():
     table = results_table(RUNS, BASE)
     assert [c.header + " " + c.arrow for c in table.columns] == ["Seg. mIoU ↑", "Dep. RMSE ↓"]
     assert [r.name for r in table.rows] == ["Single-task", "grid_search", "avgnorm"]
-    assert table.rows[0].is_baseline and table.rows[0].delta_m == 0.0
-    assert table.rows[1].improvements == pytest.approx((10.0, -10.0)) and table.rows[1].delta_m == pytest.approx(0.0)
-    assert table.rows[2].improvements == pytest.approx((5.0, 10.0)) and table.rows[2].delta_m == pytest.approx(7.5)
+    assert table.rows[0].is_baseline and table.rows[0].delta_m.mean == 0.0
+    assert [m.mean for m in table.rows[1].improvements] == pytest.approx([10.0, -10.0])
+    assert table.rows[1].delta_m.mean == pytest.approx(0.0)
+    assert [m.mean for m in table.rows[2].improvements] == pytest.approx([5.0, 10.0])
+    assert table.rows[2].delta_m.mean == pytest.approx(7.5) and table.rows[2].n == 1 and table.rows[2].delta_m.std is None
 
 
-def test_markdown():
-    assert render_text(results_table(RUNS, BASE), "markdown") == (
-        "| Method | Seg. mIoU ↑ | Dep. RMSE ↓ | Δm% ↑ |\n"
-        "|---|:---:|:---:|:---:|\n"
-        "| Single-task | 40.00 | 0.5000 | +0.00 |\n"
-        "| grid_search | 44.00 | 0.5500 | +0.00 |\n"
-        "| avgnorm | 42.00 | 0.4500 | +7.50 |\n"
+def test_markdown_of_one_seed_says_it_cannot_separate_the_arms():
+    text = render_text(results_table(RUNS, BASE), "markdown")
+    assert text.startswith(
+        "| Method | n | Seg. mIoU ↑ | Dep. RMSE ↓ | Δm% ↑ | Δm 95% CI |\n"
+        "|---|:---:|:---:|:---:|:---:|:---:|\n"
+        "| Single-task | 1 | 40.00 | 0.5000 | +0.00 | — |\n"
+        "| grid_search | 1 | 44.00 | 0.5500 | +0.00 | — |\n"
+        "| avgnorm | 1 | 42.00 | 0.4500 | +7.50 | — |\n"
     )
+    assert "against the same seed's single-task runs" in text and "one seed cannot separate the arms" in text
 
 
 def test_csv_keeps_full_precision():
     rows = list(csv.reader(io.StringIO(render_text(results_table(RUNS, BASE), "csv"))))
-    assert rows[0] == ["Method", "Seg. mIoU ↑", "Dep. RMSE ↓", "Δm% ↑"]
-    assert rows[3][0] == "avgnorm" and float(rows[3][2]) == 0.45 and float(rows[3][3]) == pytest.approx(7.5)
+    assert rows[0][:6] == ["Method", "n", "Seg. mIoU ↑ mean", "Seg. mIoU ↑ std", "Dep. RMSE ↓ mean", "Dep. RMSE ↓ std"]
+    assert rows[0][6:] == ["Δm% ↑ mean", "Δm% ↑ std", "Δm% ↑ CI low", "Δm% ↑ CI high"]
+    assert rows[3][:2] == ["avgnorm", "1"] and float(rows[3][4]) == 0.45 and float(rows[3][6]) == pytest.approx(7.5)
+    assert rows[3][7:] == ["", "", ""] and rows[-1][0].startswith("# One seed per arm")
 
 
 def test_latex_escapes_and_separates_the_baseline():
     text = render_text(results_table(RUNS, BASE), "latex")
     lines = text.splitlines()
-    assert lines[0] == r"\begin{tabular}{lccc}"
-    assert lines[2] == r"Method & Seg. mIoU $\uparrow$ & Dep. RMSE $\downarrow$ & $\Delta_m\%$ $\uparrow$ \\"
-    assert lines[4:7] == [r"Single-task & 40.00 & 0.5000 & +0.00 \\", r"\midrule", r"grid\_search & 44.00 & 0.5500 & +0.00 \\"]
-    assert lines[-1] == r"\end{tabular}"
+    assert lines[0] == r"\begin{tabular}{lccccc}"
+    assert lines[2] == r"Method & $n$ & Seg. mIoU $\uparrow$ & Dep. RMSE $\downarrow$ & $\Delta_m\%$ $\uparrow$ & $\Delta_m$ 95\% CI \\"
+    assert lines[4:7] == [r"Single-task & 1 & 40.00 & 0.5000 & +0.00 & -- \\", r"\midrule",
+                          r"grid\_search & 1 & 44.00 & 0.5500 & +0.00 & -- \\"]
+    assert lines[-1] == r"\end{tabular}" and "one seed cannot separate the arms" in lines[-2]
 
 
 def test_rich_table_renders():
@@ -106,11 +114,11 @@ def test_cli_table_and_collect_from_run_directories(tmp_path):
     stl = ["--baseline", str(tmp_path / "stl" / "semseg"), "--baseline", str(tmp_path / "stl" / "depth")]
     result = runner.invoke(app, ["results", "table", str(tmp_path / "runs"), *stl, "--format", "markdown"])
     assert result.exit_code == 0, result.output
-    assert "| avgnorm | 42.00 | 0.4500 | +7.50 |" in result.output
+    assert "| avgnorm | 1 | 42.00 | 0.4500 | +7.50 | — |" in result.output
     out = tmp_path / "table.tex"
     result = runner.invoke(app, ["results", "table", str(tmp_path / "runs"), "-b", str(tmp_path / "stl"), "-f", "latex", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert r"avgnorm & 42.00 & 0.4500 & +7.50 \\" in out.read_text()
+    assert r"avgnorm & 1 & 42.00 & 0.4500 & +7.50 & -- \\" in out.read_text()
     collected = tmp_path / "all.json"
     assert runner.invoke(app, ["results", "collect", str(tmp_path / "runs"), "-o", str(collected)]).exit_code == 0
     result = runner.invoke(app, ["results", "table", str(collected), "-b", str(tmp_path / "stl")])

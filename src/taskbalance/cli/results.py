@@ -13,7 +13,9 @@ from rich.console import Console
 from taskbalance.results import (
     ResultsError,
     ResultsTable,
-    compose_baseline,
+    baseline_arm,
+    comparability_warnings,
+    group_runs,
     load_runs,
     radar_chart,
     render_text,
@@ -28,10 +30,11 @@ results_app = typer.Typer(
     help="Result tables (rich, Markdown, CSV, LaTeX) and radar charts against a single-task baseline.",
 )
 
-RUNS_HELP = "Runs: run directories (with results.json), folders of run directories, or results JSON files."
+RUNS_HELP = ("Runs: run directories (with results.json), folders of run directories, or results JSON files. Runs that "
+             "differ only in their seed (meta.seed) form one row, reported as mean ± std over seeds.")
 BASELINE_HELP = (
-    "Single-task baseline: STL run directories / JSON files, one per task (repeat the option), or a folder of "
-    "them; they are composed into one baseline."
+    "Single-task baseline: STL run directories / JSON files, one per task and seed (repeat the option), or a folder "
+    "of them; each seed's runs are composed into that seed's baseline."
 )
 TASKS_HELP = "Comma-separated task columns (default: every baseline task that all runs report)."
 
@@ -46,8 +49,13 @@ class TableFormat(str, Enum):
 
 
 def _table(runs: list[Path], baseline: list[Path], tasks: Optional[str]) -> ResultsTable:
+    """Runs grouped into arms (seeds of one config together), against the single-task runs per seed; warns on
+    stderr when the runs differ in training length, dataset or resolution."""
     columns = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    return results_table(load_runs(runs), compose_baseline(load_runs(baseline)), tasks=columns)
+    loaded, stl = load_runs(runs), load_runs(baseline)
+    for warning in comparability_warnings([*stl, *loaded]):
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return results_table(group_runs(loaded), baseline_arm(stl), tasks=columns)
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -64,7 +72,8 @@ def table_command(
     tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
     title: Optional[str] = typer.Option(None, "--title", help="Title of the rich table."),
 ) -> None:
-    """Print the paper-style table: one row per run, each task's primary metric (↑/↓) and Δm%."""
+    """Print the paper-style table: one row per arm (method and the config values that differ), each task's primary
+    metric (↑/↓) and Δm% as mean ± std over seeds, Δm's 95% t-interval and the paired comparison with uniform."""
     try:
         table = _table(runs, baseline, tasks)
     except ResultsError as error:

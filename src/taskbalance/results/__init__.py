@@ -1,5 +1,7 @@
-"""Run results: the ``results.json`` schema, single-task baselines, Δm, paper-style tables and radar charts."""
+"""Run results: the ``results.json`` schema, single-task baselines, Δm, arms over seeds and their statistics,
+paper-style tables, verdicts on the paper's claims and radar charts."""
 
+from taskbalance.results.arms import Arm, baseline_arm, comparability_warnings, group_runs, seed_of
 from taskbalance.results.baseline import BASELINE_NAME, compose_baseline
 from taskbalance.results.delta import delta_m, task_improvements
 from taskbalance.results.errors import ResultsError
@@ -14,27 +16,37 @@ from taskbalance.results.schema import (
     save_results,
     save_run_result,
 )
+from taskbalance.results.stats import INTERVAL_LABEL, Summary, paired_difference, summarize
 from taskbalance.results.table import Column, ResultsTable, Row, results_table
 
 __all__ = [
+    "Arm",
     "BASELINE_NAME",
     "FORMATS",
+    "INTERVAL_LABEL",
     "RESULTS_FILENAME",
     "Column",
     "ResultsError",
     "ResultsTable",
     "Row",
     "RunResult",
+    "Summary",
+    "baseline_arm",
+    "comparability_warnings",
     "compose_baseline",
     "delta_m",
     "load_results_file",
     "load_run_result",
     "load_runs",
+    "group_runs",
+    "paired_difference",
     "radar_chart",
     "render_text",
     "results_table",
     "save_results",
     "save_run_result",
+    "seed_of",
+    "summarize",
     "task_improvements",
     "to_csv",
     "to_latex",

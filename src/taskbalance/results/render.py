@@ -1,19 +1,23 @@
-"""Render a :class:`ResultsTable` as a rich terminal table, Markdown, CSV or LaTeX."""
+"""Render a :class:`ResultsTable` as a rich terminal table, Markdown, CSV or LaTeX: every format carries the same
+information (n, mean ± std per metric and for Δm, Δm's interval, the paired comparison, the notes)."""
 
 from __future__ import annotations
 
 import csv
 import io
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
+from rich.markup import escape
 from rich.table import Table
 
 from taskbalance.results.errors import ResultsError
-from taskbalance.results.table import ResultsTable
+from taskbalance.results.stats import Summary
+from taskbalance.results.table import SIGNIFICANT, ResultsTable
 
 TextFormat = Literal["markdown", "csv", "latex"]
 FORMATS: tuple[str, ...] = ("rich", "markdown", "csv", "latex")
 DELTA_HEADER = "Δm% ↑"
+INTERVAL_HEADER = "Δm 95% CI"
 
 
 def format_value(value: float) -> str:
@@ -26,12 +30,46 @@ def format_delta(value: float) -> str:
     return f"{round(value, 2) + 0.0:+.2f}"
 
 
+def format_mean_std(summary: Summary, formatter: Callable[[float], str] = format_value) -> str:
+    """``mean ± std`` (just the mean for one seed); the std uses the mean's decimals."""
+    mean = formatter(summary.mean)
+    if summary.std is None:
+        return mean
+    decimals = len(mean) - mean.index(".") - 1 if "." in mean else 2
+    return f"{mean} ± {summary.std:.{decimals}f}"
+
+
+def format_interval(summary: Summary | None) -> str:
+    """``[low, high]`` with signs and 2 decimals, or ``—`` without an interval."""
+    if summary is None or summary.low is None or summary.high is None:
+        return "—"
+    return f"[{format_delta(summary.low)}, {format_delta(summary.high)}]"
+
+
+def format_paired(summary: Summary | None) -> str:
+    """The paired difference: ``+0.50 [+0.10, +0.90] *`` (marker when the interval excludes 0), ``—`` when absent."""
+    if summary is None:
+        return "—"
+    text = format_delta(summary.mean)
+    if summary.low is not None:
+        text += f" {format_interval(summary)}"
+    return text + (f" {SIGNIFICANT}" if summary.excludes_zero else "")
+
+
 def _headers(table: ResultsTable) -> list[str]:
-    return ["Method"] + [f"{c.header} {c.arrow}" for c in table.columns] + [DELTA_HEADER]
+    headers = ["Method", "n"] + [f"{c.header} {c.arrow}" for c in table.columns] + [DELTA_HEADER, INTERVAL_HEADER]
+    return headers + ([f"vs {table.reference}"] if table.reference else [])
 
 
 def _cells(table: ResultsTable) -> list[list[str]]:
-    return [[row.name] + [format_value(v) for v in row.values] + [format_delta(row.delta_m)] for row in table.rows]
+    rows = []
+    for row in table.rows:
+        cells = [row.name, str(row.n), *(format_mean_std(v) for v in row.values),
+                 format_mean_std(row.delta_m, format_delta), format_interval(row.delta_m)]
+        if table.reference:
+            cells.append("(reference)" if row.name == table.reference else format_paired(row.versus_reference))
+        rows.append(cells)
+    return rows
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -51,13 +89,39 @@ def csv_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def to_markdown(table: ResultsTable) -> str:
-    """GitHub Markdown table with rounded values."""
-    return markdown_table(_headers(table), _cells(table))
+    """GitHub Markdown table with rounded values, the notes below it."""
+    return markdown_table(_headers(table), _cells(table)) + "\n" + "\n".join(f"_{note}_" for note in table.notes) + "\n"
+
+
+def _numbers(summary: Summary | None, interval: bool) -> list[str]:
+    if summary is None:
+        return ["", "", "", ""] if interval else ["", ""]
+    cells = [repr(summary.mean), "" if summary.std is None else repr(summary.std)]
+    if interval:
+        cells += ["" if summary.low is None else repr(summary.low), "" if summary.high is None else repr(summary.high)]
+    return cells
 
 
 def to_csv(table: ResultsTable) -> str:
-    """CSV with full-precision values (for further processing) and the same headers as the other formats."""
-    return csv_table(_headers(table), ([row.name, *(repr(v) for v in row.values), repr(row.delta_m)] for row in table.rows))
+    """CSV with full-precision numbers: per metric its mean and std, Δm's mean, std and interval, the paired
+    difference's mean, interval and whether it excludes 0; the notes follow as ``#`` comment lines."""
+    headers = ["Method", "n"]
+    for column in table.columns:
+        headers += [f"{column.header} {column.arrow} mean", f"{column.header} {column.arrow} std"]
+    headers += [f"{DELTA_HEADER} {part}" for part in ("mean", "std", "CI low", "CI high")]
+    if table.reference:
+        headers += [f"vs {table.reference} {part}" for part in ("mean", "std", "CI low", "CI high", "excludes 0")]
+    lines = []
+    for row in table.rows:
+        cells = [row.name, str(row.n)]
+        for value in row.values:
+            cells += _numbers(value, interval=False)
+        cells += _numbers(row.delta_m, interval=True)
+        if table.reference:
+            versus = row.versus_reference
+            cells += _numbers(versus, interval=True) + ["" if versus is None else str(versus.excludes_zero)]
+        lines.append(cells)
+    return csv_table(headers, lines) + "".join(f"# {note}\n" for note in table.notes)
 
 
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -69,28 +133,43 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
 
 
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Δm": r"$\Delta_m$", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+
+
+def latex_text(text: str) -> str:
+    """Escaped plain text with the tables' symbols (±, Δm, arrows, dashes) as LaTeX."""
+    out = latex_escape(text)
+    for symbol, latex in _LATEX_SYMBOLS.items():
+        out = out.replace(symbol, latex)
+    return out
+
+
 def to_latex(table: ResultsTable) -> str:
     """A ``tabular`` (booktabs rules) with ``$\\uparrow$``/``$\\downarrow$`` arrows and a rule under the baseline."""
-    arrows = {"↑": r"$\uparrow$", "↓": r"$\downarrow$"}
-    headers = ["Method"] + [f"{latex_escape(c.header)} {arrows[c.arrow]}" for c in table.columns]
-    headers.append(r"$\Delta_m\%$ $\uparrow$")
+    headers = ["Method", "$n$"] + [latex_text(f"{c.header} {c.arrow}") for c in table.columns]
+    headers += [r"$\Delta_m\%$ $\uparrow$", r"$\Delta_m$ 95\% CI"]
+    headers += [f"vs {latex_escape(table.reference)}"] if table.reference else []
     lines = [r"\begin{tabular}{l" + "c" * (len(headers) - 1) + "}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     for row, cells in zip(table.rows, _cells(table)):
-        lines.append(" & ".join([latex_escape(cells[0]), *cells[1:]]) + r" \\")
+        lines.append(" & ".join(latex_text(cell) for cell in cells) + r" \\")
         if row.is_baseline:
             lines.append(r"\midrule")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines.append(r"\bottomrule")
+    lines += [rf"\multicolumn{{{len(headers)}}}{{p{{0.9\linewidth}}}}{{\footnotesize {latex_text(note)}}} \\" for note in table.notes]
+    lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
 
 
 def to_rich(table: ResultsTable, title: str | None = None) -> Table:
     """A rich :class:`~rich.table.Table`; Δm is green when positive and red when negative."""
-    out = Table(title=title)
+    out = Table(title=title, caption=escape("\n".join(table.notes)), caption_justify="left")
+    delta_index = 2 + len(table.columns)
     for i, header in enumerate(_headers(table)):
         out.add_column(header, justify="left" if i == 0 else "right")
-    for row, cells in zip(table.rows, _cells(table)):
-        style = "green" if row.delta_m > 0 else "red" if row.delta_m < 0 else ""
-        cells[-1] = f"[{style}]{cells[-1]}[/]" if style else cells[-1]
+    for row, texts in zip(table.rows, _cells(table)):
+        cells = [escape(text) for text in texts]
+        style = "green" if row.delta_m.mean > 0 else "red" if row.delta_m.mean < 0 else ""
+        cells[delta_index] = f"[{style}]{cells[delta_index]}[/]" if style else cells[delta_index]
         out.add_row(*cells, end_section=row.is_baseline)
     return out
 

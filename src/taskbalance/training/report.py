@@ -125,10 +125,10 @@ def _phenomenon(table: Any, row_name: str) -> str | None:
     """Which tasks a row leaves below single-task (M_i < 0), read off the table."""
     for row in table.rows:
         if row.name == row_name:
-            below = [f"{TASK_LABELS.get(c.task, c.task)} ({m:+.2f}%)" for c, m in zip(table.columns, row.improvements) if m < 0]
+            below = [f"{TASK_LABELS.get(c.task, c.task)} ({m.mean:+.2f}%)" for c, m in zip(table.columns, row.improvements) if m.mean < 0]
             if not below:
-                return f"{row_name}: every task is at or above single-task (Δm {row.delta_m:+.2f}%)."
-            return f"{row_name}: below single-task on {', '.join(below)}; Δm {row.delta_m:+.2f}%."
+                return f"{row_name}: every task is at or above single-task (Δm {row.delta_m.mean:+.2f}%)."
+            return f"{row_name}: below single-task on {', '.join(below)}; Δm {row.delta_m.mean:+.2f}%."
     return None
 
 
@@ -209,7 +209,7 @@ def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console
     ])
     atomic_write_text(out / "report.md", markdown + "\n")
     data = {
-        "rows": [{"name": r.name, "values": list(r.values), "improvements": list(r.improvements), "delta_m": r.delta_m}
+        "rows": [{"name": r.name, "values": [v.mean for v in r.values], "improvements": [m.mean for m in r.improvements], "delta_m": r.delta_m.mean}
                  for r in table.rows],
         "columns": [c.task for c in table.columns],
         "grid": {v: c.__dict__ for v, c in grid_choices.items() if c is not None},

@@ -1,0 +1,77 @@
+"""Statistics over seeds: mean, sample standard deviation and a t-based 95% interval, for one arm or for the
+per-seed difference of two arms (a paired comparison).
+
+With the few seeds a study affords (n = 2-10) the interval is Student's t: ``mean ± t_{0.975, n-1} · s / √n``
+with ``s`` the sample standard deviation (``n - 1`` in the denominator). One value has no spread and no
+interval: ``std``, ``low`` and ``high`` are None and nothing is significant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Hashable, Mapping, Sequence
+
+from scipy import stats as _scipy_stats
+
+from taskbalance.results.errors import ResultsError
+
+#: The confidence level of every interval in the tables and verdicts.
+CONFIDENCE = 0.95
+#: How the intervals are labelled wherever they are printed.
+INTERVAL_LABEL = "95% t-interval over seeds"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A quantity over ``n`` seeds: mean, sample std and the t-based interval (None for n = 1)."""
+
+    n: int
+    mean: float
+    std: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the interval lies entirely above or entirely below 0 (never for n = 1)."""
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+
+    def contains(self, value: float) -> bool:
+        """True when ``value`` lies in the interval (False for n = 1: there is no interval)."""
+        return self.low is not None and self.high is not None and self.low <= value <= self.high
+
+
+def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
+    """Mean, sample standard deviation and the two-sided t interval of ``values`` (one value per seed).
+
+    Raises:
+        ResultsError: no value, a value that is not finite, or a confidence outside (0, 1).
+    """
+    if not values:
+        raise ResultsError("no value to summarize")
+    if not 0 < confidence < 1:
+        raise ResultsError(f"confidence must be in (0, 1), got {confidence}")
+    data = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in data):
+        raise ResultsError(f"cannot summarize non-finite values {data}")
+    n = len(data)
+    mean = math.fsum(data) / n
+    if n == 1:
+        return Summary(1, mean, None, None, None)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in data) / (n - 1))
+    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half)
+
+
+def paired_difference(a: Mapping[Hashable, float], b: Mapping[Hashable, float],
+                      confidence: float = CONFIDENCE) -> Summary:
+    """Summary of ``a[s] − b[s]`` over the seeds ``s`` both arms have (a paired comparison).
+
+    Raises:
+        ResultsError: the two arms share no seed.
+    """
+    common = [s for s in a if s in b]
+    if not common:
+        raise ResultsError(f"the arms share no seed (seeds {sorted(map(str, a))} and {sorted(map(str, b))})")
+    return summarize([a[s] - b[s] for s in common], confidence)

@@ -127,15 +127,15 @@ class TinyModel(nn.Module):
         return z, {t: (head(z) - i).pow(2).mean() + 0.1 for i, (t, head) in enumerate(zip(TASKS, self.heads))}
 
 
-def sources_of(method: str) -> list[str]:
+def sources_of(method: str) -> list[str | None]:
     cls = get(method)
-    return ["params"] if cls.requires == "losses" else list(cls.supported_sources)
+    return [None] if cls.requires == "losses" else list(cls.supported_sources)
 
 
 @pytest.mark.parametrize(("method", "source"), [(m, s) for m in METHODS for s in sources_of(m)])
-def test_training_steps_through_the_engine(method: str, source: str) -> None:
+def test_training_steps_through_the_engine(method: str, source: str | None) -> None:
     model = TinyModel()
-    balancer = create(method, tasks=TASKS, shared=model.encoder, source=source)
+    balancer = create(method, tasks=TASKS, shared=model.encoder, **({} if source is None else {"source": source}))
     trained = [*model.parameters(), *balancer.parameters()]  # plain SGD (torch.optim imports torch._dynamo: slow)
     x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
     for _ in range(3):

@@ -215,11 +215,11 @@ def test_graddrop_paper_variant_through_the_engine() -> None:
     balancer = create("graddrop", tasks=("a", "b"), shared=encoder, source="features", variant="paper", seed=1)
     z = torch.relu(encoder(torch.randn(5, 3)))
     losses = {"a": heads[0](z).pow(2).mean(), "b": (heads[1](z) - 1).pow(2).mean()}
-    balancer.backward(losses, features=z)
+    expected = [torch.autograd.grad(losses[t], h.weight, retain_graph=True)[0] for h, t in zip(heads, ("a", "b"))]
+    balancer.backward(losses, features=z)  # frees the graph, like loss.backward()
     assert encoder.weight.grad is not None and torch.isfinite(encoder.weight.grad).all()
-    for head, task in zip(heads, ("a", "b")):  # raw head gradients
-        expected = torch.autograd.grad(losses[task], head.weight, retain_graph=True)[0]
-        assert torch.allclose(head.weight.grad, expected)
+    for head, grad in zip(heads, expected):  # raw head gradients
+        assert torch.allclose(head.weight.grad, grad)
 
 
 # ----------------------------------------------------------------------------- DB-MTL

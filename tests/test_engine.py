@@ -282,3 +282,78 @@ def test_step_counter_and_combine_agree_with_backward() -> None:
     assert int(balancer.step_count) == 2 and balancer.seen[1].step == 1
     with pytest.raises(BalancerError, match="K×d"):
         balancer.combine(jacobian[:2])
+
+
+class DoublingReducer:
+    """Fake all-reduce over two identical processes: every quantity doubles; records what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+
+    def sum_jacobian(self, jacobian: Tensor) -> Tensor:
+        self.calls.append(("jacobian", tuple(jacobian.shape)))
+        return 2 * jacobian
+
+    def sum_gramian(self, gramian: Tensor) -> Tensor:
+        self.calls.append(("gramian", tuple(gramian.shape)))
+        return 2 * gramian
+
+    def sum_losses(self, values: Tensor) -> Tensor:
+        self.calls.append(("losses", tuple(values.shape)))
+        return 2 * values
+
+
+def source_jacobian(model: Model, source: str) -> Tensor:
+    z, losses = model(data())
+    if source == "features":
+        return torch.stack([torch.autograd.grad(losses[t], z, retain_graph=True)[0].reshape(-1) for t in TASKS]).double()
+    params = list(model.encoder[2].parameters()) if source == "last_layer" else list(model.encoder.parameters())
+    return torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in per_task_grads(model, params)]).double()
+
+
+@pytest.mark.parametrize("source", ["params", "last_layer", "features"])
+def test_reducer_is_applied_where_the_engine_docstring_says(source: str) -> None:
+    model = Model()
+    shared = list(model.encoder.parameters())
+    jacobian = source_jacobian(model, source)
+    local_update = combined(per_task_grads(model, shared), WEIGHTS)
+    reducer = DoublingReducer()
+    balancer = FixedWeights(TASKS, shared=model.encoder, source=source)
+    z, losses = model(data())
+    step = balancer.backward(losses, features=z, reducer=reducer)
+    d = jacobian.shape[1]
+    if source == "features":
+        # the global Gramian is the sum of the local ones; J and the update stay local
+        assert reducer.calls == [("losses", (3,)), ("gramian", (3, 3))]
+        expected_gramian, factor = 2 * jacobian @ jacobian.T, 1.0
+    else:
+        # J is summed right after it is formed, so the method sees (2J)(2J)ᵀ; params writes d = (2J)ᵀw itself
+        assert reducer.calls == [("losses", (3,)), ("jacobian", (3, d))]
+        expected_gramian, factor = 4 * jacobian @ jacobian.T, 2.0 if source == "params" else 1.0
+    assert torch.allclose(balancer.seen[0].gramian, expected_gramian, rtol=1e-5)
+    assert torch.equal(balancer.seen[0].losses, 2 * torch.tensor([losses[t].item() for t in TASKS], dtype=torch.float64))
+    assert step.losses == pytest.approx({t: 2 * losses[t].item() for t in TASKS})
+    for p, g in zip(shared, local_update):
+        assert torch.allclose(p.grad, factor * g, atol=1e-6)
+    for i, head in enumerate(model.heads.values()):  # the heads are local: the caller all-reduces them
+        raw = per_task_grads(model, [head.weight])[i][0]
+        assert torch.allclose(head.weight.grad, float(WEIGHTS[i]) * raw, atol=1e-6)
+
+
+def test_reducer_sums_the_losses_of_a_loss_only_method_and_a_nan_anywhere_raises() -> None:
+    model = Model()
+    reducer = DoublingReducer()
+    z, losses = model(data())
+    step = create("uniform", tasks=TASKS).backward(losses, reducer=reducer)
+    assert reducer.calls == [("losses", (3,))]
+    assert step.losses == pytest.approx({t: 2 * losses[t].item() for t in TASKS})
+
+    class NaNElsewhere(DoublingReducer):
+        def sum_losses(self, values: Tensor) -> Tensor:
+            return values + torch.tensor([0.0, float("nan"), 0.0], dtype=torch.float64)
+
+    model.zero_grad(set_to_none=True)
+    z, losses = model(data())
+    with pytest.raises(NonFiniteLossError, match="'b'"):
+        FixedWeights(TASKS, shared=model.encoder).backward(losses, reducer=NaNElsewhere())
+    assert all(g is None for g in all_grads(model))

@@ -1,26 +1,30 @@
 """Multi-task optimization methods behind one API: ``create(name, tasks=..., shared=...)`` and ``available()``."""
 
-from taskbalance.balancers.base import (
+from taskbalance.balancers.base import Balancer, RandomizedBalancer
+from taskbalance.balancers.registry import available, create, describe_options, get, register_balancer
+from taskbalance.balancers.types import (
     Aggregation,
-    Balancer,
     BalancerError,
+    GradientReducer,
     GradientSource,
     NonFiniteLossError,
     StepInputs,
     StepResult,
 )
-from taskbalance.balancers.registry import available, create, describe_options, get
 
 __all__ = [
     "Aggregation",
     "Balancer",
     "BalancerError",
+    "GradientReducer",
     "GradientSource",
     "NonFiniteLossError",
+    "RandomizedBalancer",
     "StepInputs",
     "StepResult",
     "available",
     "create",
     "describe_options",
     "get",
+    "register_balancer",
 ]

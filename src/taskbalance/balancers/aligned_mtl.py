@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 ScaleMode = Literal["min", "median", "rmse"]
 
@@ -65,6 +66,7 @@ def aligned_mtl_weights(gramian: Tensor, scale_mode: ScaleMode = "min") -> Tenso
     return balance_transformation(gramian, scale_mode).sum(dim=1)
 
 
+@register_balancer
 class AlignedMTL(Balancer):
     """Align the task gradients to an orthogonal, equal-norm system (Procrustes) and sum them."""
 

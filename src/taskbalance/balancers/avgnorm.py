@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 
 class AvgNormOptions(BaseModel):
@@ -37,6 +38,7 @@ def avgnorm_weights(gramian: torch.Tensor, reference: str = "sum_norm", eps: flo
     return torch.where(norms > eps, scale / norms.clamp_min(eps), torch.zeros_like(norms))
 
 
+@register_balancer
 class AvgNorm(Balancer):
     """Scale every task loss by (norm of the summed gradient) / (its own gradient norm)."""
 

@@ -1,11 +1,15 @@
-"""The balancer contract: what every multi-task optimization method implements, and what one step returns.
+"""The balancer contract: what every multi-task optimization method implements.
 
 A method is a :class:`Balancer` subclass with one job: :meth:`Balancer.aggregate` maps the step's inputs
 (task losses, and, when the method needs them, the Gramian ``G = J Jᵀ`` or the Jacobian ``J`` of the per-task
 gradients on the chosen gradient source) to an :class:`Aggregation`: the coefficients ``w`` such that the
 shared update is ``d = Jᵀ w`` (or an explicit ``d`` for the few methods that are not weightings of the task
-gradients). Everything model-related (which tensors the gradients are taken on, writing ``.grad``, the heads)
-lives in :mod:`taskbalance.balancers.engine`, so a method never touches a model.
+gradients). A method is pure: options, state (buffers), ``aggregate`` and hooks declared as class attributes
+(``needs_post_step_losses``, ``advances_per_epoch``). Everything else (checking the losses, counting steps,
+autograd, the write-back into ``.grad``) is the engine's (:mod:`taskbalance.balancers.engine`), to which the
+public entry points :meth:`Balancer.backward`, :meth:`Balancer.combine` and :meth:`Balancer.post_step` hand
+the balancer. Layers (each imports only those below it): ``types`` → ``engine`` → ``base`` → ``registry`` →
+method modules.
 
 Scale convention: ``uniform`` is ``d = Σ_i g_i`` (the gradient of the summed losses). Methods whose official
 code returns a convex combination and multiplies it by K (CAGrad, Nash-MTL, FairGrad, IMGrad, ...) keep that
@@ -19,31 +23,43 @@ owns a seeded generator and saves its state. ``supported_sources`` lists the gra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
 
-GradientSource = Literal["params", "last_layer", "features"]
-Requirement = Literal["losses", "gramian", "jacobian"]
-HeadGradients = Literal["weighted", "raw"]
-GRADIENT_SOURCES: tuple[GradientSource, ...] = ("params", "last_layer", "features")
+from taskbalance.balancers import engine
+from taskbalance.balancers.types import (
+    GRADIENT_SOURCES,
+    Aggregation,
+    BalancerError,
+    GradientReducer,
+    GradientSource,
+    HeadGradients,
+    NonFiniteLossError,
+    Requirement,
+    StepInputs,
+    StepResult,
+)
 
-
-class BalancerError(ValueError):
-    """A user mistake in how a balancer is built or called (bad option, wrong tasks, missing tensors)."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A task loss is NaN or infinite; raised before any gradient is touched."""
-
-    def __init__(self, task: str, value: float, step: int) -> None:
-        super().__init__(f"loss of task {task!r} is {value} at balancer step {step}; no gradient was written")
-        self.task = task
-        self.value = value
-        self.step = step
+__all__ = [
+    "GRADIENT_SOURCES",
+    "Aggregation",
+    "Balancer",
+    "BalancerError",
+    "GradientSource",
+    "HeadGradients",
+    "NoOptions",
+    "NonFiniteLossError",
+    "RandomizedBalancer",
+    "Requirement",
+    "SeededOptions",
+    "StepInputs",
+    "StepResult",
+    "infer_last_layer",
+]
 
 
 class NoOptions(BaseModel):
@@ -57,75 +73,6 @@ class SeededOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     seed: int = Field(0, ge=0, description="seed of the method's own random generator (saved in state_dict)")
-
-
-@dataclass(frozen=True)
-class StepInputs:
-    """What a method sees at one step. ``gramian`` is float64 on the CPU; ``jacobian`` stays on the model's device.
-
-    ``features`` (detached) are the shared tensors the rows of ``jacobian`` are taken on, set only when the
-    gradient source is ``features`` and the method needs the Jacobian (GradDrop's ``sign(A)`` uses them).
-    """
-
-    losses: Tensor
-    gramian: Tensor | None = None
-    jacobian: Tensor | None = None
-    step: int = 0
-    features: tuple[Tensor, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Aggregation:
-    """A method's decision for one step.
-
-    ``weights`` (K,) are the coefficients of the task gradients in the shared update (``d = Jᵀ w``), float64 CPU.
-    ``direction`` is set only by methods whose update is not a weighting of the task gradients (GradDrop, DB-MTL);
-    it is a flat vector over the gradient source and ``weights`` then describe the method's own per-task scaling.
-    ``head_weights`` are the coefficients of the task losses for the task-specific parameters (None: the same
-    as ``weights`` when the method's heads are weighted, ones when they are raw; see ``Balancer.head_gradients``).
-    """
-
-    weights: Tensor
-    direction: Tensor | None = None
-    head_weights: Tensor | None = None
-
-
-@dataclass
-class StepResult:
-    """What one :meth:`Balancer.backward` did, for logging and diagnosis (all CPU, detached)."""
-
-    tasks: tuple[str, ...]
-    losses: dict[str, float]
-    weights: dict[str, float]
-    source: GradientSource | None = None
-    gramian: Tensor | None = None
-    direction_norm: float | None = None
-    task_direction_dot: Tensor | None = field(default=None, repr=False)
-
-    @property
-    def grad_norms(self) -> dict[str, float] | None:
-        """‖g_i‖ on the gradient source (None when the method needed no gradients and no diagnosis was asked)."""
-        if self.gramian is None:
-            return None
-        norms = self.gramian.diagonal().clamp_min(0).sqrt()
-        return {task: float(n) for task, n in zip(self.tasks, norms)}
-
-    def pairwise_cosines(self) -> Tensor | None:
-        """K×K cosine similarity between task gradients (0 where a gradient is zero)."""
-        if self.gramian is None:
-            return None
-        norms = self.gramian.diagonal().clamp_min(0).sqrt()
-        outer = torch.outer(norms, norms)
-        return torch.where(outer > 0, self.gramian / outer.clamp_min(1e-300), torch.zeros_like(outer))
-
-    @property
-    def cosines_to_update(self) -> dict[str, float] | None:
-        """cos(g_i, d) between each task gradient and the combined update (the paper's Fig. 7 signal)."""
-        if self.gramian is None or self.task_direction_dot is None or not self.direction_norm:
-            return None
-        norms = self.gramian.diagonal().clamp_min(0).sqrt()
-        cos = torch.where(norms > 0, self.task_direction_dot / (norms * self.direction_norm).clamp_min(1e-300), 0.0)
-        return {task: float(c) for task, c in zip(self.tasks, cos)}
 
 
 def _as_parameters(owner: nn.Module | Sequence[Tensor] | Tensor | None, what: str) -> list[Tensor]:
@@ -148,15 +95,55 @@ def _as_parameters(owner: nn.Module | Sequence[Tensor] | Tensor | None, what: st
     return params
 
 
-def infer_last_layer(shared: nn.Module) -> nn.Module:
-    """The last module (in registration order) of ``shared`` that owns parameters of its own."""
-    last: nn.Module | None = None
-    for module in shared.modules():
-        if any(p.requires_grad for p in module.parameters(recurse=False)):
-            last = module
+def _bears_weights(module: nn.Module) -> bool:
+    weight = getattr(module, "weight", None)
+    return isinstance(module, (_ConvNd, nn.Linear)) and isinstance(weight, Tensor) and weight.requires_grad
+
+
+def infer_last_layer(shared: nn.Module) -> tuple[str, nn.Module]:
+    """``(name, module)`` of the last weight-bearing layer of ``shared``: the last convolution or linear layer
+    (in registration order) with a trainable weight, never a normalisation layer."""
+    last: tuple[str, nn.Module] | None = None
+    for name, module in shared.named_modules():
+        if _bears_weights(module):
+            last = (name, module)
     if last is None:
-        raise BalancerError("the shared module has no trainable parameters, so it has no last layer")
+        raise BalancerError(
+            "the shared module has no convolution or linear layer with a trainable weight; name the last layer "
+            "with last_layer=... (a module, its parameters, or its dotted path in shared)"
+        )
     return last
+
+
+def _describe(module: nn.Module) -> str:
+    weight = getattr(module, "weight", None)
+    shape = "×".join(map(str, weight.shape)) if isinstance(weight, Tensor) else "no weight"
+    return f"{type(module).__name__} (weight {shape})"
+
+
+def _resolve_last_layer(
+    shared: nn.Module | Sequence[Tensor] | None, last_layer: nn.Module | Sequence[Tensor] | str | None
+) -> tuple[nn.Module | Sequence[Tensor] | None, str | None]:
+    """The last layer and its name: given as a module, tensors or a dotted path in ``shared``, or inferred."""
+    if isinstance(last_layer, str):
+        if not isinstance(shared, nn.Module):
+            raise BalancerError(f"last_layer={last_layer!r} names a module of shared, so shared must be a module")
+        try:
+            return shared.get_submodule(last_layer), last_layer
+        except AttributeError:
+            raise BalancerError(f"last_layer={last_layer!r} is not a module of the shared encoder") from None
+    if last_layer is None:
+        if isinstance(shared, nn.Module) and any(p.requires_grad for p in shared.parameters()):
+            name, module = infer_last_layer(shared)
+            return module, name
+        return None, None
+    if isinstance(last_layer, nn.Module):
+        if isinstance(shared, nn.Module):
+            for name, module in shared.named_modules():
+                if module is last_layer:
+                    return last_layer, name
+        return last_layer, _describe(last_layer)
+    return last_layer, f"{len(_as_parameters(last_layer, 'last_layer'))} given tensor(s)"
 
 
 class Balancer(nn.Module):
@@ -165,17 +152,23 @@ class Balancer(nn.Module):
     Args:
         tasks: task names, in the order of the weights.
         shared: the shared encoder (module or parameters). Needed by :meth:`backward`, not by :meth:`combine`.
-        last_layer: the last shared layer (module or parameters); inferred from ``shared`` when omitted.
+        last_layer: the last shared layer: a module, its parameters, or its dotted path in ``shared`` (e.g.
+            ``"layer4.1.conv2"``); inferred from a ``shared`` module when omitted (its last convolution or linear
+            layer). ``last_layer_name`` says which layer it is.
         source: where task gradients are taken: ``params`` (all shared parameters), ``last_layer``, or
             ``features`` (the shared representation passed to :meth:`backward`). Defaults to the method's own.
+            Refused for methods that take no gradients (``requires == "losses"``): use ``diagnose=`` in
+            :meth:`backward` to log gradients for them.
         head_gradients: ``weighted`` or ``raw`` task-specific gradients; defaults to what the method's official
             code does.
+        is_grads_batched: take the K per-task gradients in one vmapped ``autograd.grad`` call (see the engine);
+            off by default, to be chosen by measurement.
         **options: the method's options, validated by its ``Options`` model.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    #: What aggregate() needs (an instance may narrow it from its options, e.g. IMTL-L needs only losses).
+    #: What aggregate() needs (an instance may narrow it from its options: see :meth:`requires_for`).
     requires: Requirement = "losses"
     default_source: ClassVar[GradientSource] = "params"
     default_head_gradients: ClassVar[HeadGradients] = "weighted"
@@ -193,9 +186,10 @@ class Balancer(nn.Module):
         self,
         tasks: Sequence[str],
         shared: nn.Module | Sequence[Tensor] | None = None,
-        last_layer: nn.Module | Sequence[Tensor] | None = None,
+        last_layer: nn.Module | Sequence[Tensor] | str | None = None,
         source: GradientSource | None = None,
         head_gradients: HeadGradients | None = None,
+        is_grads_batched: bool = False,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -206,15 +200,32 @@ class Balancer(nn.Module):
             raise BalancerError(f"{self.name}: task names must be distinct non-empty strings, got {tasks}")
         self.tasks = tasks
         self.options = self.Options(**options)
-        self.source: GradientSource = self.check_source(source or self.default_source)
+        self.requires = self.requires_for(self.options)
+        self.needs_loss_values = self.needs_loss_values_for(self.options)
+        if source is not None and self.requires == "losses":
+            raise BalancerError(
+                f"{self.name} weighs the losses only and takes no per-task gradients, so source={source!r} would "
+                "have no effect; to log gradients pass diagnose=... to backward()"
+            )
+        self.source: GradientSource = engine.check_source(self, source or self.default_source)
         self.head_gradients: HeadGradients = head_gradients or self.default_head_gradients
         if self.head_gradients not in ("weighted", "raw"):
             raise BalancerError(f"{self.name}: head_gradients must be 'weighted' or 'raw', got {self.head_gradients!r}")
+        self.is_grads_batched = bool(is_grads_batched)
         self.shared_params = _as_parameters(shared, "shared")
-        if last_layer is None and isinstance(shared, nn.Module) and self.shared_params:
-            last_layer = infer_last_layer(shared)
-        self.last_layer_params = _as_parameters(last_layer, "last_layer")
+        last, self.last_layer_name = _resolve_last_layer(shared if self.shared_params else None, last_layer)
+        self.last_layer_params = _as_parameters(last, "last_layer")
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def requires_for(cls, options: Any) -> Requirement:
+        """What :meth:`aggregate` needs with these options (default: the class's ``requires``)."""
+        return cls.requires
+
+    @classmethod
+    def needs_loss_values_for(cls, options: Any) -> bool:
+        """Whether the method reads the loss values with these options (default: ``needs_loss_values``)."""
+        return cls.needs_loss_values
 
     @property
     def num_tasks(self) -> int:
@@ -229,34 +240,17 @@ class Balancer(nn.Module):
     def epoch_end(self) -> None:
         """Hook for epoch-level methods (DWA, STCH): call once at the end of every training epoch."""
 
-    def post_step(self, losses: Mapping[str, Tensor] | Tensor) -> None:
-        """Hook for methods that learn from the losses after the optimizer step (FAMO)."""
+    def learn_after_step(self, losses: Tensor) -> None:
+        """Hook of methods with ``needs_post_step_losses``: the checked K losses after the optimizer step."""
 
-    # ----------------------------------------------------------------- entry points
+    # ----------------------------------------------------------------- entry points (the engine does the work)
     def combine(self, jacobian: Tensor, losses: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Functional core: from per-task gradients ``J`` (K×d) return ``(d, weights)``.
 
         Advances the method's state exactly like a training step does, so stateful methods can be driven
         without a model (the toy benchmark does this).
         """
-        if jacobian.dim() != 2 or jacobian.shape[0] != self.num_tasks:
-            raise BalancerError(f"{self.name}: jacobian must be K×d with K={self.num_tasks}, got {tuple(jacobian.shape)}")
-        if losses is None:
-            if self.requires == "losses" or self.needs_loss_values:
-                raise BalancerError(f"{self.name} reads the loss values: pass the task losses to combine()")
-            losses = torch.zeros(self.num_tasks, dtype=torch.float64)
-        losses = self._check_losses(losses.detach().reshape(-1).to(torch.float64).cpu())
-        inputs = StepInputs(
-            losses=losses,
-            gramian=(jacobian.detach().double() @ jacobian.detach().double().T).cpu(),
-            jacobian=jacobian.detach(),
-            step=int(self.step_count),
-        )
-        aggregation = self._checked(self.aggregate(inputs))
-        self.step_count += 1
-        if aggregation.direction is not None:
-            return aggregation.direction.to(jacobian), aggregation.weights
-        return aggregation.weights.to(jacobian) @ jacobian, aggregation.weights
+        return engine.combine(self, jacobian, losses)
 
     def backward(
         self,
@@ -264,60 +258,32 @@ class Balancer(nn.Module):
         features: Tensor | Sequence[Tensor] | None = None,
         source: GradientSource | None = None,
         diagnose: GradientSource | None = None,
+        reducer: GradientReducer | None = None,
     ) -> StepResult:
         """Fill ``.grad`` of every parameter that the losses depend on, as the method prescribes.
 
         Args:
             losses: one scalar loss per task (keys: the balancer's tasks).
             features: the shared representation (needed when the source, or ``diagnose``, is ``features``).
-            source: override the balancer's gradient source for this call.
+            source: override the balancer's gradient source for this call (refused for loss-only methods).
             diagnose: also compute the per-task gradients on this source for logging, when the method itself
                 does not need gradients (loss-weighting methods); ignored when the method computes them anyway.
+            reducer: sums per-process quantities in a data-parallel run (see :mod:`taskbalance.balancers.engine`).
         """
-        from taskbalance.balancers.engine import run_backward
+        if source is not None and self.requires == "losses":
+            raise BalancerError(f"{self.name} takes no per-task gradients: source={source!r} has no effect; use diagnose=")
+        return engine.backward(self, losses, features, source or self.source, diagnose, reducer)
 
-        return run_backward(self, losses, features=features, source=source or self.source, diagnose=diagnose)
+    def post_step(self, losses: Mapping[str, Tensor] | Tensor, reducer: GradientReducer | None = None) -> None:
+        """After ``optimizer.step()``: hand the losses re-evaluated on the same batch (dict or K-vector) to methods
+        that learn from them (``needs_post_step_losses``, FAMO); a no-op for the others."""
+        if self.needs_post_step_losses:
+            self.learn_after_step(engine.loss_values(self, losses, reducer))
 
-    # ----------------------------------------------------------------- helpers for subclasses and the engine
+    # ----------------------------------------------------------------- helpers
     def check_source(self, source: str) -> GradientSource:
         """``source`` if it is a gradient source this method supports, else a :class:`BalancerError`."""
-        if source not in GRADIENT_SOURCES:
-            raise BalancerError(f"{self.name}: source must be one of {GRADIENT_SOURCES}, got {source!r}")
-        if source not in self.supported_sources:
-            raise BalancerError(f"{self.name} supports the gradient sources {self.supported_sources}, not {source!r}")
-        return source  # type: ignore[return-value]
-
-    def _check_losses(self, losses: Tensor) -> Tensor:
-        if losses.numel() != self.num_tasks:
-            raise BalancerError(f"{self.name}: expected {self.num_tasks} losses, got {losses.numel()}")
-        finite = torch.isfinite(losses)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0, 0])
-            raise NonFiniteLossError(self.tasks[bad], float(losses[bad]), int(self.step_count))
-        return losses
-
-    def _checked(self, aggregation: Aggregation) -> Aggregation:
-        weights = aggregation.weights
-        if weights.shape != (self.num_tasks,):
-            raise RuntimeError(f"{self.name} returned weights of shape {tuple(weights.shape)}")
-        if not bool(torch.isfinite(weights).all()):
-            raise FloatingPointError(f"{self.name} produced non-finite weights {weights.tolist()} at step {int(self.step_count)}")
-        direction = aggregation.direction
-        if direction is not None and (direction.dim() != 1 or not bool(torch.isfinite(direction).all())):
-            raise FloatingPointError(f"{self.name} produced a non-finite or non-flat direction at step {int(self.step_count)}")
-        return Aggregation(
-            weights=weights.detach().to(torch.float64).cpu(),
-            direction=aggregation.direction,
-            head_weights=None if aggregation.head_weights is None else aggregation.head_weights.detach().double().cpu(),
-        )
-
-    def head_coefficients(self, aggregation: Aggregation) -> Tensor:
-        """Coefficients of the task losses for the task-specific parameters."""
-        if aggregation.head_weights is not None:
-            return aggregation.head_weights
-        if self.head_gradients == "raw":
-            return torch.ones(self.num_tasks, dtype=torch.float64)
-        return aggregation.weights
+        return engine.check_source(self, source)
 
     def extra_repr(self) -> str:
         return f"tasks={self.tasks}, source={self.source}, options={self.options.model_dump()}"

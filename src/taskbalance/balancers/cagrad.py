@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.solvers import minimize_on_simplex, trace_normalized
 
 Rescale = Literal[0, 1, 2]
@@ -93,6 +94,7 @@ def cagrad_weights(gramian: Tensor, c: float = 0.4, rescale: Rescale = 1) -> Ten
     return conflict_averse_weights(gramian, c, rescale)
 
 
+@register_balancer
 class CAGrad(Balancer):
     """Conflict-averse update: best worst-task improvement within a ball around the mean gradient."""
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 LOG_EPS = 1e-8
 
@@ -61,6 +62,7 @@ def db_mtl_update(
     return weights.to(new_ema) @ new_ema, weights, new_ema
 
 
+@register_balancer
 class DBMTL(Balancer):
     """Log-losses, then every task's EMA log-loss gradient rescaled to the largest norm."""
 

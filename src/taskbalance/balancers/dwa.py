@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 _DENOMINATOR_FLOOR = 1e-12
 
@@ -52,6 +53,7 @@ def dwa_weights(previous: Tensor, before_previous: Tensor, temperature: float) -
     return previous.numel() * torch.softmax(ratio / temperature, dim=0)
 
 
+@register_balancer
 class DWA(Balancer):
     """Weights from the ratio of each task's recent average losses (loss descending rate)."""
 

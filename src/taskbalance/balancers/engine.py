@@ -1,4 +1,9 @@
-"""Turning a method's decision into ``.grad``: per-task gradients on a source, the Gramian, and the write-back.
+"""The engine: the only code that validates losses, builds a method's inputs, counts steps and touches autograd.
+
+:func:`backward` (behind ``Balancer.backward``) and :func:`combine` (behind ``Balancer.combine``) run the same
+sequence, :func:`_run`: inputs → ``method.aggregate`` → checked :class:`Aggregation` → write-back → step count.
+The Gramian is computed in one place, :func:`gramian`. The engine reads a balancer only through the
+:class:`~taskbalance.balancers.types.StepMethod` protocol and imports nothing above the types layer.
 
 Gradient sources:
 
@@ -11,55 +16,139 @@ Gradient sources:
 
 Methods that only weigh losses take one backward of ``Σ_i w_i L_i`` and no per-task gradients at all.
 Gradients accumulate into ``.grad`` (like ``loss.backward()``), so gradient accumulation keeps working.
+
+Cost (what keeps the ``params`` source at the floor of K backward passes):
+
+* The per-task gradients are written row by row into one preallocated K×d matrix ``J`` in the source's dtype (no
+  list of rows, no concatenated copy, no float64 copy). The Gramian is summed in float64 from per-tensor blocks
+  ``J_p J_pᵀ`` computed in J's precision (at least float32): one block per parameter, or per feature tensor.
+* Which form of ``d = Jᵀw`` (the rule): the Gramian needs every pair of rows, so all K rows of J coexist whatever
+  order they are computed in. When J covers the shared update (``params``, ``features``), ``d`` is formed from it
+  (a K×d product, cheaper in time than a (K+1)-th backward pass and needing only d more memory). When it does not
+  (``last_layer``, or ``diagnose`` for a loss-only method) J is dropped after the Gramian and the shared
+  parameters get one reweighted backward of ``Σ_i w_i L_i``.
+* With ``params`` or ``features`` each task's head gradient is folded into that task's own ``autograd.grad`` call
+  (the heads' ``Σ_i h_i ∇L_i`` is summed from those pieces, no extra backward), and the last call frees the graph
+  (with ``features``, only the heads' part, which is all it traverses).
+* ``is_grads_batched`` (a balancer option, off by default) takes the K gradients in one ``autograd.grad`` call
+  vmapped over the K unit cotangents. It returns the same J; whether it is faster depends on the device, the
+  model and the batch (on CPU it was not), so choose it by measuring (``benchmarks/step_time.py --batched``).
+
+Distributed runs (``reducer``, a :class:`~taskbalance.balancers.types.GradientReducer`; None changes nothing):
+
+* the K loss values go through ``reducer.sum_losses`` before anything else, so every process decides on the same
+  losses (a non-finite global loss raises on every process alike);
+* ``params`` / ``last_layer``: ``reducer.sum_jacobian(J)`` is applied right after J is formed, before the Gramian
+  and the aggregation, so the method sees the global per-task gradients and ``d = Jᵀw`` is the global update
+  (written into the shared ``.grad`` of ``params``: do not all-reduce those again);
+* ``features``: the global feature gradient is the concatenation of the local ones, so the global Gramian is the
+  sum of the local ones: ``reducer.sum_gramian(G)``; ``d = Jᵀw`` stays local (a method that needs J on features
+  sees the local block: exact for element-wise rules such as GradDrop ``flat``).
+* Everything filled by a backward pass (the heads, the shared parameters of ``last_layer``, ``features`` and
+  loss-only methods) is local, to be all-reduced by the caller as in ordinary data parallelism.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence, TypeVar
 
 import torch
 from torch import Tensor
 
-from taskbalance.balancers.base import (
+from taskbalance.balancers.types import (
     GRADIENT_SOURCES,
     Aggregation,
     BalancerError,
+    GradientReducer,
     GradientSource,
+    NonFiniteLossError,
     StepInputs,
+    StepMethod,
     StepResult,
 )
 
-if TYPE_CHECKING:
-    from taskbalance.balancers.base import Balancer
+#: Columns per float32 block of the Gramian when J comes as one matrix (``combine``).
+GRAMIAN_BLOCK = 1 << 16
+
+T = TypeVar("T")
 
 
-def task_jacobian(losses: Sequence[Tensor], inputs: Sequence[Tensor]) -> Tensor:
-    """Rows ``∇ L_i`` flattened over ``inputs`` (K×d, float32 or the inputs' dtype); unused inputs give zeros."""
-    rows = []
-    for loss in losses:
-        grads = torch.autograd.grad(loss, list(inputs), retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(torch.zeros_like(x) if g is None else g).reshape(-1) for x, g in zip(inputs, grads)]))
-    return torch.stack(rows)
+# ----------------------------------------------------------------------------------------------- numerics
+def gramian(jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:
+    """``G = J Jᵀ`` in float64 on the CPU, summed over column blocks each computed in J's precision (≥ float32).
+
+    ``block_sizes`` split the columns (one block per parameter or feature tensor); default blocks of
+    :data:`GRAMIAN_BLOCK` columns. A float64 J is summed in float64 throughout.
+    """
+    k, d = jacobian.shape
+    if block_sizes is None:
+        block_sizes = [min(GRAMIAN_BLOCK, d - start) for start in range(0, d, GRAMIAN_BLOCK)]
+    compute = torch.promote_types(jacobian.dtype, torch.float32)
+    total = torch.zeros(k, k, dtype=torch.float64, device=jacobian.device)
+    offset = 0
+    for size in block_sizes:
+        block = jacobian[:, offset : offset + size].to(compute)
+        total += (block @ block.T).double()
+        offset += size
+    return total.cpu()
 
 
-def gramian_of(jacobian: Tensor) -> Tensor:
-    """``G = J Jᵀ`` in float64 on the CPU (what the solvers take)."""
-    j = jacobian.double()
-    return (j @ j.T).cpu()
+def task_gradients(
+    losses: Sequence[Tensor], tensors: Sequence[Tensor], heads: Sequence[Tensor], retain_graph: bool, batched: bool
+) -> tuple[Tensor, list[list[Tensor | None]]]:
+    """``(J, head_grads)``: rows ``∇ L_i`` flattened over ``tensors`` (K×d, zeros where unused) and, per task, the
+    gradients of ``heads`` (None where unused). The graph is freed by the last call unless ``retain_graph``."""
+    k = len(losses)
+    inputs = [*tensors, *heads]
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    jacobian = torch.empty(k, sum(t.numel() for t in tensors), dtype=dtype, device=tensors[0].device)
+
+    def fill(row: slice | int, grads: Sequence[Tensor | None]) -> None:
+        offset = 0
+        for t, g in zip(tensors, grads):
+            target = jacobian[row, offset : offset + t.numel()]
+            if g is None:
+                target.zero_()
+            else:
+                target.copy_(g.reshape(target.shape))
+            offset += t.numel()
+
+    head_grads: list[list[Tensor | None]] = []
+    if batched:
+        stacked = torch.stack(list(losses))
+        cotangents = torch.eye(k, dtype=stacked.dtype, device=stacked.device)
+        grads = torch.autograd.grad(
+            stacked, inputs, cotangents, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True
+        )
+        fill(slice(None), grads[: len(tensors)])
+        head_grads = [[None if g is None else g[i] for g in grads[len(tensors) :]] for i in range(k)]
+        return jacobian, head_grads
+    for i, loss in enumerate(losses):
+        grads = torch.autograd.grad(loss, inputs, retain_graph=retain_graph or i < k - 1, allow_unused=True)
+        fill(i, grads[: len(tensors)])
+        head_grads.append(list(grads[len(tensors) :]))
+    return jacobian, head_grads
 
 
 def accumulate_flat(params: Sequence[Tensor], flat: Tensor) -> None:
     """Add a flat vector, split by parameter shapes, into ``.grad``."""
     offset = 0
     for p in params:
-        piece = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
+        _accumulate(p, flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
-        if p.grad is None:
-            p.grad = piece.clone()
-        else:
-            p.grad.add_(piece)
     if offset != flat.numel():
         raise RuntimeError(f"direction has {flat.numel()} entries but the parameters have {offset}")
+
+
+def _accumulate(param: Tensor, grad: Tensor) -> None:
+    grad = grad.to(param.dtype)
+    if param.grad is None:
+        param.grad = grad.clone()
+    else:
+        param.grad.add_(grad)
 
 
 def reachable_leaves(roots: Sequence[Tensor], stop_at: Sequence[Tensor] = ()) -> list[Tensor]:
@@ -80,34 +169,49 @@ def reachable_leaves(roots: Sequence[Tensor], stop_at: Sequence[Tensor] = ()) ->
     return list(leaves.values())
 
 
-def _feature_list(features: Tensor | Sequence[Tensor] | None) -> list[Tensor]:
-    if features is None:
-        raise BalancerError("source 'features' needs the shared representation: pass features=... to backward()")
-    tensors = [features] if isinstance(features, Tensor) else list(features)
-    if not tensors or not all(isinstance(t, Tensor) and t.requires_grad for t in tensors):
-        raise BalancerError("features must be tensors produced by the shared encoder (requiring grad)")
-    return tensors
+# ----------------------------------------------------------------------------------------------- validation
+def check_source(method: StepMethod, source: str) -> GradientSource:
+    """``source`` if it is a gradient source ``method`` supports, else a :class:`BalancerError`."""
+    if source not in GRADIENT_SOURCES:
+        raise BalancerError(f"{method.name}: source must be one of {GRADIENT_SOURCES}, got {source!r}")
+    if source not in method.supported_sources:
+        raise BalancerError(f"{method.name} supports the gradient sources {method.supported_sources}, not {source!r}")
+    return source  # type: ignore[return-value]
 
 
-def _source_tensors(balancer: Balancer, source: GradientSource, features: Tensor | Sequence[Tensor] | None) -> list[Tensor]:
-    if source == "features":
-        return _feature_list(features)
-    params = balancer.last_layer_params if source == "last_layer" else balancer.shared_params
-    if not params:
-        what = "last_layer (or a shared module to infer it from)" if source == "last_layer" else "shared"
-        raise BalancerError(f"{balancer.name}: source {source!r} needs the balancer to be built with {what}=...")
-    return params
+def loss_values(method: StepMethod, losses: Mapping[str, Tensor] | Tensor, reducer: GradientReducer | None = None) -> Tensor:
+    """The K loss values (float64 CPU, task order; summed by ``reducer``), checked: count and finiteness."""
+    if isinstance(losses, Mapping):
+        _check_task_keys(method, losses)
+        values = torch.stack([torch.as_tensor(losses[t]).detach().reshape(()) for t in method.tasks])
+    else:
+        values = torch.as_tensor(losses).detach().reshape(-1)
+    values = values.to(torch.float64).cpu()
+    if values.numel() != len(method.tasks):
+        raise BalancerError(f"{method.name}: expected {len(method.tasks)} losses, got {values.numel()}")
+    if reducer is not None:
+        values = reducer.sum_losses(values).to(torch.float64).cpu()
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise NonFiniteLossError(method.tasks[bad], float(values[bad]), int(method.step_count))
+    return values
 
 
-def _loss_vector(balancer: Balancer, losses: Mapping[str, Tensor]) -> list[Tensor]:
+def _check_task_keys(method: StepMethod, losses: Mapping[str, object]) -> None:
+    missing = [t for t in method.tasks if t not in losses]
+    unknown = [t for t in losses if t not in method.tasks]
+    if missing or unknown:
+        problems = ", ".join(f"{what} {names}" for what, names in (("missing", missing), ("unknown", unknown)) if names)
+        raise BalancerError(f"{method.name}: expected losses of the tasks {list(method.tasks)}: {problems}")
+
+
+def _ordered_losses(method: StepMethod, losses: Mapping[str, Tensor]) -> list[Tensor]:
     if not isinstance(losses, Mapping):
         raise BalancerError(f"losses must be a dict task -> scalar tensor, got {type(losses).__name__}")
-    missing = [t for t in balancer.tasks if t not in losses]
-    extra = [t for t in losses if t not in balancer.tasks]
-    if missing or extra:
-        raise BalancerError(f"{balancer.name}: losses have tasks {sorted(losses)}, expected {list(balancer.tasks)}")
+    _check_task_keys(method, losses)
     ordered = []
-    for task in balancer.tasks:
+    for task in method.tasks:
         loss = losses[task]
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             raise BalancerError(f"loss of task {task!r} must be a scalar tensor")
@@ -117,128 +221,248 @@ def _loss_vector(balancer: Balancer, losses: Mapping[str, Tensor]) -> list[Tenso
     return ordered
 
 
-def _weighted_sum(losses: Sequence[Tensor], coefficients: Tensor) -> Tensor:
-    return sum((float(c) * loss for c, loss in zip(coefficients, losses)), torch.zeros((), device=losses[0].device))
+def _feature_list(features: Tensor | Sequence[Tensor] | None) -> list[Tensor]:
+    if features is None:
+        raise BalancerError("source 'features' needs the shared representation: pass features=... to backward()")
+    tensors = [features] if isinstance(features, Tensor) else list(features)
+    if not tensors or not all(isinstance(t, Tensor) and t.requires_grad for t in tensors):
+        raise BalancerError("features must be tensors produced by the shared encoder (requiring grad)")
+    return tensors
 
 
-def run_backward(
-    balancer: Balancer,
-    losses: Mapping[str, Tensor],
-    features: Tensor | Sequence[Tensor] | None,
-    source: GradientSource,
-    diagnose: GradientSource | None,
-) -> StepResult:
-    """Compute what ``balancer`` needs, ask it to aggregate, and write the gradients (see module docstring)."""
-    loss_list = _loss_vector(balancer, losses)
-    loss_values = balancer._check_losses(torch.stack([l.detach() for l in loss_list]).double().cpu())
-
-    needs_gradients = balancer.requires != "losses"
-    if needs_gradients:
-        source = balancer.check_source(source)
-    elif diagnose is not None and diagnose not in GRADIENT_SOURCES:
-        raise BalancerError(f"diagnose must be one of {GRADIENT_SOURCES}, got {diagnose!r}")
-    jacobian_source: GradientSource | None = source if needs_gradients else diagnose
-    jacobian = gramian = None
-    source_tensors: list[Tensor] = []
-    if jacobian_source is not None:
-        source_tensors = _source_tensors(balancer, jacobian_source, features)
-        jacobian = task_jacobian(loss_list, source_tensors)
-        gramian = gramian_of(jacobian)
-    wants_jacobian = balancer.requires == "jacobian"
-    inputs = StepInputs(
-        losses=loss_values,
-        gramian=gramian if needs_gradients else None,
-        jacobian=jacobian if wants_jacobian else None,
-        step=int(balancer.step_count),
-        features=tuple(t.detach() for t in source_tensors) if wants_jacobian and source == "features" else None,
-    )
-    aggregation = balancer._checked(balancer.aggregate(inputs))
-    _write_gradients(balancer, loss_list, aggregation, source if needs_gradients else None, features, jacobian)
-    balancer.step_count += 1
-    return _result(balancer, loss_values, aggregation, jacobian_source, gramian, jacobian)
+def _source_tensors(method: StepMethod, source: GradientSource, features: Tensor | Sequence[Tensor] | None) -> list[Tensor]:
+    if source == "features":
+        return _feature_list(features)
+    params = method.last_layer_params if source == "last_layer" else method.shared_params
+    if not params:
+        what = "last_layer (or a shared module to infer it from)" if source == "last_layer" else "shared"
+        raise BalancerError(f"{method.name}: source {source!r} needs the balancer to be built with {what}=...")
+    return params
 
 
-def _write_gradients(
-    balancer: Balancer,
-    loss_list: Sequence[Tensor],
-    aggregation: Aggregation,
-    source: GradientSource | None,
-    features: Tensor | Sequence[Tensor] | None,
-    jacobian: Tensor | None,
-) -> None:
-    weights = aggregation.weights
-    heads = balancer.head_coefficients(aggregation)
-    explicit = aggregation.direction is not None
-    if source in (None, "last_layer"):
-        if explicit:
-            raise BalancerError(f"{balancer.name} produces a direction, which needs source 'params' or 'features'")
-        if torch.equal(heads, weights):
-            _weighted_sum(loss_list, weights).backward()
-            return
-        shared = balancer.shared_params
-        if not shared:
-            raise BalancerError(f"{balancer.name}: raw head gradients need the balancer to be built with shared=...")
-        torch.autograd.backward(_weighted_sum(loss_list, weights), inputs=shared, retain_graph=True)
-        _backward_heads(balancer, loss_list, heads, stop_at=())
-        return
-
-    assert jacobian is not None
-    direction = aggregation.direction if explicit else weights.to(jacobian) @ jacobian
-    if direction.numel() != jacobian.shape[1]:
-        raise RuntimeError(f"{balancer.name} returned a direction of size {direction.numel()}, expected {jacobian.shape[1]}")
-    if source == "params":
-        accumulate_flat(balancer.shared_params, direction.to(jacobian))
-        _backward_heads(balancer, loss_list, heads, stop_at=())
-        return
-    tensors = _feature_list(features)
-    _backward_heads(balancer, loss_list, heads, stop_at=tensors)
-    # Back-propagating the scalar Σ ⟨z, dz⟩ (dz constant) gives the encoder exactly the gradient of ``dz``; unlike
-    # ``backward(tensors, grad_tensors=...)`` it does not make torch import sympy (seconds) on first use.
-    surrogate, offset = torch.zeros((), device=direction.device, dtype=tensors[0].dtype), 0
-    for z in tensors:
-        surrogate = surrogate + (z * direction[offset : offset + z.numel()].view_as(z).to(z.dtype)).sum()
-        offset += z.numel()
-    torch.autograd.backward(surrogate, inputs=balancer.shared_params or None)
-
-
-def _backward_heads(balancer: Balancer, loss_list: Sequence[Tensor], heads: Tensor, stop_at: Sequence[Tensor]) -> None:
-    shared_ids = {id(p) for p in balancer.shared_params}
-    leaves = reachable_leaves(loss_list, stop_at=stop_at)
+def _head_parameters(method: StepMethod, losses: Sequence[Tensor], stop_at: Sequence[Tensor]) -> list[Tensor]:
+    """The leaves the losses reach that are not shared (through ``stop_at`` only, when given)."""
+    shared_ids = {id(p) for p in method.shared_params}
+    leaves = reachable_leaves(losses, stop_at=stop_at)
     if stop_at:
         leaked = [p for p in leaves if id(p) in shared_ids]
         if leaked:
             raise BalancerError(
-                f"{balancer.name}: the losses reach {len(leaked)} shared parameter(s) by a path that bypasses the "
+                f"{method.name}: the losses reach {len(leaked)} shared parameter(s) by a path that bypasses the "
                 "features passed to backward(); pass every shared tensor the heads read (a list is fine)"
             )
-    head_params = [p for p in leaves if id(p) not in shared_ids]
-    if head_params:
-        torch.autograd.backward(_weighted_sum(loss_list, heads), inputs=head_params, retain_graph=bool(stop_at))
+    return [p for p in leaves if id(p) not in shared_ids]
 
 
-def _result(
-    balancer: Balancer,
-    losses: Tensor,
-    aggregation: Aggregation,
-    source: GradientSource | None,
-    gramian: Tensor | None,
-    jacobian: Tensor | None,
+def _checked(method: StepMethod, aggregation: Aggregation) -> Aggregation:
+    k, step = len(method.tasks), int(method.step_count)
+    weights = aggregation.weights
+    if weights.shape != (k,):
+        raise RuntimeError(f"{method.name} returned weights of shape {tuple(weights.shape)}")
+    if not bool(torch.isfinite(weights).all()):
+        raise FloatingPointError(f"{method.name} produced non-finite weights {weights.tolist()} at step {step}")
+    direction = aggregation.direction
+    if direction is not None and (direction.dim() != 1 or not bool(torch.isfinite(direction).all())):
+        raise FloatingPointError(f"{method.name} produced a non-finite or non-flat direction at step {step}")
+    return Aggregation(
+        weights=weights.detach().to(torch.float64).cpu(),
+        direction=direction,
+        head_weights=None if aggregation.head_weights is None else aggregation.head_weights.detach().double().cpu(),
+    )
+
+
+def head_coefficients(method: StepMethod, aggregation: Aggregation) -> Tensor:
+    """Coefficients of the task losses for the task-specific parameters."""
+    if aggregation.head_weights is not None:
+        return aggregation.head_weights
+    if method.head_gradients == "raw":
+        return torch.ones(len(method.tasks), dtype=torch.float64)
+    return aggregation.weights
+
+
+# ----------------------------------------------------------------------------------------------- the sequence
+@dataclass
+class _Gradients:
+    """Per-task gradients on one source: J (dropped when not needed after the Gramian), G, head pieces."""
+
+    source: GradientSource
+    tensors: list[Tensor]
+    jacobian: Tensor | None
+    gramian: Tensor
+    head_params: list[Tensor]
+    head_grads: list[list[Tensor | None]]
+    forms_update: bool = False
+
+
+def _run(
+    method: StepMethod,
+    values: Tensor,
+    gradients: _Gradients | None,
+    write: Callable[[Aggregation], T],
+) -> T:
+    """The one step sequence: inputs → aggregate → check → write → count."""
+    requires = method.requires
+    jacobian = gradients.jacobian if gradients is not None and requires == "jacobian" else None
+    features = None
+    if jacobian is not None and gradients is not None and gradients.source == "features":
+        features = tuple(t.detach() for t in gradients.tensors)
+    inputs = StepInputs(
+        losses=values,
+        gramian=gradients.gramian if gradients is not None and requires != "losses" else None,
+        jacobian=jacobian,
+        step=int(method.step_count),
+        features=features,
+    )
+    result = write(_checked(method, method.aggregate(inputs)))
+    method.step_count += 1
+    return result
+
+
+def combine(method: StepMethod, jacobian: Tensor, losses: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """From per-task gradients ``J`` (K×d) return ``(d, weights)``, advancing the method like a training step."""
+    k = len(method.tasks)
+    if jacobian.dim() != 2 or jacobian.shape[0] != k:
+        raise BalancerError(f"{method.name}: jacobian must be K×d with K={k}, got {tuple(jacobian.shape)}")
+    if losses is None:
+        if method.requires == "losses" or method.needs_loss_values:
+            raise BalancerError(f"{method.name} reads the loss values: pass the task losses to combine()")
+        values = torch.zeros(k, dtype=torch.float64)
+    else:
+        values = loss_values(method, losses)
+    j = jacobian.detach()
+    gradients = None
+    if method.requires != "losses":
+        gradients = _Gradients("params", [], j, gramian(j), [], [])
+
+    def direction(aggregation: Aggregation) -> tuple[Tensor, Tensor]:
+        if aggregation.direction is not None:
+            return aggregation.direction.to(j), aggregation.weights
+        return aggregation.weights.to(j) @ j, aggregation.weights
+
+    return _run(method, values, gradients, direction)
+
+
+def backward(
+    method: StepMethod,
+    losses: Mapping[str, Tensor],
+    features: Tensor | Sequence[Tensor] | None,
+    source: GradientSource,
+    diagnose: GradientSource | None,
+    reducer: GradientReducer | None = None,
 ) -> StepResult:
+    """Compute what ``method`` needs, let it aggregate, write ``.grad`` (see the module docstring)."""
+    loss_list = _ordered_losses(method, losses)
+    values = loss_values(method, torch.stack([loss.detach() for loss in loss_list]), reducer)
+    needs_gradients = method.requires != "losses"
+    if needs_gradients:
+        source = check_source(method, source)
+    elif diagnose is not None and diagnose not in GRADIENT_SOURCES:
+        raise BalancerError(f"diagnose must be one of {GRADIENT_SOURCES}, got {diagnose!r}")
+    gradient_source: GradientSource | None = source if needs_gradients else diagnose
+    gradients = None
+    if gradient_source is not None:
+        gradients = _gradients(method, loss_list, gradient_source, features, needs_gradients, reducer)
+
+    def write(aggregation: Aggregation) -> StepResult:
+        result = _result(method, values, aggregation, gradients)
+        heads = head_coefficients(method, aggregation)
+        if gradients is not None and gradients.forms_update:
+            _write_direction(method, gradients, aggregation, heads)
+        else:
+            _write_weighted_losses(method, loss_list, aggregation, heads)
+        return result
+
+    return _run(method, values, gradients, write)
+
+
+def _gradients(
+    method: StepMethod,
+    loss_list: list[Tensor],
+    source: GradientSource,
+    features: Tensor | Sequence[Tensor] | None,
+    needs_gradients: bool,
+    reducer: GradientReducer | None,
+) -> _Gradients:
+    tensors = _source_tensors(method, source, features)
+    # the shared update is formed from J when J covers it; the heads' gradients then come from the same calls
+    forms_update = needs_gradients and source in ("params", "features")
+    heads = _head_parameters(method, loss_list, tensors if source == "features" else ()) if forms_update else []
+    jacobian, head_grads = task_gradients(loss_list, tensors, heads, not forms_update, method.is_grads_batched)
+    if reducer is not None and source != "features":
+        jacobian = reducer.sum_jacobian(jacobian)
+    gram = gramian(jacobian, [t.numel() for t in tensors])
+    if reducer is not None and source == "features":
+        gram = reducer.sum_gramian(gram).to(torch.float64).cpu()
+    keep = forms_update or method.requires == "jacobian"
+    return _Gradients(source, tensors, jacobian if keep else None, gram, heads, head_grads, forms_update)
+
+
+def _write_weighted_losses(method: StepMethod, loss_list: Sequence[Tensor], aggregation: Aggregation, heads: Tensor) -> None:
+    """Shared parameters from one reweighted backward of ``Σ_i w_i L_i`` (loss-only methods, ``last_layer``)."""
+    weights = aggregation.weights
+    if aggregation.direction is not None:
+        raise BalancerError(f"{method.name} produces a direction, which needs source 'params' or 'features'")
+    if torch.equal(heads, weights):
+        _weighted_sum(loss_list, weights).backward()
+        return
+    shared = method.shared_params
+    if not shared:
+        raise BalancerError(f"{method.name}: raw head gradients need the balancer to be built with shared=...")
+    torch.autograd.backward(_weighted_sum(loss_list, weights), inputs=shared, retain_graph=True)
+    head_params = _head_parameters(method, loss_list, stop_at=())
+    if head_params:
+        torch.autograd.backward(_weighted_sum(loss_list, heads), inputs=head_params)
+
+
+def _write_direction(method: StepMethod, gradients: _Gradients, aggregation: Aggregation, heads: Tensor) -> None:
+    """Shared update ``d`` from J (``params``: into ``.grad``; ``features``: back through the encoder), heads summed."""
+    jacobian = gradients.jacobian
+    assert jacobian is not None
+    direction = aggregation.direction if aggregation.direction is not None else aggregation.weights.to(jacobian) @ jacobian
+    if direction.numel() != jacobian.shape[1]:
+        raise RuntimeError(f"{method.name} returned a direction of size {direction.numel()}, expected {jacobian.shape[1]}")
+    gradients.jacobian = None  # the last use of J: free it before the heads and the encoder backward
+    for index, param in enumerate(gradients.head_params):
+        pieces = [float(h) * grads[index] for h, grads in zip(heads, gradients.head_grads) if grads[index] is not None]
+        if pieces:
+            _accumulate(param, torch.stack(pieces).sum(0) if len(pieces) > 1 else pieces[0])
+    gradients.head_grads = []
+    if gradients.source == "params":
+        accumulate_flat(method.shared_params, direction.to(jacobian))
+        return
+    # Back-propagating the scalar Σ ⟨z, dz⟩ (dz constant) gives the encoder exactly the gradient of ``dz``; unlike
+    # ``backward(tensors, grad_tensors=...)`` it does not make torch import sympy (seconds) on first use.
+    tensors = gradients.tensors
+    surrogate, offset = torch.zeros((), device=direction.device, dtype=tensors[0].dtype), 0
+    for z in tensors:
+        surrogate = surrogate + (z * direction[offset : offset + z.numel()].view_as(z).to(z.dtype)).sum()
+        offset += z.numel()
+    torch.autograd.backward(surrogate, inputs=method.shared_params or None)
+
+
+def _weighted_sum(losses: Sequence[Tensor], coefficients: Tensor) -> Tensor:
+    return sum((float(c) * loss for c, loss in zip(coefficients, losses)), torch.zeros((), device=losses[0].device))
+
+
+def _result(method: StepMethod, values: Tensor, aggregation: Aggregation, gradients: _Gradients | None) -> StepResult:
     direction_norm = dots = None
-    if gramian is not None and jacobian is not None:
-        if aggregation.direction is not None and aggregation.direction.numel() == jacobian.shape[1]:
-            direction = aggregation.direction.to(jacobian)
+    gram = None if gradients is None else gradients.gramian
+    if gradients is not None and gram is not None:
+        jacobian = gradients.jacobian
+        explicit = aggregation.direction
+        if explicit is not None and jacobian is not None and explicit.numel() == jacobian.shape[1]:
+            direction = explicit.to(jacobian)
             dots = (jacobian @ direction).double().cpu()
             direction_norm = float(direction.double().norm())
         else:
-            dots = gramian @ aggregation.weights
+            dots = gram @ aggregation.weights
             direction_norm = float((aggregation.weights @ dots).clamp_min(0).sqrt())
     return StepResult(
-        tasks=balancer.tasks,
-        losses={t: float(v) for t, v in zip(balancer.tasks, losses)},
-        weights={t: float(w) for t, w in zip(balancer.tasks, aggregation.weights)},
-        source=source,
-        gramian=gramian,
+        tasks=method.tasks,
+        losses={t: float(v) for t, v in zip(method.tasks, values)},
+        weights={t: float(w) for t, w in zip(method.tasks, aggregation.weights)},
+        source=None if gradients is None else gradients.source,
+        gramian=gram,
         direction_norm=direction_norm,
         task_direction_dot=dots,
     )

@@ -32,6 +32,7 @@ from scipy.optimize import least_squares
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.solvers import clip_to_norm, trace_normalized
 
 #: ``least_squares`` tolerances (scipy's defaults, 1e-8, leave residuals of ~1e-5 on hard cases).
@@ -76,6 +77,7 @@ def fairgrad_weights(gramian: Tensor, alpha: float = 2.0, max_norm: float = 1.0)
     return clip_to_norm(gramian.shape[0] * fair_allocation(gramian, alpha), gramian, max_norm)
 
 
+@register_balancer
 class FairGrad(Balancer):
     """α-fair allocation of the update among tasks: (Gw)_i = w_i^{−1/α}."""
 

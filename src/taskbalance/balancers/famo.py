@@ -28,13 +28,14 @@ weight, as in the official code).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Mapping, Sequence
+from typing import Annotated, Any, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.static import check_task_keys
 
 EPS = 1e-8
@@ -80,6 +81,7 @@ def adam_step(
     param.sub_(lr / (1 - beta1**step) * exp_avg / denom)
 
 
+@register_balancer
 class FAMO(Balancer):
     """Fast adaptive multitask optimization: loss weights from logits learned on the observed log-loss decrease."""
 
@@ -128,16 +130,11 @@ class FAMO(Balancer):
         self.awaiting_post_step.fill_(True)
         return Aggregation(weights=weights)
 
-    def post_step(self, losses: Mapping[str, Tensor] | Tensor) -> None:
-        """Update the logits from the losses of the same batch after ``optimizer.step()`` (dict or K-vector)."""
+    def learn_after_step(self, losses: Tensor) -> None:
+        """Update the logits from the (checked) losses of the same batch after ``optimizer.step()``."""
         if not bool(self.awaiting_post_step):
             raise BalancerError(f"{self.name}: post_step() must follow a backward() (or combine()) step")
-        if isinstance(losses, Mapping):
-            check_task_keys(f"{self.name}: post_step losses", list(losses), self.tasks)
-            vector = torch.stack([torch.as_tensor(losses[t]).detach().reshape(()) for t in self.tasks])
-        else:
-            vector = torch.as_tensor(losses).detach().reshape(-1)
-        after = self._check_losses(vector.double().cpu()).to(self.logits)
+        after = losses.to(self.logits)
         grad = famo_logit_grad(self.logits, self._shifted(self.losses_before, "stored"), self._shifted(after, "new"))
         self.adam_steps += 1
         adam_step(

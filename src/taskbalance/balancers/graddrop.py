@@ -35,6 +35,7 @@ from pydantic import Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, BalancerError, RandomizedBalancer, SeededOptions, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 EPS_FLAT = 1e-8
 EPS_PAPER = 1e-7
@@ -84,6 +85,7 @@ def graddrop_direction_at_features(
     return torch.cat(pieces)
 
 
+@register_balancer
 class GradDrop(RandomizedBalancer):
     """Keep, per gradient element, only the sign drawn with probability equal to its positive sign purity."""
 

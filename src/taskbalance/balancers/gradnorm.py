@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 
 class GradNormOptions(BaseModel):
@@ -66,6 +67,7 @@ def gradnorm_renormalise(weights: Tensor, grad: Tensor, lr: float, min_weight: f
     return stepped * (weights.numel() / stepped.sum())
 
 
+@register_balancer
 class GradNorm(Balancer):
     """Loss weights learned so that weighted last-layer gradient norms follow the tasks' relative training rates."""
 

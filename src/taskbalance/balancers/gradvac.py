@@ -34,6 +34,7 @@ from pydantic import Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, RandomizedBalancer, SeededOptions, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.pcgrad import random_orders
 
 
@@ -67,6 +68,7 @@ def gradvac_weights(
     return coefficients.sum(dim=0), targets
 
 
+@register_balancer
 class GradVac(RandomizedBalancer):
     """Pull each pairwise gradient cosine up to an EMA target of its past values, then sum."""
 

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.cagrad import Rescale, conflict_averse_weights
 from taskbalance.balancers.solvers import min_norm_point, trace_normalized
 
@@ -70,6 +71,7 @@ def imgrad_weights(gramian: Tensor, alpha: float = 0.8, rescale: Rescale = 1, va
     return conflict_averse_weights(gramian, alpha, rescale, linear_coef=offset - cosine, norm_coef=cosine)
 
 
+@register_balancer
 class IMGrad(Balancer):
     """CAGrad with an imbalance-sensitive trade-off set by the angle between the mean and the MGDA direction."""
 

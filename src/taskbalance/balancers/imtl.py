@@ -45,7 +45,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.base import Aggregation, Balancer, Requirement, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.solvers import trace_normalized
 
 Variant = Literal["g", "l", "h"]
@@ -69,6 +70,7 @@ def imtl_g_weights(gramian: Tensor) -> Tensor:
     return unnormalized / abs(total)
 
 
+@register_balancer
 class IMTL(Balancer):
     """Impartial MTL: equal projections of the update on the unit task gradients (G), learnable loss scales (L)."""
 
@@ -80,14 +82,19 @@ class IMTL(Balancer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        variant = self.options.variant
         self.log_scales: nn.Parameter | None = None
-        if variant in ("l", "h"):
+        if self.options.variant in ("l", "h"):
             self.log_scales = nn.Parameter(torch.zeros(self.num_tasks))
-            # the scales' gradient needs the loss values; IMTL-L needs nothing else (a loss weighting)
-            self.needs_loss_values = True
-        if variant == "l":
-            self.requires = "losses"
+
+    @classmethod
+    def requires_for(cls, options: Any) -> Requirement:
+        """IMTL-L is a loss weighting: it needs no gradients."""
+        return "losses" if options.variant == "l" else "gramian"
+
+    @classmethod
+    def needs_loss_values_for(cls, options: Any) -> bool:
+        """The scales' gradient (variants l and h) needs the loss values."""
+        return options.variant in ("l", "h")
 
     def _scales(self, losses: Tensor) -> Tensor:
         """``e^s`` for this step, after adding ``e^s L − 1`` to the gradient of ``s``."""

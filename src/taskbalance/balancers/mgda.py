@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.solvers import min_norm_point
 
 Normalization = Literal["none", "l2", "loss", "loss+"]
@@ -85,6 +86,7 @@ def mgda_weights(
     return alpha * gramian.shape[0] if scale else alpha
 
 
+@register_balancer
 class MGDA(Balancer):
     """Min-norm point of the convex hull of the task gradients, applied as loss weights."""
 
@@ -94,11 +96,10 @@ class MGDA(Balancer):
     default_head_gradients = "weighted"
     Options = MGDAOptions
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.options.normalization in ("loss", "loss+"):
-            # loss normalisation reads the loss values, so combine() must be given them
-            self.needs_loss_values = True
+    @classmethod
+    def needs_loss_values_for(cls, options: Any) -> bool:
+        """Loss normalisation reads the loss values, so combine() must be given them."""
+        return options.normalization in ("loss", "loss+")
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None
@@ -109,6 +110,7 @@ class MGDA(Balancer):
         return Aggregation(weights=weights)
 
 
+@register_balancer
 class MGDAUB(MGDA):
     """MGDA-UB: MGDA on the gradients of the shared representation (one backward through the encoder)."""
 

@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 from taskbalance.balancers.solvers import clip_to_norm
 
 _SOLVED = ("optimal", "optimal_inaccurate")
@@ -153,6 +154,7 @@ def nash_mtl_solve(
     return alpha_hat / math.sqrt(scale), alpha_hat
 
 
+@register_balancer
 class NashMTL(Balancer):
     """Nash bargaining between tasks: α_i g_iᵀd = 1 for every task."""
 

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, RandomizedBalancer, SeededOptions, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 
 def random_orders(num_tasks: int, generator: torch.Generator) -> list[list[int]]:
@@ -60,6 +61,7 @@ def pcgrad_weights(gramian: Tensor, orders: Sequence[Sequence[int]]) -> Tensor:
     return coefficients.sum(dim=0)
 
 
+@register_balancer
 class PCGrad(RandomizedBalancer):
     """Project each task gradient onto the normal plane of every conflicting task gradient, then sum."""
 

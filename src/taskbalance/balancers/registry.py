@@ -1,35 +1,52 @@
-"""Finding methods by name: every module of this package that defines a :class:`Balancer` subclass with a
-``name`` is a method. ``available()`` lists them, ``create()`` builds one with validated options."""
+"""Finding methods by name, by explicit registration (the timm style).
+
+A method module decorates its class with :func:`register_balancer`; only decorated classes are methods, so a helper
+module (or a test's subclass) is never mistaken for one. The method modules are listed in :data:`METHOD_MODULES`
+and imported on the first lookup (``available``, ``get``, ``create``), by name, so importing the package stays
+cheap (several methods import scipy or quadprog) and this module imports nothing above the ``base`` layer.
+"""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
-from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from taskbalance.balancers.base import Balancer, BalancerError
 
-_INFRASTRUCTURE = {"base", "engine", "registry", "solvers"}
+#: The modules of :mod:`taskbalance.balancers` that register methods (add a new method's module here).
+METHOD_MODULES: tuple[str, ...] = (
+    "aligned_mtl", "avgnorm", "cagrad", "db_mtl", "dwa", "fairgrad", "famo", "graddrop", "gradnorm", "gradvac",
+    "imgrad", "imtl", "mgda", "nashmtl", "pcgrad", "rlw", "static", "stch", "uniform", "upgrad", "uw",
+)  # fmt: skip
+
+_REGISTRY: dict[str, type[Balancer]] = {}
+_loaded = False
+
+B = TypeVar("B", bound=type[Balancer])
 
 
-@cache
+def register_balancer(cls: B) -> B:
+    """Class decorator: make ``cls`` available under ``cls.name`` (a non-empty, unique name and a description)."""
+    if not (isinstance(cls, type) and issubclass(cls, Balancer)):
+        raise TypeError(f"register_balancer takes a Balancer subclass, got {cls!r}")
+    if not cls.name or not cls.description:
+        raise TypeError(f"{cls.__qualname__} needs a non-empty name and description to be registered")
+    registered = _REGISTRY.get(cls.name)
+    if registered is not None and registered is not cls:
+        raise TypeError(f"two balancers are named {cls.name!r}: {registered.__qualname__} and {cls.__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
 def _methods() -> dict[str, type[Balancer]]:
-    import taskbalance.balancers as package
-
-    found: dict[str, type[Balancer]] = {}
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name in _INFRASTRUCTURE or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Balancer) and obj.name and obj.__module__ == module.__name__:
-                if obj.name in found:
-                    raise RuntimeError(f"two balancers are named {obj.name!r}")
-                found[obj.name] = obj
-    return dict(sorted(found.items()))
+    global _loaded
+    if not _loaded:
+        for module in METHOD_MODULES:
+            importlib.import_module(f"{__package__}.{module}")
+        _loaded = True
+    return dict(sorted(_REGISTRY.items()))
 
 
 def available() -> dict[str, str]:

@@ -24,6 +24,7 @@ from pydantic import Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, RandomizedBalancer, SeededOptions, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 
 class RLWOptions(SeededOptions):
@@ -37,6 +38,7 @@ def rlw_weights(num_tasks: int, generator: torch.Generator) -> Tensor:
     return torch.softmax(torch.randn(num_tasks, generator=generator, dtype=torch.float64), dim=0)
 
 
+@register_balancer
 class RLW(RandomizedBalancer):
     """Random softmax-normal loss weights, redrawn every step."""
 

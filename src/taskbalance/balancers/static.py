@@ -22,6 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -74,6 +75,7 @@ def weight_grid(tasks: Sequence[str], values: Sequence[float] | Mapping[str, Seq
     return [{t: float(v) for t, v in zip(tasks, combination)} for combination in itertools.product(*per_task)]
 
 
+@register_balancer
 class Static(Balancer):
     """Fixed loss weights given by the user."""
 

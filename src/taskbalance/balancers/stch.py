@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 EPS = 1e-20
 
@@ -53,6 +54,7 @@ def stch_weights(losses: Tensor, nadir: Tensor, mu: float) -> Tensor:
     return losses.numel() * torch.softmax(normalised / mu, dim=0) / (losses + EPS * nadir)
 
 
+@register_balancer
 class STCH(Balancer):
     """Smooth Tchebycheff scalarization of nadir-normalised log-losses, after a Σ log L warm-up."""
 

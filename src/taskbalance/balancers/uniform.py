@@ -8,8 +8,10 @@ mean ``(1/K) Σ_i L_i`` differs only by the constant K, which Adam ignores. Head
 import torch
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 
+@register_balancer
 class Uniform(Balancer):
     """Sum of the task losses."""
 

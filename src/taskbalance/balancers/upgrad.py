@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 
 class UPGradOptions(BaseModel):
@@ -56,6 +57,7 @@ def upgrad_weights(gramian: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-
     return torch.stack([dual_cone_weights(regularized, u) for u in lower_bounds]).sum(dim=0)
 
 
+@register_balancer
 class UPGrad(Balancer):
     """Average of the task gradients each projected onto the dual cone of all of them (no task conflicts)."""
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
+from taskbalance.balancers.registry import register_balancer
 
 
 class UWOptions(BaseModel):
@@ -49,6 +50,7 @@ def uw_log_var_grad(log_vars: Tensor, losses: Tensor) -> Tensor:
     return 0.5 - uw_weights(log_vars) * losses
 
 
+@register_balancer
 class UncertaintyWeighting(Balancer):
     """Learned homoscedastic-uncertainty weights ``½ e^{−s_i}``; ``s`` is stepped by the user's optimizer."""
 

@@ -45,3 +45,45 @@ def test_bad_arguments(tmp_path):
     assert result.exit_code == 2 and "unknown export layout" in result.output
     result = runner.invoke(app, ["data", "export", "synthetic", "--layout", "nyud", "--out", str(tmp_path / "y"), "--resolution", "big"])
     assert result.exit_code != 0 and "HxW" in result.output
+
+
+def test_info_describes_the_synthetic_split_without_rendering(monkeypatch):
+    import taskbalance.data.synthetic.dataset as synthetic
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("data info rendered the scenes")
+
+    monkeypatch.setattr(synthetic, "render_split", no_rendering)
+    result = runner.invoke(app, ["data", "info", "synthetic", "--split", "test"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") == 3}
+    assert rows["items"] == str(8 * 16)  # 8 test scenes of 16 views
+    assert rows["name"] == "synthetic"
+
+
+def test_describe_synthetic_matches_the_built_dataset():
+    from taskbalance.data import build_dataset
+    from taskbalance.data.describe import describe_dataset
+
+    options = {"num_scenes": 3, "views_per_scene": 4, "resolution": (16, 20), "scans_per_scene": 0.5, "scene_subset": 2}
+    built = build_dataset("synthetic", "train", **options)
+    info, items = describe_dataset("synthetic", "train", **options)
+    assert (info, items) == (built.info, len(built)) and items == 2 * 2
+
+
+def test_export_reports_progress_before_rendering_and_after_every_sample(tmp_path):
+    from taskbalance.data.export import export_synthetic
+
+    calls: list[tuple[str, int, int]] = []
+    export_synthetic(tmp_path / "out", "nyud", progress=lambda stage, done, total: calls.append((stage, done, total)),
+                     num_scenes=1, views_per_scene=2, resolution=(16, 20))
+    assert calls == [("render train", 0, 4), ("write train", 1, 4), ("write train", 2, 4),
+                     ("render test", 2, 4), ("write test", 3, 4), ("write test", 4, 4)]
+
+
+def test_the_light_layout_names_match_the_writers_and_readers():
+    from taskbalance.data.check import CHECKABLE
+    from taskbalance.data.export import _WRITERS
+    from taskbalance.data.layouts import CHECKABLE_DATASETS, EXPORT_LAYOUTS
+
+    assert tuple(CHECKABLE) == CHECKABLE_DATASETS and tuple(_WRITERS) == EXPORT_LAYOUTS

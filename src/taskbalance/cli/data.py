@@ -7,12 +7,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from taskbalance.data import DataError, build_dataset
-from taskbalance.data.check import CHECKABLE, check_dataset
-from taskbalance.data.export import EXPORT_LAYOUTS, export_synthetic
+from taskbalance.data.layouts import CHECKABLE_DATASETS, EXPORT_LAYOUTS
 
 console = Console(soft_wrap=True)  # file paths stay on one line
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: export the synthetic scenes, check folders, describe splits.")
@@ -34,7 +32,8 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=True)
 
 
 @data_app.command("export")
@@ -48,6 +47,9 @@ def export(
     seed: int = typer.Option(0, help="Generator seed."),
 ) -> None:
     """Write the synthetic train and test scenes in a real dataset's layout (train and test lists included)."""
+    from taskbalance.data import DataError
+    from taskbalance.data.export import export_synthetic
+
     if source != "synthetic":
         raise typer.BadParameter(f"only 'synthetic' can be exported, got {source!r}")
     try:
@@ -56,7 +58,7 @@ def export(
             summary = export_synthetic(
                 out,
                 layout,  # type: ignore[arg-type]
-                progress=lambda done, total: progress.update(job, completed=done, total=total),
+                progress=lambda stage, done, total: progress.update(job, description=f"{layout}: {stage}", completed=done, total=total),
                 num_scenes=num_scenes,
                 views_per_scene=views_per_scene,
                 resolution=_resolution(resolution),
@@ -73,11 +75,14 @@ def export(
 @data_app.command("check")
 def check(
     root: Path = typer.Argument(..., help="Dataset folder (read only)."),
-    dataset: str = typer.Option(..., help=f"Dataset: {', '.join(CHECKABLE)}."),
+    dataset: str = typer.Option(..., help=f"Dataset: {', '.join(CHECKABLE_DATASETS)}."),
     split: Optional[list[str]] = typer.Option(None, help="Split(s) to check (default: all)."),
     limit: int = typer.Option(50, min=1, help="Problems to list (all are counted)."),
 ) -> None:
     """List missing files, corrupt images, out-of-range labels and size mismatches; exit 1 when any is found."""
+    from taskbalance.data import DataError
+    from taskbalance.data.check import check_dataset
+
     try:
         with _progress() as progress:
             job = progress.add_task(f"check {root}", total=None)
@@ -103,14 +108,17 @@ def info(
     split: str = typer.Option("train", help="Split to describe."),
     root: Optional[Path] = typer.Option(None, help="Dataset folder (real datasets)."),
 ) -> None:
-    """Describe a dataset split: tasks, class counts, size, layout."""
+    """Describe a dataset split: tasks, class counts, size, layout (the synthetic scenes are not rendered)."""
+    from taskbalance.data import DataError
+    from taskbalance.data.describe import describe_dataset
+
     try:
-        ds = build_dataset(dataset, split, root=root)
+        description, items = describe_dataset(dataset, split, root=root)
     except DataError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
     table = Table("field", "value")
-    table.add_row("items", str(len(ds)))
+    table.add_row("items", str(items))
     for name in ("name", "tasks", "num_classes", "edge_max_dist", "has_val_split", "metadata"):
-        table.add_row(name, str(getattr(ds.info, name)))
+        table.add_row(name, str(getattr(description, name)))
     console.print(table)

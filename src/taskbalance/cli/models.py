@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from taskbalance.models import available_backbones, build_backbone, build_model, count_parameters
-from taskbalance.models.backbones import backbone_spec
-from taskbalance.models.registry import ARCHITECTURES, compatible_backbones
 
 models_app = typer.Typer(no_args_is_help=True, help="Architectures and backbones.")
 
@@ -31,6 +26,12 @@ def list_models(
     counts: bool = typer.Option(True, help="Count parameters (models are built on the 'meta' device: no memory, no weights)."),
 ) -> None:
     """Print the architectures and backbones, with parameter counts (models for the NYUD-v2 tasks)."""
+    import torch
+
+    from taskbalance.models import available_backbones, build_backbone, build_model, count_parameters
+    from taskbalance.models.backbones import backbone_spec
+    from taskbalance.models.registry import ARCHITECTURES, compatible_backbones
+
     console = Console()
     backbones = Table("backbone", "family", "timm model", "parameters", "description", title="Backbones")
     for name in available_backbones():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -17,12 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from taskbalance.balancers import BalancerError
-from taskbalance.toy.outputs import write_outputs
-from taskbalance.toy.presets import PRESETS, SCALINGS, resolve_settings
-from taskbalance.toy.problem import ToyProblem
-from taskbalance.toy.report import DEFAULT_TOLERANCE, summarize, table_rows
-from taskbalance.toy.runner import run_toy
+from taskbalance.toy.presets import DEFAULT_TOLERANCE, PRESETS, SCALINGS, resolve_settings
 
 console = Console()
 DEFAULT_OUT = Path("runs/toy")
@@ -45,6 +39,14 @@ def toy(
     out: Path = typer.Option(DEFAULT_OUT, help="Output directory."),
 ) -> None:
     """Run the toy problem from the published initial points and write trajectories.png and results.{md,csv,json}."""
+    import torch  # here, not at the top: `taskbalance --help` must not import torch
+
+    from taskbalance.balancers import BalancerError
+    from taskbalance.toy.outputs import write_outputs
+    from taskbalance.toy.problem import ToyProblem
+    from taskbalance.toy.report import summarize, table_rows
+    from taskbalance.toy.runner import run_toy
+
     try:
         settings = resolve_settings(preset, methods=methods, steps=steps, scaling=scaling, starts=starts)
     except ValueError as error:

@@ -7,17 +7,14 @@ ds.info.num_classes["semseg"], ds[0]["image"].shape
 ```
 """
 
-from taskbalance.data.base import DataError, DatasetInfo, MultiTaskDataset
-from taskbalance.data.noise import LabelNoise
-from taskbalance.data.registry import available_datasets, build_dataset
-from taskbalance.data.transforms import Augmentation
+from taskbalance.lazy import lazy_exports
 
-__all__ = [
-    "Augmentation",
-    "DataError",
-    "DatasetInfo",
-    "LabelNoise",
-    "MultiTaskDataset",
-    "available_datasets",
-    "build_dataset",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "Augmentation": "transforms",
+    "DataError": "base",
+    "DatasetInfo": "base",
+    "LabelNoise": "noise",
+    "MultiTaskDataset": "base",
+    "available_datasets": "registry",
+    "build_dataset": "registry",
+})

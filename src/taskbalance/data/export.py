@@ -20,13 +20,13 @@ import torch
 from taskbalance.data.base import DataError
 from taskbalance.data.io import save_image, save_mat, save_npy, save_text
 from taskbalance.data.pascal import PERSON_CLASS
-from taskbalance.data.synthetic.dataset import SyntheticDataset
+from taskbalance.data.layouts import EXPORT_LAYOUTS
+from taskbalance.data.synthetic.dataset import SyntheticDataset, describe_synthetic
 from taskbalance.data.transforms import Sample
 
 __all__ = ["EXPORT_LAYOUTS", "ExportSummary", "export_synthetic"]
 
 Layout = Literal["nyud", "nyudv2", "pascal"]
-EXPORT_LAYOUTS: tuple[str, ...] = ("nyud", "nyudv2", "pascal")
 #: One PASCAL-Part name per part group, used to store synthetic parts as person parts.
 _PART_NAMES = {1: "head", 2: "torso", 3: "luarm", 4: "llarm", 5: "luleg", 6: "llleg"}
 
@@ -100,7 +100,7 @@ _WRITERS: dict[str, tuple[Callable[[Path, Sample], None], dict[str, str]]] = {
 def export_synthetic(
     out: Path | str,
     layout: Layout,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     **options: Any,
 ) -> ExportSummary:
     """Write the synthetic ``train`` and ``test`` splits to ``out`` in ``layout``.
@@ -108,7 +108,8 @@ def export_synthetic(
     Args:
         out: a new or empty folder.
         layout: ``nyud``, ``nyudv2`` or ``pascal``.
-        progress: called as ``progress(done, total)`` after every sample.
+        progress: called as ``progress(stage, done, total)`` when a split starts rendering (``render train``)
+            and after every sample written (``write train``); ``total`` counts the samples of both splits.
         **options: synthetic dataset options (``num_scenes``, ``views_per_scene``, ``resolution``, ``seed``).
     """
     if layout not in _WRITERS:
@@ -117,15 +118,20 @@ def export_synthetic(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"refusing to export into {out}: it exists and is not an empty folder; choose a new --out")
     write, split_files = _WRITERS[layout]
-    datasets = {split: SyntheticDataset(split, **options) for split in split_files}
-    total, done = sum(len(d) for d in datasets.values()), 0
-    for dataset in datasets.values():
+    report = progress or (lambda stage, done, total: None)
+    total = sum(describe_synthetic(split, **options)[1] for split in split_files)  # known before rendering
+    done = 0
+    ids: dict[str, list[str]] = {}
+    for split in split_files:
+        report(f"render {split}", done, total)
+        dataset = SyntheticDataset(split, **options)
+        ids[split] = []
         for index in range(len(dataset)):
-            write(out, dataset.load_sample(index))
+            sample = dataset.load_sample(index)
+            write(out, sample)
+            ids[split].append(sample["meta"]["id"])
             done += 1
-            if progress is not None:
-                progress(done, total)
-    for split, dataset in datasets.items():
-        ids = [dataset.load_sample(i)["meta"]["id"] for i in range(len(dataset))]
-        save_text("\n".join(ids) + "\n", out / split_files[split])
-    return ExportSummary(out, layout, {split_files[s]: len(d) for s, d in datasets.items()})
+            report(f"write {split}", done, total)
+    for split, names in ids.items():
+        save_text("\n".join(names) + "\n", out / split_files[split])
+    return ExportSummary(out, layout, {split_files[s]: len(names) for s, names in ids.items()})

@@ -8,34 +8,23 @@ outcome.reported["semseg"]["mIoU"], outcome.delta_m      # mean of the last 10 e
 ```
 """
 
-from taskbalance.protocols.delta import (
-    CITYSCAPES_COLUMNS,
-    CITYSCAPES_STL_BASELINE,
-    NYUV2_COLUMNS,
-    NYUV2_STL_BASELINE,
-    MetricColumn,
-    last_epochs_mean,
-    protocol_delta_m,
-)
-from taskbalance.protocols.presets import ProtocolPreset, available_protocols, protocol_preset
-from taskbalance.protocols.report import ProtocolTable, protocol_table, to_csv, to_markdown
-from taskbalance.protocols.runner import ProtocolOutcome, run_protocol
+from taskbalance.lazy import lazy_exports
 
-__all__ = [
-    "CITYSCAPES_COLUMNS",
-    "CITYSCAPES_STL_BASELINE",
-    "NYUV2_COLUMNS",
-    "NYUV2_STL_BASELINE",
-    "MetricColumn",
-    "ProtocolOutcome",
-    "ProtocolPreset",
-    "ProtocolTable",
-    "available_protocols",
-    "last_epochs_mean",
-    "protocol_delta_m",
-    "protocol_preset",
-    "protocol_table",
-    "run_protocol",
-    "to_csv",
-    "to_markdown",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "CITYSCAPES_COLUMNS": "delta",
+    "CITYSCAPES_STL_BASELINE": "delta",
+    "NYUV2_COLUMNS": "delta",
+    "NYUV2_STL_BASELINE": "delta",
+    "MetricColumn": "delta",
+    "ProtocolOutcome": "runner",
+    "ProtocolPreset": "presets",
+    "ProtocolTable": "report",
+    "available_protocols": "presets",
+    "last_epochs_mean": "delta",
+    "protocol_delta_m": "delta",
+    "protocol_preset": "presets",
+    "protocol_table": "report",
+    "run_protocol": "runner",
+    "to_csv": "report",
+    "to_markdown": "report",
+})

@@ -5,22 +5,18 @@
 figure) and ``outputs`` (the artefacts of a run, written with ``taskbalance.atomic``).
 """
 
-from taskbalance.toy.methods import MethodSpec, parse_methods
-from taskbalance.toy.presets import PRESETS, ToySettings, resolve_settings
-from taskbalance.toy.problem import ToyProblem, pareto_set
-from taskbalance.toy.report import Outcome, summarize
-from taskbalance.toy.runner import ToyRun, run_toy
+from taskbalance.lazy import lazy_exports
 
-__all__ = [
-    "PRESETS",
-    "MethodSpec",
-    "Outcome",
-    "ToyProblem",
-    "ToyRun",
-    "ToySettings",
-    "pareto_set",
-    "parse_methods",
-    "resolve_settings",
-    "run_toy",
-    "summarize",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "presets",
+    "MethodSpec": "methods",
+    "Outcome": "report",
+    "ToyProblem": "problem",
+    "ToyRun": "runner",
+    "ToySettings": "presets",
+    "pareto_set": "problem",
+    "parse_methods": "methods",
+    "resolve_settings": "presets",
+    "run_toy": "runner",
+    "summarize": "report",
+})

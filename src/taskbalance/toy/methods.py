@@ -11,10 +11,10 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskbalance.balancers import BalancerError, get
-from taskbalance.toy.problem import TASKS, ToyProblem
+if TYPE_CHECKING:  # the presets (and `taskbalance toy --help`) need the specs, not torch
+    from taskbalance.toy.problem import ToyProblem
 
 #: Option handled by the toy runner (gradient clipping of x) for methods that do not define it.
 RUNNER_OPTION = "max_norm"
@@ -51,6 +51,8 @@ def parse_method(text: str) -> MethodSpec:
 
     The name must be a registered balancer (the error lists the valid ones).
     """
+    from taskbalance.balancers import BalancerError, get
+
     text = text.strip()
     name, _, rest = text.partition("(")
     name = name.strip()
@@ -73,6 +75,8 @@ def parse_method(text: str) -> MethodSpec:
 
 def parse_methods(text: str) -> list[MethodSpec]:
     """Parse a comma-separated list of specs (commas inside parentheses belong to the options)."""
+    from taskbalance.balancers import BalancerError
+
     specs, depth, start = [], 0, 0
     for i, char in enumerate(text + ","):
         depth += {"(": 1, ")": -1}.get(char, 0)
@@ -88,6 +92,8 @@ def parse_methods(text: str) -> list[MethodSpec]:
 def problem_defaults(method: str, problem: ToyProblem) -> dict[str, Any]:
     """Options a method needs on this problem whatever the preset: FAMO's ``min_losses`` (FAMO takes log(ℓ_i - b_i)
     and the toy losses are negative; the official toy sets ``b = (-21 s1, -21 s2)``)."""
+    from taskbalance.toy.problem import TASKS
+
     if method == "famo":
         return {"min_losses": dict(zip(TASKS, problem.loss_lower_bounds()))}
     return {}

@@ -12,11 +12,9 @@ from torch import Tensor
 
 from taskbalance.results.render import csv_table
 from taskbalance.results.render import markdown_table as render_markdown
+from taskbalance.toy.presets import DEFAULT_TOLERANCE
 from taskbalance.toy.problem import ToyProblem, pareto_set
 from taskbalance.toy.runner import ToyRun
-
-#: Default tolerance (distance in parameter space) for "reached the Pareto set" and "reached the optimum".
-DEFAULT_TOLERANCE = 0.05
 _PARETO_SAMPLES = 4001
 
 

@@ -25,7 +25,7 @@ from taskbalance.data.synthetic.render import render_views
 from taskbalance.data.synthetic.scenes import CLASSES, PARTS, sample_camera, sample_scene
 from taskbalance.data.transforms import Augmentation, Sample
 
-__all__ = ["DEFAULT_SCENES", "SyntheticDataset", "SyntheticOptions", "render_split"]
+__all__ = ["DEFAULT_SCENES", "SyntheticDataset", "SyntheticOptions", "describe_synthetic", "render_split", "split_layout"]
 
 Split = Literal["train", "val", "test"]
 #: Scenes per split when ``num_scenes`` is not given (16 views each).
@@ -71,16 +71,57 @@ def render_split(
     """Render every view of every scene of ``split`` (cached: the same arguments return the same object)."""
     camera_intrinsics = intrinsics(resolution, hfov_degrees)
     chunks: list[dict[str, torch.Tensor]] = []
-    scenes: list[str] = []
     for index in range(num_scenes):
         generator = torch.Generator().manual_seed(mix_seed(seed, split, index))
         scene = sample_scene(generator, max_objects)
         cameras = [sample_camera(scene, generator) for _ in range(views_per_scene)]
         noise = [torch.Generator().manual_seed(mix_seed(seed, split, index, view)) for view in range(views_per_scene)]
         chunks.append(render_views(scene, cameras, resolution, camera_intrinsics, noise))
-        scenes += [f"{split}_{index:03d}"] * views_per_scene
     tensors = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
-    return RenderedSplit(tensors, tuple(scenes), tuple(range(views_per_scene)) * num_scenes, camera_intrinsics)
+    scenes, views = split_layout(split, num_scenes, views_per_scene)
+    return RenderedSplit(tensors, scenes, views, camera_intrinsics)
+
+
+def split_layout(split: str, num_scenes: int, views_per_scene: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The scene name and view index of every row of a rendered split, known without rendering it."""
+    scenes = tuple(f"{split}_{index:03d}" for index in range(num_scenes) for _ in range(views_per_scene))
+    return scenes, tuple(range(views_per_scene)) * num_scenes
+
+
+def _options(split: str, options: dict[str, Any]) -> SyntheticOptions:
+    if split not in DEFAULT_SCENES:
+        raise DataError(f"synthetic: split must be one of {tuple(DEFAULT_SCENES)}, got {split!r}")
+    try:
+        return SyntheticOptions(**options)
+    except ValidationError as error:
+        raise DataError(f"synthetic: invalid options: {error}") from None
+
+
+def _select(split: str, tasks: tuple[str, ...], opts: SyntheticOptions) -> tuple[list[int], DatasetInfo]:
+    """The rows of the split a dataset keeps (scene subset, scans per scene) and its description; no rendering."""
+    scenes, views = split_layout(split, opts.num_scenes or DEFAULT_SCENES[split], opts.views_per_scene)
+    kept_scenes = select_scenes(dict.fromkeys(scenes), opts.scene_subset, opts.seed)
+    indices: list[int] = []
+    for scene in kept_scenes:
+        rows = [i for i, s in enumerate(scenes) if s == scene]
+        kept_views = set(select_views(scene, [views[i] for i in rows], opts.scans_per_scene, opts.seed))
+        indices += [i for i in rows if views[i] in kept_views]
+    info = DatasetInfo(
+        name="synthetic",
+        tasks=tasks,
+        num_classes={"semseg": len(CLASSES), "human_parts": len(PARTS)},
+        edge_max_dist=0.011,
+        has_val_split=True,
+        metadata={"layout": "synthetic", "split": split, "scenes": len(kept_scenes), **opts.model_dump(mode="json")},
+    )
+    return indices, info
+
+
+def describe_synthetic(split: str = "train", tasks: Sequence[str] | None = None, **options: Any) -> tuple[DatasetInfo, int]:
+    """``(info, number of items)`` of the split :class:`SyntheticDataset` would build, without rendering it."""
+    opts = _options(split, options)
+    indices, info = _select(split, check_tasks("synthetic", tasks or TASK_NAMES, TASK_NAMES), opts)
+    return info, len(indices)
 
 
 class SyntheticDataset(MultiTaskDataset):
@@ -101,16 +142,11 @@ class SyntheticDataset(MultiTaskDataset):
         augment_seed: int | None = None,
         **options: Any,
     ) -> None:
-        if split not in DEFAULT_SCENES:
-            raise DataError(f"synthetic: split must be one of {tuple(DEFAULT_SCENES)}, got {split!r}")
-        try:
-            self.options = SyntheticOptions(**options)
-        except ValidationError as error:
-            raise DataError(f"synthetic: invalid options: {error}") from None
-        opts = self.options
+        self.options = opts = _options(split, options)
         super().__init__(augment=augment, augment_seed=augment_seed, label_noise=opts.label_noise)
         self.split = split
         self.tasks = check_tasks("synthetic", tasks or TASK_NAMES, TASK_NAMES)
+        self.indices, self.info = _select(split, self.tasks, opts)
         rendered = render_split(
             opts.seed,
             split,
@@ -122,20 +158,6 @@ class SyntheticDataset(MultiTaskDataset):
         )
         self._rendered = rendered
         self.intrinsics = rendered.intrinsics
-        kept_scenes = select_scenes(dict.fromkeys(rendered.scenes), opts.scene_subset, opts.seed)
-        self.indices: list[int] = []
-        for scene in kept_scenes:
-            rows = [i for i, s in enumerate(rendered.scenes) if s == scene]
-            views = select_views(scene, [rendered.views[i] for i in rows], opts.scans_per_scene, opts.seed)
-            self.indices += [i for i in rows if rendered.views[i] in set(views)]
-        self.info = DatasetInfo(
-            name="synthetic",
-            tasks=self.tasks,
-            num_classes={"semseg": len(CLASSES), "human_parts": len(PARTS)},
-            edge_max_dist=0.011,
-            has_val_split=True,
-            metadata={"layout": "synthetic", "split": split, "scenes": len(kept_scenes), **opts.model_dump(mode="json")},
-        )
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from taskbalance.toy.methods import MethodSpec, parse_methods
 
+#: Default tolerance (distance in parameter space) for "reached the Pareto set" and "reached the optimum".
+DEFAULT_TOLERANCE = 0.05
+
 #: Named loss scalings ``(s1, s2)``: equal (CAGrad), Nash-MTL/FAMO's ``Toy(scale=0.1)``, IMGrad Fig. 2's 0.9/0.1.
 SCALINGS: dict[str, tuple[float, float]] = {"equal": (1.0, 1.0), "nashmtl": (0.1, 1.0), "imgrad": (0.9, 0.1)}
 

@@ -178,7 +178,7 @@ class FairGrad(Balancer):
     """α-fair allocation of the update among tasks: (Gw)_i = w_i^{−1/α}."""
 
     name = "fairgrad"
-    description = "α-fair resource allocation: weights solve (Gw)_i = w_i^(-1/α) (Newton on a convex potential), ×K, clipped."
+    description = "α-fair resource allocation: weights solve (Gw)_i = w_i^(-1/α) (Newton), ×K, clipped."
     requires = "gramian"
     default_head_gradients = "raw"
     Options = FairGradOptions

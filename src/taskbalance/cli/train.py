@@ -1,4 +1,4 @@
-"""CLI commands ``train``, ``study`` and ``plot``: the paper as commands."""
+"""CLI commands ``train`` and ``plot`` (``study`` is in cli/study.py)."""
 
 from __future__ import annotations
 
@@ -56,36 +56,6 @@ def train_command(
             console.print(f"  {task}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
 
-def study_command(
-    preset: Annotated[str, typer.Argument(help="study preset name (quick, methods, noise, quantity, nyud-resnet18, ...) or YAML file")],
-    out: Annotated[Optional[Path], typer.Option(help="study directory (default: runs/<preset>)")] = None,
-    overrides: SetOption = None,
-    only: Annotated[Optional[list[str]], typer.Option(help="run only these runs (plus the single-task ones)")] = None,
-    plan_only: Annotated[bool, typer.Option("--plan", help="list the runs and their status, train nothing")] = False,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-) -> None:
-    """Run an experiment of the paper: single-task baselines, uniform, grid search, each method; then the report."""
-    from taskbalance.protocols.presets import available_protocols
-    from taskbalance.training import RunDir, load_study, plan, run_study
-
-    if preset in available_protocols():
-        raise _fail(ValueError(f"{preset!r} is a method-paper benchmark with its own protocol: run "
-                               f"`taskbalance protocol run {preset} --root DATA -m METHOD ...` (--cpu for the stand-in data)"), 2)
-    try:
-        spec = load_study(preset, overrides or [])
-        target = out or Path("runs") / Path(preset).stem
-        if plan_only:
-            for run in plan(spec):
-                status = "finished" if RunDir(target / run.name).is_finished() else "to do"
-                console.print(f"{run.name:30s} {run.raw['method']['name']:12s} {status}")
-            return
-        run_study(spec, target, console=console, show_progress=progress, only=only)
-    except _user_errors() as error:
-        raise _fail(error) from None
-    except KeyboardInterrupt:
-        raise _fail(KeyboardInterrupt("interrupted; the same command continues the study (finished runs are kept)"), 130) from None
-
-
 def plot_command(
     runs: Annotated[list[Path], typer.Argument(help="run directories (with diagnostics.jsonl)")],
     out: Annotated[Path, typer.Option(help="folder for the figures")] = Path("figures"),
@@ -103,7 +73,6 @@ def plot_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``study`` and ``plot`` to the main app."""
+    """Add ``train`` and ``plot`` to the main app."""
     app.command("train")(train_command)
-    app.command("study")(study_command)
     app.command("plot")(plot_command)

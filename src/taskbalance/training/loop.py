@@ -40,7 +40,7 @@ from taskbalance.training.components import (
     build_split,
     resolve_device,
 )
-from taskbalance.training.config import ConfigError, RunConfig, config_differences, dump_config
+from taskbalance.training.config import ConfigError, RunConfig, config_differences, config_hash, dump_config
 from taskbalance.training.diagnostics import diagnostic_record, format_summary, imbalance_summary, tensorboard_scalars
 from taskbalance.training.distributed import (
     DistInfo,
@@ -391,6 +391,7 @@ class Trainer:
                 "dataset": config.data.name,
                 "dataset_info": dict(self.info.metadata),
                 "seed": config.seed,
+                "config_sha256": config_hash(config),
                 "imbalance": summary,
             },
         })

@@ -45,20 +45,21 @@ def test_study_end_to_end_and_restart(tmp_path: Path):
     console = Console(record=True, width=200)
     report = run_study(spec, out, console=console, show_progress=False)
     names = [r.name for r in plan(spec)]
-    assert names == ["stl-semseg", "stl-depth", "stl-normals", "stl-edge", "uniform", "grid-1", "grid-2", "avgnorm", "url"]
+    arms = ["stl-semseg", "stl-depth", "stl-normals", "stl-edge", "uniform", "grid-1", "grid-2", "avgnorm", "url"]
+    assert names == [f"{arm}/seed-0" for arm in arms]
     for name in names:
         assert (out / name / "results.json").is_file()
     rows = [row["name"] for row in report["rows"]]
     assert rows == ["Single-task", "uniform", "grid search", "avgnorm", "url"]
     assert report["rows"][0]["delta_m"] == 0.0
     # MTL runs select on validation Δm against the STL runs' validation metrics
-    uniform = load_run_result(out / "uniform")
+    uniform = load_run_result(out / "uniform/seed-0")
     assert uniform.selection == "val" and uniform.mean_weights == {t: 1.0 for t in uniform.tasks}
-    config = (out / "uniform" / "config.yaml").read_text()
+    config = (out / "uniform/seed-0" / "config.yaml").read_text()
     assert "baseline:" in config and "mode: measure" in config
-    assert load_run_result(out / "url").method == "url"
-    assert json.loads((out / "avgnorm" / "imbalance.json").read_text())["steps"] == 2
-    diagnostics = [json.loads(line) for line in (out / "uniform" / "diagnostics.jsonl").read_text().splitlines()]
+    assert load_run_result(out / "url/seed-0").method == "url"
+    assert json.loads((out / "avgnorm/seed-0" / "imbalance.json").read_text())["steps"] == 2
+    diagnostics = [json.loads(line) for line in (out / "uniform/seed-0" / "diagnostics.jsonl").read_text().splitlines()]
     assert set(diagnostics[0]["feature_distance"]) == set(uniform.tasks)
     for name in ("report.md", "table.csv", "table.tex", "radar.png", "figures/cos_to_update.png", "figures/feature_distance.png"):
         assert (out / name).is_file(), name
@@ -69,7 +70,7 @@ def test_study_end_to_end_and_restart(tmp_path: Path):
     stamps = {n: (out / n / "results.json").stat().st_mtime_ns for n in names}
     again = Console(record=True, width=200)
     run_study(spec, out, console=again, show_progress=False)
-    assert again.export_text().count("finished, skipped") == len(names)
+    assert f"{len(names)} runs ({len(names)} finished, 0 to run)" in again.export_text()
     assert stamps == {n: (out / n / "results.json").stat().st_mtime_ns for n in names}
 
 

@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
 
-from taskbalance.balancers import Balancer, create
+from taskbalance.balancers import Balancer, create, get
 from taskbalance.training.config import RunConfig
 from taskbalance.training.optim import build_optimizer, build_scheduler
 
@@ -23,6 +23,7 @@ def build_split(config: RunConfig, split: str, train: bool) -> Dataset:
     options: dict[str, Any] = dict(config.data.options)
     if train:
         options.update(config.data.train_options)
+        options.setdefault("augment_seed", config.seed)  # augmentation follows the run's seed
     return build_dataset(config.data.name, split=split, tasks=config.tasks, root=config.data.root,
                          augment=config.data.augment and train, **options)
 
@@ -63,6 +64,8 @@ def build_balancer(config: RunConfig, model: nn.Module) -> Balancer:
         kwargs["source"] = config.method.source
     if config.method.head_gradients is not None:
         kwargs["head_gradients"] = config.method.head_gradients
+    if "seed" in get(config.method.name).Options.model_fields:
+        kwargs.setdefault("seed", config.seed)  # a randomised method draws from the run's seed unless told otherwise
     return create(config.method.name, tasks=config.tasks, shared=list(model.shared_parameters()),
                   last_layer=model.last_shared_layer(), **kwargs)
 

@@ -6,6 +6,8 @@ packaged preset with ``base: <preset>`` (see :mod:`taskbalance.training.presets`
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -219,6 +221,23 @@ def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
 
     left, right = flatten(a.model_dump(mode="json"), ""), flatten(b.model_dump(mode="json"), "")
     return sorted(k for k in left.keys() | right.keys() if left.get(k) != right.get(k))
+
+
+#: Keys that say how a run executes, not what it computes: left out of :func:`config_hash`.
+EXECUTION_KEYS: tuple[str, ...] = ("threads", "data.num_workers")
+
+
+def config_hash(config: RunConfig, ignore: Sequence[str] = EXECUTION_KEYS) -> str:
+    """sha256 (hex) of the resolved config without the dotted keys in ``ignore``: equal hashes, same training."""
+    data = config.model_dump(mode="json")
+    for key in ignore:
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def dump_config(config: RunConfig) -> str:

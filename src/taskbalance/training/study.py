@@ -1,24 +1,25 @@
-"""A study: an experiment of the paper expanded into runs, run (skipping finished ones), and reported.
+"""A study: an experiment of the paper expanded into runs (every arm once per seed), run, and reported.
 
 A study preset (``configs/study-<name>.yaml``) names a training preset (``base``), overrides for every run
-(``set``), the MTL methods, a grid of static weights, whether to add URL and the Fig. 6 feature distance, and
-optional data ``variants`` (Table V: label noise, fewer scans or scenes), each of which repeats the experiment.
+(``set``), the seeds, the MTL methods, a grid of static weights, whether to add URL and the Fig. 6 feature
+distance, and optional data ``variants`` (Table V: label noise, fewer scans or scenes), each of which repeats the
+experiment.
 
-Runs, per variant (prefix ``<variant>/`` when there are variants):
-``stl-<task>`` (single-task baselines) → ``uniform``, ``grid-<i>``, each method, ``url`` (distillation from the
-single-task runs). After the single-task runs, their validation metrics become every MTL run's ``baseline``,
-so model selection maximises validation Δm against single-task; the grid-search arm is the grid point with
-the best validation Δm. A finished run (``results.json``) is never re-run; an interrupted one resumes.
+Runs, per variant (prefix ``<variant>/`` when there are variants) and per seed, in
+``<out>/[<variant>/]<arm>/seed-<seed>``: the arms are ``stl-<task>`` (single-task baselines), ``uniform``,
+``grid-<i>``, each method and ``url`` (distillation from the same seed's single-task runs). The seed sets the
+initialisation, the data order, the augmentation and the method's own random numbers. Once a seed's single-task
+runs are finished, their validation metrics become the ``baseline`` of that seed's MTL runs, so model selection
+maximises validation Δm against single-task. Running them is :mod:`taskbalance.training.schedule`'s job.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.console import Console
 
 from taskbalance.training.config import (
@@ -39,12 +40,12 @@ class MethodEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    label: str | None = Field(None, description="run name (default: the method name)")
+    label: str | None = Field(None, description="arm name (default: the method name)")
     options: dict[str, Any] = Field(default_factory=dict)
-    set: dict[str, Any] = Field(default_factory=dict, description="dotted-key overrides for this run only")
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted-key overrides for this arm only")
 
     @property
-    def run_name(self) -> str:
+    def arm(self) -> str:
         return self.label or self.name
 
 
@@ -55,6 +56,7 @@ class StudySpec(BaseModel):
     description: str = ""
     base: str = Field(description="training preset (or YAML path) every run starts from")
     set: dict[str, Any] = Field(default_factory=dict, description="dotted-key overrides for every run")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="every arm runs once per seed")
     single_task: bool = True
     uniform: bool = True
     methods: list[MethodEntry] = Field(default_factory=list)
@@ -62,34 +64,56 @@ class StudySpec(BaseModel):
     url: bool = False
     feature_distance: bool = Field(False, description="measure every MTL run's feature distance to the STL models (Fig. 6)")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> dotted-key overrides (Table V)")
-    diagnostics_runs: list[str] | None = Field(None, description="runs drawn in the diagnostics figures (default: all MTL runs)")
+    diagnostics_runs: list[str] | None = Field(None, description="arms drawn in the diagnostics figures (default: all MTL arms)")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError(f"seeds must be distinct non-negative integers, at least one, got {seeds}")
+        return seeds
 
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A run of the study, before the single-task baselines are known."""
+    """A run of the study, before the single-task baselines are known.
 
-    name: str
+    ``arm`` is what the report groups by (``[<variant>/]uniform``); the runs of one arm differ only in ``seed``.
+    ``needs`` names the runs whose results this one reads (its seed's single-task runs), which run first.
+    """
+
+    arm: str
+    seed: int
     variant: str
-    kind: str  # "stl", "mtl" or "url"
+    kind: str  # "stl", "mtl", "grid" or "url"
     raw: dict[str, Any]
+    needs: tuple[str, ...] = ()
 
     @property
-    def seed(self) -> int:
-        """The run's seed (from its config)."""
-        return int(self.raw.get("seed", 0))
-
-    @property
-    def arm(self) -> str:
-        """The arm the run belongs to, as the report groups runs: the run's name without its seed (the runs of
-        one arm differ only in their seed). Used by training/report.py."""
-        return self.name
+    def name(self) -> str:
+        """The run's path inside the study folder."""
+        return run_name(self.arm, self.seed)
 
 
-def load_study(name_or_path: str | Path, overrides: list[str] | None = None) -> StudySpec:
-    """Read and validate a study preset; ``overrides`` (``key=value``) go into its ``set``."""
+def run_name(arm: str, seed: int) -> str:
+    """``<arm>/seed-<seed>``: where a run of an arm lives inside the study folder."""
+    return f"{arm}/seed-{seed}"
+
+
+def stl_arm(variant: str, task: str) -> str:
+    """The single-task arm of ``task`` (in ``variant``)."""
+    return f"{variant}/stl-{task}" if variant else f"stl-{task}"
+
+
+def load_study(name_or_path: str | Path, overrides: list[str] | None = None, seeds: int | None = None) -> StudySpec:
+    """Read and validate a study preset; ``overrides`` (``key=value``) go into its ``set``; ``seeds=N`` replaces
+    its seeds by 0..N-1."""
     path = resolve_path(name_or_path, study=True)
     raw = read_yaml(path)
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+        raw["seeds"] = list(range(seeds))
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as error:
@@ -100,83 +124,108 @@ def load_study(name_or_path: str | Path, overrides: list[str] | None = None) -> 
     return spec
 
 
+def _arms(spec: StudySpec, raw: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(arm, kind, config) of one variant, single-task arms first."""
+    arms: list[tuple[str, str, dict[str, Any]]] = []
+    if spec.single_task:
+        for task in raw.get("tasks") or []:
+            arms.append((f"stl-{task}", "stl", {**raw, "tasks": [task], "single_task": True, "method": {"name": "uniform"}}))
+    if spec.uniform:
+        arms.append(("uniform", "mtl", {**raw, "method": {"name": "uniform"}}))
+    for index, weights in enumerate(spec.grid, start=1):
+        arms.append((f"grid-{index}", "grid", {**raw, "method": {"name": "static", "options": {"weights": weights}}}))
+    for entry in spec.methods:
+        arms.append((entry.arm, "mtl", apply_settings({**raw, "method": {"name": entry.name, "options": entry.options}}, entry.set)))
+    if spec.url:
+        arms.append(("url", "url", {**raw, "method": {"name": "uniform"}}))
+    return arms
+
+
 def plan(spec: StudySpec) -> list[PlannedRun]:
-    """Every run of the study, single-task runs first, with its raw config (validated here)."""
+    """Every run of the study (validated here): all single-task runs first, then the others, seed by seed.
+
+    Threads are left to the executor (``threads: null``): a run's thread budget depends on how many run at once,
+    and is not part of what it computes.
+    """
     base = apply_settings(load_raw(spec.base), spec.set)
-    variants = spec.variants or {"": {}}
-    runs: list[PlannedRun] = []
-    for variant, variant_set in variants.items():
+    singles: list[PlannedRun] = []
+    others: list[PlannedRun] = []
+    for variant, variant_set in (spec.variants or {"": {}}).items():
         raw = apply_settings(base, variant_set)
-        tasks = list(raw.get("tasks") or [])
         prefix = f"{variant}/" if variant else ""
-
-        def add(name: str, kind: str, config: dict[str, Any]) -> None:
-            config = deep_merge(config, {"name": f"{prefix}{name}"})
-            validate_config(config)
-            runs.append(PlannedRun(f"{prefix}{name}", variant, kind, config))
-
-        if spec.single_task:
-            for task in tasks:
-                add(f"stl-{task}", "stl", {**raw, "tasks": [task], "single_task": True, "method": {"name": "uniform"}})
-        if spec.uniform:
-            add("uniform", "mtl", {**raw, "method": {"name": "uniform"}})
-        for index, weights in enumerate(spec.grid, start=1):
-            add(f"grid-{index}", "grid", {**raw, "method": {"name": "static", "options": {"weights": weights}}})
-        for entry in spec.methods:
-            config = {**raw, "method": {"name": entry.name, "options": entry.options}}
-            add(entry.run_name, "mtl", apply_settings(config, entry.set))
-        if spec.url:
-            add("url", "url", {**raw, "method": {"name": "uniform"}})
-    return runs
+        needs_stl = spec.single_task and bool(raw.get("tasks"))
+        for seed in spec.seeds:
+            stl_needs = tuple(run_name(stl_arm(variant, t), seed) for t in raw.get("tasks") or []) if needs_stl else ()
+            for arm, kind, config in _arms(spec, raw):
+                config = deep_merge(config, {"name": run_name(f"{prefix}{arm}", seed), "seed": seed, "threads": None})
+                validate_config(config)
+                run = PlannedRun(f"{prefix}{arm}", seed, variant, kind, config, () if kind == "stl" else stl_needs)
+                (singles if kind == "stl" else others).append(run)
+    return singles + others
 
 
-def _stl_name(variant: str, task: str) -> str:
-    return f"{variant}/stl-{task}" if variant else f"stl-{task}"
-
-
-def finalize(run: PlannedRun, spec: StudySpec, out: Path) -> RunConfig:
-    """The run's config once the single-task runs exist: baseline for selection, URL teachers, feature distance."""
+def expected_config(run: PlannedRun, spec: StudySpec, out: Path, baseline: dict[str, dict[str, float]] | None = None) -> RunConfig:
+    """The run's config in study folder ``out``: URL teachers or the feature-distance measurement (the same seed's
+    single-task runs), and the single-task ``baseline`` for model selection when given."""
     raw = dict(run.raw)
     if run.kind != "stl" and spec.single_task:
-        tasks = list(raw["tasks"])
-        stl_dirs = {t: out / _stl_name(run.variant, t) for t in tasks}
-        baseline = {}
-        for task, path in stl_dirs.items():
-            record = RunDir(path).best_validation_record()
-            if record is not None:
-                baseline[task] = record["metrics"][task]
-        if len(baseline) == len(tasks):
-            raw["baseline"] = baseline
+        teachers = {t: str((out / stl_arm(run.variant, t) / f"seed-{run.seed}").resolve()) for t in raw["tasks"]}
         if run.kind == "url":
-            raw["distill"] = {"mode": "distill", "teachers": {t: str(p) for t, p in stl_dirs.items()}}
+            raw["distill"] = {"mode": "distill", "teachers": teachers}
         elif spec.feature_distance:
-            raw["distill"] = {"mode": "measure", "teachers": {t: str(p) for t, p in stl_dirs.items()}}
+            raw["distill"] = {"mode": "measure", "teachers": teachers}
+        if baseline is not None:
+            raw["baseline"] = baseline
     return validate_config(raw)
 
 
-def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_progress: bool = True,
-              only: list[str] | None = None) -> dict[str, Any]:
-    """Run every unfinished run of the study into ``out/<run>`` and write the report; returns the report data."""
-    from taskbalance.training.loop import train
-    from taskbalance.training.report import write_report
+def single_task_baseline(run: PlannedRun, out: Path) -> dict[str, dict[str, float]] | None:
+    """The selected validation metrics of the run's single-task runs (same variant and seed), when all exist."""
+    baseline = {}
+    for task in run.raw["tasks"]:
+        record = RunDir(out / run_name(stl_arm(run.variant, task), run.seed)).best_validation_record()
+        if record is None:
+            return None
+        baseline[task] = record["metrics"][task]
+    return baseline
 
-    console = console or Console()
-    started = time.perf_counter()
+
+def finalize(run: PlannedRun, spec: StudySpec, out: Path) -> RunConfig:
+    """The run's config once its single-task runs are finished (see :func:`expected_config`)."""
+    return expected_config(run, spec, out, single_task_baseline(run, out) if run.kind != "stl" else None)
+
+
+def describe_arms(runs: list[PlannedRun]) -> list[dict[str, Any]]:
+    """Per arm: kind, method and options, training length, resolution, the seeds planned: what report.md states."""
+    arms: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        config = validate_config(run.raw)
+        optim = config.optim
+        entry = arms.setdefault(run.arm, {
+            "arm": run.arm, "kind": run.kind, "method": config.method.name, "options": dict(config.method.options),
+            "tasks": list(config.tasks),
+            "length": f"{optim.iterations} iterations" if optim.iterations is not None else f"{optim.epochs} epochs",
+            "batch_size": config.data.batch_size, "lr": optim.lr, "dataset": config.data.name,
+            "data_options": {**config.data.options, **config.data.train_options}, "backbone": config.model.backbone,
+            "arch": config.model.arch, "seeds": []})
+        entry["seeds"].append(run.seed)
+    return list(arms.values())
+
+
+def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_progress: bool = True,
+              only: list[str] | None = None, executor: Any = None) -> dict[str, Any]:
+    """Run every unfinished run of the study into ``out`` and write the report; returns the report data.
+
+    ``executor`` is a :class:`~taskbalance.training.executors.Backend` (default: one run at a time in this
+    process). Runs whose stored config differs from the plan are moved aside first (see
+    :mod:`taskbalance.training.staleness`); failed runs are reported by name and retried by the next invocation.
+    """
+    from taskbalance.training.schedule import run_plan
+
     runs = plan(spec)
     if only:
-        runs = [r for r in runs if r.name in only or r.kind == "stl"]
-    trained = 0
-    for index, run in enumerate(runs, start=1):
-        run_dir = RunDir(out / run.name)
-        if run_dir.is_finished():
-            console.print(f"[dim][{index}/{len(runs)}] {run.name}: finished, skipped[/dim]")
-            continue
-        console.print(f"[bold][{index}/{len(runs)}] {run.name}[/bold]")
-        config = finalize(run, spec, out)
-        train(config, run_dir.root, resume=run_dir.config.is_file(), console=console, show_progress=show_progress)
-        trained += 1
-    redraw = trained > 0 or not (out / "report.md").is_file()
-    report = write_report(spec, runs, out, console=console, draw_figures=redraw)
-    wall = time.perf_counter() - started
-    console.print(f"study finished in {wall / 60:.1f} min (this invocation); report in {out / 'report.md'}")
-    return report
+        unknown = sorted(set(only) - {r.arm for r in runs})
+        if unknown:
+            raise ConfigError(f"--only names arms the study does not have: {', '.join(unknown)}")
+        runs = [r for r in runs if r.arm in only or r.kind == "stl"]
+    return run_plan(spec, runs, out, console or Console(), show_progress=show_progress, executor=executor)

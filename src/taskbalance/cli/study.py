@@ -1,0 +1,79 @@
+"""CLI command ``study``: run an experiment of the paper (every arm over seeds) locally, in parallel, or on SLURM."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+class ExecutorName(str, Enum):
+    """Where the runs execute (see taskbalance.training.executors)."""
+
+    local = "local"
+    slurm = "slurm"
+    submitit_local = "submitit-local"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/bold red] {message}")
+    return typer.Exit(code)
+
+
+def study_command(
+    preset: Annotated[str, typer.Argument(help="study preset name (quick, standard, methods, noise, nyud-resnet18, ...) or YAML file")],
+    out: Annotated[Optional[Path], typer.Option(help="study directory (default: runs/<preset>)")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key of every run: key=value (YAML value), repeatable")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="run every arm with seeds 0..N-1 (default: the preset's seeds)")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="run only these arms (plus the single-task ones)")] = None,
+    plan_only: Annotated[bool, typer.Option("--plan", help="list the runs and their status, train nothing")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="runs at once on this machine, each with cores/N torch threads")] = 1,
+    executor: Annotated[ExecutorName, typer.Option(help="local processes, SLURM jobs (submitit), or submitit's local executor")] = ExecutorName.local,
+    partition: Annotated[Optional[str], typer.Option(help="SLURM partition")] = None,
+    gpus_per_job: Annotated[int, typer.Option(min=0, help="GPUs per SLURM job")] = 1,
+    cpus_per_job: Annotated[int, typer.Option(min=1, help="CPUs per SLURM job (its torch threads)")] = 8,
+    time_min: Annotated[int, typer.Option("--time", min=1, help="SLURM time limit per job, minutes")] = 240,
+    array_parallelism: Annotated[int, typer.Option(min=1, help="SLURM jobs of one array running at once")] = 32,
+    log_folder: Annotated[Optional[Path], typer.Option(help="submitit's job folder (default: <out>/jobs)")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Run an experiment of the paper: single-task baselines, uniform, grid search, each method, over seeds; then
+    the report. Finished runs are kept; the same command resumes an interrupted study."""
+    from taskbalance.balancers import BalancerError
+    from taskbalance.protocols.presets import available_protocols
+    from taskbalance.results import ResultsError
+    from taskbalance.training import ConfigError, RunDir, load_study, plan, run_study
+    from taskbalance.training.executors import ClusterOptions, build_backend
+    from taskbalance.training.schedule import StudyIncomplete
+
+    if preset in available_protocols():
+        raise _fail(f"{preset!r} is a method-paper benchmark with its own protocol: run "
+                    f"`taskbalance protocol run {preset} --root DATA -m METHOD ...` (--cpu for the stand-in data)", 2)
+    target = out or Path("runs") / Path(preset).stem
+    try:
+        spec = load_study(preset, overrides or [], seeds)
+        if plan_only:
+            for run in plan(spec):
+                status = "finished" if RunDir(target / run.name).is_finished() else "to do"
+                console.print(f"{run.name:36s} {run.raw['method']['name']:12s} {status}")
+            return
+        cluster = ClusterOptions(log_folder or target / "jobs", partition, gpus_per_job, cpus_per_job, time_min,
+                                 array_parallelism)
+        backend = build_backend(executor.value, jobs, console, progress, cluster)
+        run_study(spec, target, console=console, show_progress=progress, only=only, executor=backend)
+    except StudyIncomplete as error:
+        raise _fail(str(error)) from None
+    except (ConfigError, BalancerError, ResultsError, FileNotFoundError, ValueError, RuntimeError) as error:
+        raise _fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the same command continues the study (finished runs are kept)", 130) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``study`` to the main app."""
+    app.command("study")(study_command)

@@ -1,0 +1,212 @@
+"""Where the runs of a study execute: in this process, in N local processes, or as jobs through submitit.
+
+Every backend runs :func:`execute_run` on a picklable :class:`RunTask` and hands back handles with ``done()`` and
+``result()`` (a :class:`concurrent.futures.Future` or a submitit job). :func:`build_backend` builds one by name:
+
+* ``local`` (default): ``--jobs 1`` trains in this process (with the trainer's progress bars); ``--jobs N`` in N
+  spawned processes, each limited to ``cores // N`` torch threads.
+* ``slurm``: one SLURM job per run through submitit (``pip install taskbalance[cluster]``), submitted as job
+  arrays with partition, GPUs per job, time limit and array parallelism.
+* ``submitit-local``: the same submitit code path with submitit's local executor (one machine, no SLURM): what
+  the tests exercise.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from rich.console import Console
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run to execute: its name in the study, its directory, its finalized config (JSON-able) and thread budget."""
+
+    name: str
+    root: str
+    config: dict[str, Any]
+    threads: int
+    log: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: ``error`` is a one-line reason when it failed (the traceback is in its log)."""
+
+    name: str
+    seconds: float
+    error: str | None = None
+
+
+def execute_run(task: RunTask, console: Console | None = None, show_progress: bool = False) -> RunOutcome:
+    """Train (or resume) one run with ``task.threads`` torch threads; never raises for a failed run. Its output
+    goes to ``console``, or (the default) appended to ``task.log``."""
+    import torch
+
+    from taskbalance.training.config import validate_config
+    from taskbalance.training.loop import train
+
+    torch.set_num_threads(task.threads)
+    started = time.perf_counter()
+    root = Path(task.root)
+    Path(task.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(task.log, "a") as handle:
+        console = console or Console(file=handle, width=120, force_terminal=False)
+        try:
+            train(validate_config(task.config), root, resume=(root / "config.yaml").is_file(), console=console,
+                  show_progress=show_progress)
+        except Exception as error:  # reported by name by the scheduler; the next invocation retries the run
+            handle.write(traceback.format_exc())
+            reason = str(error).splitlines()[0] if str(error) else ""
+            return RunOutcome(task.name, time.perf_counter() - started, f"{type(error).__name__}: {reason}")
+    return RunOutcome(task.name, time.perf_counter() - started)
+
+
+class Handle(Protocol):
+    """A submitted run: a concurrent.futures Future or a submitit Job."""
+
+    def done(self) -> bool: ...
+
+    def result(self) -> RunOutcome: ...
+
+
+class Backend(Protocol):
+    """Executes run tasks; ``capacity`` runs at once at most (the scheduler submits no more)."""
+
+    name: str
+    capacity: int
+    threads: int
+    poll_seconds: float
+
+    def submit(self, tasks: Sequence[RunTask]) -> list[Handle]: ...
+
+    def close(self) -> None: ...
+
+
+class InlineBackend:
+    """One run at a time in this process, showing the trainer's own output."""
+
+    name = "local"
+    capacity = 1
+    poll_seconds = 0.0
+
+    def __init__(self, threads: int, console: Console, show_progress: bool) -> None:
+        self.threads, self.console, self.show_progress = threads, console, show_progress
+
+    def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
+        handles: list[Handle] = []
+        for task in tasks:
+            future: Future[RunOutcome] = Future()
+            self.console.print(f"[bold]{task.name}[/bold]")
+            future.set_result(execute_run(task, self.console, self.show_progress))
+            handles.append(future)
+        return handles
+
+    def close(self) -> None:
+        return None
+
+
+class ProcessBackend:
+    """``jobs`` spawned worker processes (spawned, not forked: a forked OpenMP runtime can hang)."""
+
+    name = "local"
+    poll_seconds = 0.2
+
+    def __init__(self, jobs: int, threads: int) -> None:
+        self.capacity, self.threads = jobs, threads
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
+        return [self.pool.submit(execute_run, task) for task in tasks]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """submitit / SLURM settings of a study's jobs."""
+
+    folder: Path
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int = 2
+    time_min: int = 240
+    array_parallelism: int = 32
+    mem_gb: int | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        """submitit ``update_parameters`` keywords (generic names, ``slurm_`` for SLURM-only ones)."""
+        params: dict[str, Any] = {"name": "taskbalance", "timeout_min": self.time_min, "cpus_per_task": self.cpus_per_job,
+                                  "gpus_per_node": self.gpus_per_job, "slurm_array_parallelism": self.array_parallelism}
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.mem_gb is not None:
+            params["mem_gb"] = self.mem_gb
+        return params
+
+
+def _submitit() -> Any:
+    try:
+        import submitit
+    except ImportError:
+        raise RuntimeError("the slurm executor needs submitit: pip install taskbalance[cluster]") from None
+    return submitit
+
+
+class SubmititBackend:
+    """Runs as submitit jobs (``cluster``: ``slurm`` or ``local``), submitted together as one job array."""
+
+    poll_seconds = 2.0
+
+    def __init__(self, cluster: str, options: ClusterOptions, capacity: int) -> None:
+        submitit = _submitit()
+        self.name = "slurm" if cluster == "slurm" else "submitit-local"
+        self.capacity, self.threads = capacity, options.cpus_per_job
+        try:
+            self.executor = submitit.AutoExecutor(folder=str(options.folder / "%j"), cluster=cluster)
+        except RuntimeError as error:  # e.g. no srun on this machine
+            raise RuntimeError(f"cannot use the {cluster} executor here: {error}") from None
+        self.executor.update_parameters(**options.parameters())
+        if cluster == "local":
+            self.poll_seconds = 0.5
+
+    def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
+        with self.executor.batch():
+            jobs = [self.executor.submit(execute_run, task) for task in tasks]
+        return jobs
+
+    def close(self) -> None:
+        return None
+
+
+def thread_budget(jobs: int, cores: int | None = None) -> int:
+    """Torch threads per run when ``jobs`` runs share the machine's cores."""
+    return max(1, (cores or os.cpu_count() or 1) // jobs)
+
+
+def build_backend(name: str, jobs: int = 1, console: Console | None = None, show_progress: bool = True,
+                  cluster: ClusterOptions | None = None) -> Backend:
+    """The executor called ``name`` (one of :data:`EXECUTORS`); ``jobs`` runs at once locally."""
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    if name == "local":
+        if jobs == 1:
+            return InlineBackend(thread_budget(1), console or Console(), show_progress)
+        return ProcessBackend(jobs, thread_budget(jobs))
+    if cluster is None:
+        raise ValueError(f"the {name} executor needs cluster options (a log folder)")
+    if name == "slurm":
+        return SubmititBackend("slurm", cluster, cluster.array_parallelism)
+    return SubmititBackend("local", ClusterOptions(**{**cluster.__dict__, "cpus_per_job": thread_budget(jobs)}), jobs)

@@ -1,0 +1,134 @@
+"""Running a study's plan: skip what is finished, set aside what is stale, execute the rest in dependency order.
+
+A run is submitted once the runs it ``needs`` (its seed's single-task runs) are finished; single-task runs go
+first. Up to the backend's ``capacity`` runs execute at once. A failed run is reported by name and the runs that
+need it are skipped; everything else goes on, and the next invocation retries what is not finished (resuming from
+its last checkpoint). Finished runs (``results.json``) are never re-run, so adding a seed runs only the new seed.
+Progress and per-run logs: ``<out>/logs/<run>.log``; the study's wall time is printed at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from taskbalance.training.executors import Backend, Handle, RunOutcome, RunTask, build_backend
+from taskbalance.training.rundir import RunDir
+from taskbalance.training.staleness import set_aside_if_stale
+
+if TYPE_CHECKING:
+    from taskbalance.training.study import PlannedRun, StudySpec
+
+
+class StudyIncomplete(RuntimeError):
+    """Some runs failed (named in the message); the finished ones are kept and the same command retries the rest."""
+
+
+@dataclass
+class SchedulerState:
+    """What the scheduler knows: runs waiting, running, finished in this invocation, failed, blocked."""
+
+    waiting: list[PlannedRun]
+    running: dict[int, tuple[PlannedRun, Handle]] = field(default_factory=dict)
+    done: list[RunOutcome] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _ready(run: PlannedRun, out: Path) -> bool:
+    return all(RunDir(out / name).is_finished() for name in run.needs)
+
+
+def _blocked_by(run: PlannedRun, failed: dict[str, str]) -> str | None:
+    return next((name for name in run.needs if name in failed), None)
+
+
+def _task(run: PlannedRun, spec: StudySpec, out: Path, threads: int) -> RunTask:
+    from taskbalance.training.study import finalize
+
+    config = finalize(run, spec, out).model_dump(mode="json")
+    return RunTask(run.name, str(out / run.name), config, threads, str(out / "logs" / f"{run.name}.log"))
+
+
+def _outcome(run: PlannedRun, handle: Handle) -> RunOutcome:
+    try:
+        return handle.result()
+    except Exception as error:  # the job or worker process died: killed, out of memory, time limit
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return RunOutcome(run.name, 0.0, f"job ended without a result ({type(error).__name__}: {reason})")
+
+
+def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Backend, console: Console,
+            show_bar: bool) -> SchedulerState:
+    """Execute ``todo`` (plan order, single-task runs first) on ``backend``; returns what happened."""
+    state = SchedulerState(list(todo))
+    bar = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[running]}"), console=console, disable=not show_bar, transient=False)
+    with bar:
+        counter = bar.add_task("runs", total=len(todo), running="")
+        while state.waiting or state.running:
+            for run in [r for r in state.waiting if _blocked_by(r, state.failed)]:
+                state.waiting.remove(run)
+                state.failed[run.name] = f"not run: {_blocked_by(run, state.failed)} failed"
+                bar.advance(counter)
+            free = backend.capacity - len(state.running)
+            batch = [r for r in state.waiting if _ready(r, out)][:max(free, 0)]
+            if batch:
+                for run in batch:
+                    state.waiting.remove(run)
+                handles = backend.submit([_task(r, spec, out, backend.threads) for r in batch])
+                state.running.update({id(h): (r, h) for r, h in zip(batch, handles)})
+            finished = [(key, run, handle) for key, (run, handle) in state.running.items() if handle.done()]
+            if not finished:
+                if not state.running:  # nothing runs and nothing is ready: a dependency is missing
+                    for run in state.waiting:
+                        state.failed[run.name] = f"not run: needs {', '.join(n for n in run.needs if not RunDir(out / n).is_finished())}"
+                    state.waiting.clear()
+                    break
+                bar.update(counter, running=", ".join(r.name for r, _ in state.running.values()))
+                time.sleep(backend.poll_seconds)
+                continue
+            for key, run, handle in finished:
+                del state.running[key]
+                outcome = _outcome(run, handle)
+                bar.advance(counter)
+                if outcome.error is None:
+                    state.done.append(outcome)
+                    console.print(f"[green]done[/green] {run.name} ({outcome.seconds / 60:.1f} min)")
+                else:
+                    state.failed[run.name] = outcome.error
+                    console.print(f"[bold red]FAILED[/bold red] {run.name}: {outcome.error} (log: {out / 'logs' / run.name}.log)")
+    return state
+
+
+def run_plan(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, show_progress: bool = True,
+             executor: Backend | None = None) -> dict[str, Any]:
+    """Set aside stale runs, execute the unfinished ones, write the report (of whatever is finished)."""
+    from taskbalance.training.report import write_report
+    from taskbalance.training.study import expected_config
+
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        stale = set_aside_if_stale(run.name, RunDir(out / run.name), expected_config(run, spec, out))
+        if stale is not None:
+            console.print(f"[yellow]stale[/yellow] {stale.describe()}")
+    todo = [r for r in runs if not RunDir(out / r.name).is_finished()]
+    console.print(f"{len(runs)} runs ({len(runs) - len(todo)} finished, {len(todo)} to run) in {out}")
+    backend = executor or build_backend("local", 1, console, show_progress)
+    try:
+        state = execute(spec, todo, out, backend, console, show_bar=show_progress and backend.capacity > 1)
+    finally:
+        backend.close()
+    report = write_report(spec, list(runs), out, console=console, draw_figures=bool(state.done) or not (out / "report.md").is_file())
+    wall = time.perf_counter() - started
+    console.print(f"study: {len(state.done)} runs trained, {len(state.failed)} failed, {wall / 60:.1f} min wall "
+                  f"(this invocation); report in {out / 'report.md'}")
+    if state.failed:
+        names = "; ".join(f"{name}: {why}" for name, why in state.failed.items())
+        raise StudyIncomplete(f"{len(state.failed)} runs did not finish ({names}); the same command retries them")
+    return report

@@ -1,0 +1,63 @@
+"""Never reuse a run trained under another config: compare a run directory's stored config with the planned one.
+
+A study run whose ``config.yaml`` differs from what the study would train now (other than in execution settings,
+the single-task ``baseline`` read from the study's own runs, and the teachers' absolute paths) is *stale*. The
+study reports it and moves it aside to ``<run>.stale-<hash>`` (``hash``: the first 12 hex digits of the stored
+config's :func:`~taskbalance.training.config.config_hash`), then trains the run anew. Nothing is deleted: moving
+the folder back restores it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskbalance.training.config import EXECUTION_KEYS, ConfigError, RunConfig, config_differences, config_hash
+from taskbalance.training.presets import load_config
+from taskbalance.training.rundir import RunDir
+
+#: Keys that may differ between a stored and a planned study run: execution settings, and what the study derives
+#: from its own runs or folder (the baseline, the teachers' paths).
+DERIVED_KEYS: tuple[str, ...] = (*EXECUTION_KEYS, "baseline", "distill.teachers")
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    """A run directory set aside: where it was, where it went, and the keys that differed."""
+
+    name: str
+    moved_to: Path
+    differences: tuple[str, ...]
+
+    def describe(self) -> str:
+        keys = ", ".join(self.differences[:6]) + (" ..." if len(self.differences) > 6 else "")
+        return f"{self.name}: trained under another config ({keys}); moved aside to {self.moved_to.name}, training it anew"
+
+
+def differing_keys(stored: RunConfig, planned: RunConfig) -> list[str]:
+    """Dotted keys in which a stored run's config differs from the planned one, derived keys excluded."""
+    return [key for key in config_differences(stored, planned)
+            if not any(key == k or key.startswith(f"{k}.") for k in DERIVED_KEYS)]
+
+
+def set_aside_if_stale(name: str, run_dir: RunDir, planned: RunConfig) -> StaleRun | None:
+    """Move ``run_dir`` aside when its stored config differs from ``planned`` (or cannot be read); None when it is
+    current or does not exist."""
+    if not run_dir.config.is_file():
+        return None
+    try:
+        stored = load_config(run_dir.config)
+    except ConfigError as error:
+        differences, digest = [f"unreadable config.yaml: {error}"], "unreadable"
+    else:
+        differences = differing_keys(stored, planned)
+        digest = config_hash(stored)[:12]
+    if not differences:
+        return None
+    target = run_dir.root.with_name(f"{run_dir.root.name}.stale-{digest}")
+    index = 1
+    while target.exists():
+        index += 1
+        target = run_dir.root.with_name(f"{run_dir.root.name}.stale-{digest}-{index}")
+    run_dir.root.rename(target)
+    return StaleRun(name, target, tuple(differences))

@@ -72,3 +72,68 @@ def test_run_labels_disambiguate_variants():
 
     paths = [Path("s/clean/uniform"), Path("s/noise/uniform"), Path("s/clean/avgnorm")]
     assert run_labels(paths) == ["clean/uniform", "noise/uniform", "avgnorm"]
+
+
+def _weights_run(root: Path, weights: dict, every: int = 5, seed_shift: float = 0.0) -> Path:
+    (root).mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(f"diagnostics:\n  every: {every}\n")
+    log = RunDir(root).diagnostics
+    for step in range(5, 105, 5):
+        log.append({"step": step, "weights": {t: w * (1 + seed_shift) for t, w in weights.items()}})
+    return root
+
+
+def test_weights_panels_have_their_own_scale(tmp_path: Path):
+    """Issue 11 item 14: FAMO's small weights must not be flat next to AvgNorm's 60."""
+    from taskbalance.plots.diagnostics import load_records, quantity_figure
+
+    famo = _weights_run(tmp_path / "famo", {"semseg": 0.02, "depth": 0.05, "edge": 0.1})
+    avgnorm = _weights_run(tmp_path / "avgnorm", {"semseg": 1.0, "depth": 3.0, "edge": 60.0})
+    figure = quantity_figure({"famo": [load_records(famo)], "avgnorm": [load_records(avgnorm)]}, "weights")
+    ax_famo, ax_avg = figure.axes[:2]
+    assert not ax_famo.get_shared_y_axes().joined(ax_famo, ax_avg)
+    assert ax_famo.get_ylim()[1] < 0.2 and ax_famo.get_yscale() == "linear"
+    assert ax_avg.get_yscale() == "log"  # 1 to 60 in one panel
+
+
+def test_seeds_of_an_arm_draw_mean_and_band():
+    from taskbalance.plots.diagnostics import seed_band
+
+    xs, means, stds = seed_band([([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]), ([1.0, 2.0], [3.0, 4.0])])
+    assert xs == [1.0, 2.0] and means == [2.0, 3.0] and stds == pytest.approx([2 ** 0.5, 2 ** 0.5])
+
+
+def test_plot_on_a_study_folder_groups_seeds(tmp_path: Path):
+    """Issue 11 item 14: `plot` on a study folder must not say "train with diagnostics.every > 0"."""
+    from taskbalance.plots import find_runs
+
+    study = tmp_path / "study"
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        _weights_run(study / "uniform" / f"seed-{seed}", {"semseg": 1.0, "depth": 1.0}, seed_shift=shift)
+    _weights_run(study / "avgnorm" / "seed-0", {"semseg": 1.0, "depth": 3.0})
+    _weights_run(study / "avgnorm.stale-abc" / "seed-0", {"semseg": 1.0, "depth": 3.0})
+    runs, labels = find_runs([study])
+    assert labels == ["avgnorm", "uniform", "uniform"] and runs[0] == study / "avgnorm" / "seed-0"
+    result = CliRunner().invoke(app, ["plot", str(study), "--out", str(tmp_path / "figs")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "figs" / "weights.png").is_file() and "diagnostics.every" not in result.output
+
+
+def test_missing_diagnostics_say_why(tmp_path: Path):
+    off = tmp_path / "off"
+    off.mkdir()
+    (off / "config.yaml").write_text("diagnostics:\n  every: 0\n")
+    result = CliRunner().invoke(app, ["plot", str(off)])
+    assert result.exit_code == 1 and "trained with diagnostics.every = 0" in " ".join(result.output.split())
+    (off / "config.yaml").write_text("diagnostics:\n  every: 5\n")
+    result = CliRunner().invoke(app, ["plot", str(off)])
+    assert result.exit_code == 1 and "no diagnostics records yet" in " ".join(result.output.split())
+
+
+def test_plots_do_not_import_training():
+    """plots <-> training import circle: importing the figures must not load the training package."""
+    import subprocess
+    import sys
+
+    code = "import sys, taskbalance.plots; print('taskbalance.training' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -116,13 +116,26 @@ def test_attribute_task_rejects_non_binary_labels():
         attribute_task("Young").loss(torch.zeros(2, 1), torch.tensor([0.0, 0.5]))
 
 
-def test_delta_m_hand_computed_and_lower_is_better():
+def test_delta_m_hand_computed_in_the_papers_convention_higher_is_better():
+    """Issue 11 item 5: one Δm convention everywhere, the AvgNorm paper's Eq. 5 sign (higher is better)."""
     columns = (MetricColumn("a", "acc", True, "Acc"), MetricColumn("b", "err", False, "Err"))
     metrics = {"a": {"acc": 110.0}, "b": {"err": 90.0}}
     baseline = {"a": {"acc": 100.0}, "b": {"err": 100.0}}
-    assert protocol_delta_m(metrics, baseline, columns) == pytest.approx(-10.0)
+    assert protocol_delta_m(metrics, baseline, columns) == pytest.approx(10.0)
     worse = {"a": {"acc": 90.0}, "b": {"err": 130.0}}
-    assert protocol_delta_m(worse, baseline, columns) == pytest.approx(20.0)
+    assert protocol_delta_m(worse, baseline, columns) == pytest.approx(-20.0)
+
+
+def test_method_papers_numbers_are_converted_and_the_conversion_stated():
+    from taskbalance.protocols.delta import REPORTED_DELTA_M, from_papers_convention
+    from taskbalance.protocols.report import reported_section
+
+    assert from_papers_convention(-4.57) == 4.57
+    famo = next(r for r in REPORTED_DELTA_M["cityscapes"] if r.method == "famo")
+    assert (famo.printed, famo.converted) == (8.13, -8.13)
+    text = reported_section("nyuv2-mtan-cpu")
+    assert "converted = −printed, higher is better" in text and "| imgrad | -4.57 | +4.57 |" in text
+    assert reported_section("multimnist") == ""
 
 
 def test_delta_m_matches_the_nash_mtl_formula_on_fractions():
@@ -130,7 +143,7 @@ def test_delta_m_matches_the_nash_mtl_formula_on_fractions():
     base = np.array([0.3830, 0.6376, 0.6754, 0.2780, 25.01, 19.21, 0.3014, 0.5720, 0.6915])
     sign = np.array([1, 1, 0, 0, 0, 0, 1, 1, 1])
     run = np.array([0.4011, 0.6630, 0.5380, 0.2250, 25.23, 19.54, 0.2980, 0.5683, 0.6900])
-    expected = ((-1.0) ** sign * (run - base) / base).mean() * 100
+    expected = -((-1.0) ** sign * (run - base) / base).mean() * 100  # Nash-MTL's number, negated (higher is better)
     percent = {0, 1, 6, 7, 8}
     metrics: dict[str, dict[str, float]] = {}
     for i, column in enumerate(NYUV2_COLUMNS):

@@ -14,7 +14,7 @@ from taskbalance.protocols.suite import run_suite
 from taskbalance.results import load_run_result
 
 NYU_HEADERS = ["Method", "mIoU ↑", "Pix Acc ↑", "Abs Err ↓", "Rel Err ↓", "Normal Mean ↓", "Normal Median ↓",
-               "11.25 ↑", "22.5 ↑", "30 ↑", "Δm% ↓"]
+               "11.25 ↑", "22.5 ↑", "30 ↑", "Δm% ↑"]
 
 
 def test_full_presets_have_the_papers_settings():
@@ -62,7 +62,7 @@ def test_cityscapes_cpu_end_to_end_with_a_user_baseline():
     baseline = {"semseg": {"mIoU": 50.0, "pixel_acc": 50.0}, "depth": {"abs_err": 1.0, "rel_err": 1.0}}
     outcome = run_protocol(protocol_preset("cityscapes", cpu=True), method="uniform", baseline=baseline)
     reported = outcome.reported
-    expected = -(reported["semseg"]["mIoU"] / 50 - 1 + reported["semseg"]["pixel_acc"] / 50 - 1
+    expected = (reported["semseg"]["mIoU"] / 50 - 1 + reported["semseg"]["pixel_acc"] / 50 - 1
                  - (reported["depth"]["abs_err"] - 1) - (reported["depth"]["rel_err"] - 1)) / 4 * 100
     assert outcome.delta_m == pytest.approx(expected)
 
@@ -80,7 +80,8 @@ def test_multimnist_cpu_suite_writes_the_table_with_single_task_rows(tmp_path):
     assert [row[0] for row in table.rows] == ["Single-task", "uniform", "famo"]
     assert table.rows[0][2] == 0.0
     assert (tmp_path / "stl-left" / "results.json").is_file() and (tmp_path / "report.csv").is_file()
-    assert "| Method | left ↑ | right ↑ | Δm% ↓ |" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "| Method | left ↑ | right ↑ | Δm% ↑ |" in report and "higher is better" in report
     again = run_suite(protocol_preset("multimnist", cpu=True), ["uniform", "famo"], tmp_path)  # read back, not re-run
     assert again == table
 
@@ -96,7 +97,8 @@ def test_cli_runs_a_cpu_benchmark(tmp_path):
                                  "-o", "famo.gamma=0.01", "--no-stl"])
     assert result.exit_code == 0, result.output
     assert load_run_result(tmp_path / "famo" / "results.json").meta["method_options"] == {"gamma": 0.01}
+    assert "Δm% ↑" in result.output and "Δm% ↓" not in result.output.replace("Δm% ↓ as printed", "")
     bad = runner.invoke(app, ["protocol", "run", "nyuv2-mtan", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "pass root=" in bad.output
     checked = runner.invoke(app, ["protocol", "check", "cityscapes", "--root", str(tmp_path / "missing")])
-    assert checked.exit_code == 1 and "does not exist" in checked.output
+    assert checked.exit_code == 1 and "does not exist" in " ".join(checked.output.split())

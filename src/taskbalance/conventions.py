@@ -42,3 +42,6 @@ TASK_LABELS: Final[dict[str, str]] = {
     "sal": "Sal.",
     "edge": "Edge",
 }
+
+#: Separator of a task pair's key in gradient-diagnostics records (``"semseg|depth"``).
+PAIR_SEPARATOR: Final[str] = "|"

@@ -1,5 +1,5 @@
 """Figures of training runs: the gradient-diagnostics curves (paper Figs. 6-16) and the study's figures."""
 
-from taskbalance.plots.diagnostics import FIGURES, plot_quantity, plot_runs
+from taskbalance.plots.diagnostics import FIGURES, find_runs, plot_quantity, plot_runs, quantity_figure
 
-__all__ = ["FIGURES", "plot_quantity", "plot_runs"]
+__all__ = ["FIGURES", "find_runs", "plot_quantity", "plot_runs", "quantity_figure"]

@@ -61,11 +61,12 @@ def run_command(
     seed: int = 0,
     device: str = "cpu",
 ) -> None:
-    """Train each method on the benchmark and print the papers' table (Δm% lower is better)."""
+    """Train each method on the benchmark and print the papers' table, with Δm% in the AvgNorm paper's convention
+    (higher is better) and the method papers' reported Δm converted to it."""
     from taskbalance.balancers import BalancerError
     from taskbalance.data import DataError
     from taskbalance.protocols.presets import protocol_preset
-    from taskbalance.protocols.report import to_markdown
+    from taskbalance.protocols.report import report_markdown
     from taskbalance.protocols.suite import run_suite
     from taskbalance.results import ResultsError
     from taskbalance.training.config import ConfigError, parse_override
@@ -77,10 +78,11 @@ def run_command(
             if len(path) != 2:
                 raise ConfigError(f"option {text!r} must look like method.key=value (e.g. famo.gamma=0.01)")
             options.setdefault(path[0], {})[path[1]] = value
-        table = run_suite(protocol_preset(name, cpu=cpu), method or ["uniform"], out, root=root, method_options=options,
+        preset = protocol_preset(name, cpu=cpu)
+        table = run_suite(preset, method or ["uniform"], out, root=root, method_options=options,
                           single_task=single_task, seed=seed, device=device)
     except (DataError, BalancerError, ResultsError, ConfigError, ValueError) as error:
         console.print(f"[bold red]error:[/bold red] {error}")
         raise typer.Exit(1) from None
-    console.print(to_markdown(table))
+    console.print(report_markdown(preset.description, table, preset.name), highlight=False, markup=False)
     console.print(f"report in {out / 'report.md'}")

@@ -1,9 +1,11 @@
 """The reporting rules of the method papers: Δm over *every* metric of their tables, the single-task baselines
 they hard-code, and the "mean of the last 10 epochs" of the per-epoch test metrics.
 
-Δm here follows CAGrad / Nash-MTL / FAMO / FairGrad / IMGrad (Maninis et al. 2019's definition over metrics):
-``Δm = (1/M) Σ_m (−1)^{h_m} (M_m − B_m) / B_m · 100`` over the M metric columns, ``h_m = 1`` when higher is better,
-so **lower is better** (the opposite sign of the study's per-task Eq. (5), :func:`taskbalance.tasks.delta_m`).
+Δm averages over the M metric columns as CAGrad / Nash-MTL / FAMO / FairGrad / IMGrad do (Maninis et al. 2019), but
+is printed in **one convention everywhere in taskbalance, the AvgNorm paper's Eq. (5): higher is better**:
+``Δm = (1/M) Σ_m (−1)^{l_m} (M_m − B_m) / B_m · 100`` with ``l_m = 1`` when lower is better. The method papers print
+the opposite sign (lower is better); :func:`from_papers_convention` converts their numbers (negation), and
+:data:`REPORTED_DELTA_M` holds the numbers they report.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ CITYSCAPES_STL_BASELINE: dict[str, dict[str, float]] = {
 
 
 def protocol_delta_m(metrics: Metrics, baseline: Metrics, columns: Sequence[MetricColumn]) -> float:
-    """Δm in percent over the metric ``columns`` (lower is better; see the module docstring).
+    """Δm in percent over the metric ``columns``, higher is better (the paper's Eq. (5) sign; see the module
+    docstring).
 
     Raises:
         ResultsError: a column's metric is missing from ``metrics`` or ``baseline``, is not finite, or the
@@ -79,7 +82,37 @@ def protocol_delta_m(metrics: Metrics, baseline: Metrics, columns: Sequence[Metr
             except KeyError:
                 raise ResultsError(f"the {what} have no {column.metric!r} for task {column.task!r}") from None
     improvements = task_improvements(values, reference, {c.key: c.higher_is_better for c in columns})
-    return -sum(improvements.values()) / len(improvements)
+    return sum(improvements.values()) / len(improvements)
+
+
+def from_papers_convention(value: float) -> float:
+    """A Δm as the method papers print it (lower is better) in taskbalance's convention (higher is better)."""
+    return -value
+
+
+@dataclass(frozen=True)
+class ReportedDelta:
+    """A Δm a method paper reports, as printed (lower is better), and where."""
+
+    method: str
+    printed: float
+    source: str
+
+    @property
+    def converted(self) -> float:
+        """The number in taskbalance's convention (higher is better)."""
+        return from_papers_convention(self.printed)
+
+
+_IMGRAD = "IMGrad paper, MTAN/SegNet protocol, 3 seeds (its comparison table)"
+#: Δm reported by the method papers per benchmark, as printed (lower is better); source: shared/reference/methods.md.
+REPORTED_DELTA_M: dict[str, tuple[ReportedDelta, ...]] = {
+    "nyuv2-mtan": (ReportedDelta("imgrad", -4.57, _IMGRAD), ReportedDelta("nashmtl", -4.04, _IMGRAD),
+                   ReportedDelta("famo", -4.10, _IMGRAD), ReportedDelta("cagrad", 0.29, _IMGRAD)),
+    "cityscapes": (ReportedDelta("imgrad", 6.61, _IMGRAD), ReportedDelta("nashmtl", 6.82, _IMGRAD),
+                   ReportedDelta("famo", 8.13, _IMGRAD), ReportedDelta("cagrad", 11.58, _IMGRAD)),
+    "celeba": (ReportedDelta("imgrad", 1.27, _IMGRAD), ReportedDelta("famo", 1.21, _IMGRAD)),
+}
 
 
 def last_epochs_mean(history: Sequence[Metrics], epochs: int = 10) -> dict[str, dict[str, float]]:

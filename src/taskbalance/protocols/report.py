@@ -1,16 +1,19 @@
 """The papers' table of a benchmark: one row per run, one column per metric of the paper (e.g. NYUv2: mIoU, Pix
-Acc, Abs Err, Rel Err, normal Mean, Median, 11.25, 22.5, 30) and Δm% (lower is better), as Markdown or CSV."""
+Acc, Abs Err, Rel Err, normal Mean, Median, 11.25, 22.5, 30) and Δm% in the AvgNorm paper's convention (Eq. 5
+sign, higher is better), as Markdown or CSV; and the method papers' reported Δm, converted to that convention."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from taskbalance.protocols.delta import MetricColumn, protocol_delta_m
+from taskbalance.protocols.delta import REPORTED_DELTA_M, MetricColumn, protocol_delta_m
 from taskbalance.results import ResultsError, RunResult
-from taskbalance.results.render import csv_table, format_delta, format_value, markdown_table
+from taskbalance.results.render import DELTA_HEADER, csv_table, format_delta, format_value, markdown_table
 
-DELTA_HEADER = "Δm% ↓"
+#: How the Δm of these tables relates to the method papers' numbers.
+CONVENTION_NOTE = ("Δm% over every metric column, in the AvgNorm paper's convention (Eq. 5 sign: higher is better); "
+                   "the method papers print the opposite sign (lower is better): their numbers are negated here.")
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,20 @@ def to_csv(table: ProtocolTable) -> str:
     """CSV with full-precision values (empty Δm without a baseline)."""
     return csv_table(table.headers(), ([name, *(repr(v) for v in values), "" if delta is None else repr(delta)]
                                        for name, values, delta in table.rows))
+
+
+def reported_section(benchmark: str) -> str:
+    """Markdown: the Δm the method papers report on ``benchmark`` (``nyuv2-mtan``, ``cityscapes``, ``celeba``; a
+    ``-cpu`` suffix is ignored), as printed and converted, with the conversion stated; empty when none is known."""
+    reported = REPORTED_DELTA_M.get(benchmark.removesuffix("-cpu"), ())
+    if not reported:
+        return ""
+    rows = [[r.method, f"{r.printed:+.2f}", format_delta(r.converted), r.source] for r in reported]
+    return ("Reported by the method papers (Δm% as printed, lower is better; converted = −printed, higher is better):\n\n"
+            + markdown_table(["Method", "Δm% ↓ as printed", f"{DELTA_HEADER} converted", "Source"], rows))
+
+
+def report_markdown(title: str, table: ProtocolTable, benchmark: str) -> str:
+    """The benchmark's ``report.md``: the table, the convention note and the papers' converted numbers."""
+    parts = [f"# {title}", to_markdown(table), f"_{CONVENTION_NOTE}_", reported_section(benchmark)]
+    return "\n\n".join(p.rstrip("\n") for p in parts if p) + "\n"

@@ -13,8 +13,7 @@ from itertools import combinations
 from typing import Any, Mapping, Sequence
 
 from taskbalance.balancers import StepResult
-
-PAIR_SEPARATOR = "|"
+from taskbalance.conventions import PAIR_SEPARATOR
 
 
 def pair_key(a: str, b: str) -> str:

@@ -1,8 +1,11 @@
-"""The study report: Table II-style results against single-task, Table VI-style mean loss weights next to the
-grid-search weights, the imbalance summary of every run, the radar chart and the diagnostics figures.
+"""The study report: Table II-style results over seeds against single-task (mean ± std, 95% t-intervals, the paired
+comparison with uniform), every arm's configuration and training length, Table VI-style mean loss weights next to
+the grid-search weights, the imbalance summary, the radar chart, the diagnostics figures, and at the end the
+paper's claims judged from the intervals (:mod:`taskbalance.results.verdicts`).
 
 Written to ``<study>/report.md`` (plus ``table.csv``, ``table.tex``, ``report.json``, ``radar.png``,
-``figures/*.png``) and printed.
+``figures/*.png``) and printed. This module does not import the study runner: the study passes its runs (anything
+with the attributes of :class:`ReportRun`) and, optionally, the description of its arms.
 """
 
 from __future__ import annotations
@@ -10,48 +13,91 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from taskbalance.atomic import atomic_write_text
 from taskbalance.conventions import TASK_LABELS
 from taskbalance.results import (
+    Arm,
+    ResultsTable,
     RunResult,
+    comparability_warnings,
     compose_baseline,
     delta_m,
     load_run_result,
     radar_chart,
     results_table,
+    summarize,
     to_csv,
     to_latex,
     to_markdown,
     to_rich,
 )
 from taskbalance.results.errors import ResultsError
-from taskbalance.atomic import atomic_write_text
+from taskbalance.results.render import format_mean_std, markdown_table
+from taskbalance.results.verdicts import ONE_SEED, Verdict, judge_claims
 from taskbalance.training.rundir import RunDir, write_json
-
-if TYPE_CHECKING:
-    from taskbalance.training.study import PlannedRun, StudySpec
 
 GRID_ROW = "grid search"
 
 
+class ReportRun(Protocol):
+    """What the report reads of a planned study run (``study.PlannedRun`` has these)."""
+
+    @property
+    def name(self) -> str: ...  # the run's folder inside the study folder
+    @property
+    def arm(self) -> str: ...  # the arm ([<variant>/]uniform); the runs of one arm differ only in their seed
+    @property
+    def seed(self) -> int: ...
+    @property
+    def variant(self) -> str: ...
+    @property
+    def kind(self) -> str: ...  # "stl", "mtl", "grid" or "url"
+    @property
+    def raw(self) -> Mapping[str, Any]: ...  # the run's resolved raw config
+
+
+class ReportSpec(Protocol):
+    """What the report reads of a study preset."""
+
+    @property
+    def description(self) -> str: ...
+    @property
+    def diagnostics_runs(self) -> list[str] | None: ...  # arms drawn in the diagnostics figures (None: all MTL arms)
+
+
 @dataclass(frozen=True)
 class GridChoice:
-    """The grid point with the best validation Δm against the single-task runs' validation metrics."""
+    """The grid arm with the best mean validation Δm over seeds (each seed against the same seed's single-task
+    validation metrics), or, without validation records, the best mean test Δm (said so in ``note``)."""
 
-    run: str
+    arm: str
     weights: dict[str, float]
-    val_delta_m: float | None
+    score: float | None
     note: str
 
 
-def _validation_delta(run_dir: RunDir, stl_dirs: dict[str, RunDir]) -> float | None:
+@dataclass(frozen=True)
+class _Finished:
+    run: ReportRun
+    result: RunResult
+
+
+def _stl_dirs(out: Path, runs: Sequence[ReportRun], run: ReportRun) -> dict[str, RunDir]:
+    """The same variant's and seed's single-task run directories, per task."""
+    return {r.raw["tasks"][0]: RunDir(out / r.name) for r in runs
+            if r.kind == "stl" and r.variant == run.variant and r.seed == run.seed}
+
+
+def _validation_delta(run_dir: RunDir, stl_dirs: Mapping[str, RunDir]) -> float | None:
     mtl = run_dir.best_validation_record()
     stl = {task: d.best_validation_record() for task, d in stl_dirs.items()}
-    if mtl is None or any(r is None for r in stl.values()):
+    if mtl is None or not stl or any(r is None for r in stl.values()):
         return None
     primary = mtl["primary"]
     try:
@@ -61,160 +107,244 @@ def _validation_delta(run_dir: RunDir, stl_dirs: dict[str, RunDir]) -> float | N
         return None
 
 
-def choose_grid(grid: Sequence[tuple[PlannedRun, RunResult]], out: Path, baseline: RunResult) -> GridChoice | None:
-    """Select the grid-search arm on validation Δm (on test Δm, said so, when there is no validation split)."""
+def choose_grid(grid: Mapping[str, Sequence[_Finished]], runs: Sequence[ReportRun], out: Path,
+                baseline: Arm) -> GridChoice | None:
+    """Select the grid-search arm on mean validation Δm over its seeds (on mean test Δm, said so, when a seed has
+    no validation record)."""
     if not grid:
         return None
-    scored = []
-    for run, result in grid:
-        stl_dirs = {t: RunDir(out / (f"{run.variant}/stl-{t}" if run.variant else f"stl-{t}")) for t in result.tasks}
-        scored.append((_validation_delta(RunDir(out / run.name), stl_dirs), run, result))
-    if all(score is not None for score, _, _ in scored):
-        score, run, _ = max(scored, key=lambda item: item[0])  # type: ignore[arg-type, return-value]
-        note = "selected on validation Δm"
+    scores: dict[str, float | None] = {}
+    for arm, members in grid.items():
+        values = [_validation_delta(RunDir(out / f.run.name), _stl_dirs(out, runs, f.run)) for f in members]
+        scores[arm] = None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type, misc]
+    if all(score is not None for score in scores.values()):
+        arm = max(scores, key=lambda a: scores[a])  # type: ignore[arg-type, return-value]
+        n = len(grid[arm])
+        note = f"the grid point with the best mean validation Δm over {n} seed{'s' if n != 1 else ''}"
+        score = scores[arm]
     else:
-        test_scores = [(delta_m(r.primary_values(), {t: baseline.primary_values()[t] for t in r.tasks}, r.higher_is_better), p, r)
-                       for _, p, r in scored]
-        score, run, _ = max(test_scores, key=lambda item: item[0])
-        note = "selected on TEST Δm: no validation split"
-    weights = dict(run.raw["method"].get("options", {}).get("weights") or {})
-    return GridChoice(run.name, weights, score, note)
+        table = results_table([Arm(arm, {f.run.seed: f.result for f in members}) for arm, members in grid.items()],
+                              baseline, include_baseline=False, reference=None)
+        best = max(table.rows, key=lambda row: row.delta_m.mean)
+        arm, score = best.name, best.delta_m.mean
+        note = "the grid point with the best mean TEST Δm: no validation records"
+    weights = dict(grid[arm][0].run.raw["method"].get("options", {}).get("weights") or {})
+    return GridChoice(arm, weights, score, note)
 
 
-def _weights_table(rows: Sequence[tuple[str, RunResult]], tasks: Sequence[str]) -> tuple[Table, str]:
-    """Table VI: each method's mean applied loss weights (raw, and normalised to the first task); the grid-search row
-    shows the selected static weights."""
-    table = Table(title="Mean loss weights over training (normalised to the first task in brackets)")
-    table.add_column("method")
-    for task in tasks:
-        table.add_column(f"λ {TASK_LABELS.get(task, task)}", justify="right")
-    lines = ["| method | " + " | ".join(f"λ {TASK_LABELS.get(t, t)}" for t in tasks) + " |",
-             "|---|" + "---:|" * len(tasks)]
-
-    def add(name: str, weights: dict[str, float]) -> None:
-        first = weights.get(tasks[0]) or 0.0
-        cells = [f"{weights[t]:.3g} ({weights[t] / first:.3g})" if first else f"{weights[t]:.3g}" for t in tasks]
-        table.add_row(name, *cells)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-
-    for name, result in rows:
-        if result.mean_weights and all(t in result.mean_weights for t in tasks):
-            add(name, result.mean_weights)
-    return table, "\n".join(lines)
-
-
-def _imbalance_table(rows: Sequence[tuple[str, RunResult]]) -> tuple[Table, str]:
-    table = Table(title="Gradient imbalance (last 25% of training, last shared layer)")
-    headers = ("max/min w_i‖g_i‖", "max/min ‖g_i‖", "spread cos(g_i, d)")
-    table.add_column("method")
-    for column in headers:
-        table.add_column(column, justify="right")
-    lines = ["| method | " + " | ".join(headers) + " |", "|---|---:|---:|---:|"]
-    for name, result in rows:
-        summary = result.meta.get("imbalance") or {}
-        if not summary.get("steps"):
+def _weights_table(rows: Sequence[tuple[str, Sequence[RunResult]]], tasks: Sequence[str]) -> tuple[Table, str]:
+    """Table VI: each arm's mean applied loss weights over seeds (mean ± std; normalised to the first task in
+    brackets); the grid-search row shows the selected static weights."""
+    headers = ["method", *(f"λ {TASK_LABELS.get(t, t)}" for t in tasks)]
+    table = Table(title="Mean loss weights over training, mean ± std over seeds (normalised to the first task in brackets)")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    lines = []
+    for name, results in rows:
+        if not all(r.mean_weights and all(t in r.mean_weights for t in tasks) for r in results):
             continue
-        cells = [f"{summary[k]:.3g}" if summary.get(k) is not None else "n/a"
-                 for k in ("norm_ratio_late", "raw_norm_ratio_late", "cos_spread_late")]
-        table.add_row(name, *cells)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return table, "\n".join(lines)
+        means = {t: summarize([r.mean_weights[t] for r in results]) for t in tasks}
+        first = means[tasks[0]].mean
+        cells = [format_mean_std(means[t], lambda v: f"{v:.3g}") + (f" ({means[t].mean / first:.3g})" if first else "")
+                 for t in tasks]
+        table.add_row(escape(name), *cells)
+        lines.append([name, *cells])
+    return table, markdown_table(headers, lines)
 
 
-def _phenomenon(table: Any, row_name: str) -> str | None:
-    """Which tasks a row leaves below single-task (M_i < 0), read off the table."""
-    for row in table.rows:
-        if row.name == row_name:
-            below = [f"{TASK_LABELS.get(c.task, c.task)} ({m.mean:+.2f}%)" for c, m in zip(table.columns, row.improvements) if m.mean < 0]
-            if not below:
-                return f"{row_name}: every task is at or above single-task (Δm {row.delta_m.mean:+.2f}%)."
-            return f"{row_name}: below single-task on {', '.join(below)}; Δm {row.delta_m.mean:+.2f}%."
-    return None
+_IMBALANCE = (("max/min w_i‖g_i‖", "norm_ratio_late"), ("max/min ‖g_i‖", "raw_norm_ratio_late"),
+              ("spread cos(g_i, d)", "cos_spread_late"))
 
 
-def _draw_figures(spec: StudySpec, finished: Sequence[tuple[PlannedRun, RunResult]], table: Any, out: Path) -> list[Path]:
-    """The radar chart (three tasks or more) and the diagnostics figures of the MTL runs."""
+def _imbalance_table(rows: Sequence[tuple[str, Sequence[RunResult]]]) -> tuple[Table, str]:
+    """The imbalance summary of each arm, mean ± std over its seeds."""
+    headers = ["method", *(label for label, _ in _IMBALANCE)]
+    table = Table(title="Gradient imbalance (last 25% of training, last shared layer), mean ± std over seeds")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    lines = []
+    for name, results in rows:
+        summaries = [r.meta.get("imbalance") or {} for r in results]
+        if not all(s.get("steps") for s in summaries):
+            continue
+        cells = []
+        for _, key in _IMBALANCE:
+            values = [s[key] for s in summaries if s.get(key) is not None]
+            cells.append(format_mean_std(summarize(values), lambda v: f"{v:.3g}") if values else "n/a")
+        table.add_row(escape(name), *cells)
+        lines.append([name, *cells])
+    return table, markdown_table(headers, lines)
+
+
+def _arms_section(arms: Sequence[Mapping[str, Any]], finished: Sequence[_Finished]) -> str:
+    """Every arm's configuration and training length (planned, and the steps its finished runs trained)."""
+    trained: dict[str, list[int]] = {}
+    for f in finished:
+        if f.result.meta.get("steps") is not None:
+            trained.setdefault(f.run.arm, []).append(int(f.result.meta["steps"]))
+    headers = ["arm", "kind", "method", "options", "training length", "steps trained", "batch", "lr", "dataset",
+               "data options", "model", "seeds"]
+    lines = []
+    for arm in arms:
+        steps = sorted(set(trained.get(arm["arm"], [])))
+        lines.append([
+            arm["arm"], arm.get("kind", ""), arm.get("method", ""), json.dumps(arm.get("options", {}), sort_keys=True),
+            arm.get("length", ""), ", ".join(map(str, steps)) or "—", str(arm.get("batch_size", "")), f"{arm.get('lr', '')}",
+            arm.get("dataset", ""), json.dumps(arm.get("data_options", {}), sort_keys=True),
+            f"{arm.get('arch', '')} / {arm.get('backbone', '')}", ", ".join(map(str, arm.get("seeds", []))),
+        ])
+    return markdown_table(headers, [[cell.replace("|", "\\|") for cell in line] for line in lines])
+
+
+def _draw_figures(spec: ReportSpec, finished: Sequence[_Finished], table: ResultsTable, out: Path) -> list[Path]:
+    """The radar chart (three tasks or more) and the diagnostics figures of the MTL runs (seeds of an arm drawn as
+    mean line and band)."""
     from taskbalance.plots import plot_runs
 
     figures: list[Path] = []
     if len(table.columns) >= 3 and len(table.rows) > 1:
-        figures.append(radar_chart(table, out / "radar.png", title="M_i against single-task"))
-    diagnosed = [out / p.name for p, _ in finished if p.kind != "stl" and RunDir(out / p.name).diagnostics.path.is_file()]
+        figures.append(radar_chart(table, out / "radar.png"))
+    diagnosed = [f.run for f in finished if f.run.kind != "stl" and RunDir(out / f.run.name).diagnostics.path.is_file()]
     if spec.diagnostics_runs is not None:
-        diagnosed = [d for d in diagnosed if d.name in spec.diagnostics_runs]
+        diagnosed = [r for r in diagnosed if r.arm in spec.diagnostics_runs]
     if diagnosed:
-        figures += plot_runs(diagnosed, out / "figures")
+        figures += plot_runs([out / r.name for r in diagnosed], out / "figures", labels=[r.arm for r in diagnosed])
     return figures
 
 
-def write_report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console | None = None,
-                 draw_figures: bool = True) -> dict[str, Any]:
-    """Build, print and save the report of every finished run of the study; returns its data. With
-    ``draw_figures=False`` the figures already in ``out`` are kept (nothing new was trained)."""
-    console = console or Console()
-    finished = [(run, load_run_result(out / run.name)) for run in runs if RunDir(out / run.name).is_finished()]
-    variants = list(dict.fromkeys(run.variant for run in runs))
-    stl = {v: [r for p, r in finished if p.kind == "stl" and p.variant == v] for v in variants}
-    reference_variant = variants[0]
-    if not stl[reference_variant]:
-        raise ResultsError("the report needs the single-task runs of the study; none has finished")
-    baseline = compose_baseline(stl[reference_variant])
-    rows: list[tuple[str, RunResult]] = []
-    grid_choices: dict[str, GridChoice | None] = {}
+def _baseline(stl: Sequence[_Finished]) -> Arm | None:
+    """The single-task baseline per seed, from the seeds whose single-task runs cover every task."""
+    tasks = {f.result.tasks[0] for f in stl}
+    by_seed: dict[int, list[RunResult]] = {}
+    for f in stl:
+        by_seed.setdefault(f.run.seed, []).append(f.result)
+    complete = {seed: compose_baseline(results) for seed, results in by_seed.items() if {r.tasks[0] for r in results} == tasks}
+    return Arm("Single-task", complete) if complete else None
+
+
+def _arm_rows(variants: Sequence[str], finished: Sequence[_Finished], runs: Sequence[ReportRun], out: Path,
+              baseline: Arm) -> tuple[list[Arm], dict[str, GridChoice | None]]:
+    """The table's arms (per variant: its single-task row when not the reference, uniform, the chosen grid arm,
+    each method) and the grid choice per variant."""
+    arms: list[Arm] = []
+    choices: dict[str, GridChoice | None] = {}
     for variant in variants:
         prefix = f"{variant}: " if variant else ""
-        if variant != reference_variant and stl[variant]:
-            rows.append((f"{prefix}Single-task", compose_baseline(stl[variant])))
-        grid = [(p, r) for p, r in finished if p.kind == "grid" and p.variant == variant]
-        grid_choices[variant] = choose_grid(grid, out, baseline)
-        for planned, result in finished:
-            if planned.variant != variant or planned.kind == "stl":
+        members: dict[str, list[_Finished]] = {}
+        for f in finished:
+            if f.run.variant == variant:
+                members.setdefault(f.run.arm, []).append(f)
+        if variant != variants[0]:
+            own = _baseline([f for fs in members.values() for f in fs if f.run.kind == "stl"])
+            if own is not None:
+                arms.append(Arm(f"{prefix}Single-task", own.runs))
+        grid = {arm: fs for arm, fs in members.items() if fs[0].run.kind == "grid"}
+        choices[variant] = choose_grid(grid, runs, out, baseline)
+        for arm, fs in members.items():
+            kind = fs[0].run.kind
+            if kind == "stl" or (kind == "grid" and arm != choices[variant].arm):  # type: ignore[union-attr]
                 continue
-            if planned.kind == "grid":
-                if grid_choices[variant] is None or planned.name != grid_choices[variant].run:  # type: ignore[union-attr]
-                    continue
-                rows.append((f"{prefix}{GRID_ROW}", result))
-            else:
-                rows.append((f"{prefix}{planned.name.split('/')[-1]}", result))
-    named = [result.model_copy(update={"name": name}) for name, result in rows]
-    table = results_table(named, baseline)
+            label = GRID_ROW if kind == "grid" else arm.split("/")[-1]
+            arms.append(Arm(f"{prefix}{label}", {f.run.seed: f.result for f in fs}))
+    return arms, choices
+
+
+def _avgnorm_row(finished: Sequence[_Finished], variant: str) -> str:
+    """The label of the reference variant's AvgNorm arm (the method's name when the study has none)."""
+    for f in finished:
+        if f.run.variant == variant and f.run.kind == "mtl" and f.run.raw["method"]["name"] == "avgnorm":
+            return f.run.arm.split("/")[-1]
+    return "avgnorm"
+
+
+def _row_data(table: ResultsTable) -> list[dict[str, Any]]:
+    def summary(s: Any) -> dict[str, Any] | None:
+        return None if s is None else {"n": s.n, "mean": s.mean, "std": s.std, "low": s.low, "high": s.high}
+
+    return [{"name": r.name, "n": r.n, "values": [v.mean for v in r.values], "values_std": [v.std for v in r.values],
+             "improvements": [m.mean for m in r.improvements], "delta_m": r.delta_m.mean, "delta_m_summary": summary(r.delta_m),
+             "seed_delta_m": {str(k): v for k, v in r.seed_delta_m.items()}, "versus_reference": summary(r.versus_reference)}
+            for r in table.rows]
+
+
+def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console: Console | None = None,
+                 draw_figures: bool = True, *, arms: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Build, print and save the report of every finished run of the study; returns its data.
+
+    Args:
+        runs: the study's planned runs (finished ones are read from ``out/<run.name>``).
+        draw_figures: False keeps the figures already in ``out`` (nothing new was trained).
+        arms: per arm what the study planned (``study.describe_arms``: arm, kind, method, options, length,
+            batch_size, lr, dataset, data_options, arch, backbone, seeds); report.md states them.
+
+    Raises:
+        ResultsError: no seed of the reference variant has finished all its single-task runs.
+    """
+    console = console or Console()
+    finished = [_Finished(run, load_run_result(out / run.name)) for run in runs if RunDir(out / run.name).is_finished()]
+    variants = list(dict.fromkeys(run.variant for run in runs))
+    baseline = _baseline([f for f in finished if f.run.kind == "stl" and f.run.variant == variants[0]])
+    if baseline is None:
+        raise ResultsError("the report needs the single-task runs of the study; no seed has finished all of them")
+    table_arms, grid_choices = _arm_rows(variants, finished, runs, out, baseline)
+    table = results_table(table_arms, baseline, reference="uniform")
+    grid_note = "; ".join(f"`{c.arm}` {c.weights}, {c.note}" for c in grid_choices.values() if c is not None)
+    reference_choice = grid_choices.get(variants[0])
+    verdicts: list[Verdict] = judge_claims(
+        table, avgnorm=_avgnorm_row(finished, variants[0]), grid=GRID_ROW,
+        grid_choice="" if reference_choice is None else f"{reference_choice.arm}, {reference_choice.note}")
+    warnings = comparability_warnings([f.result for f in finished])
+
     console.print(to_rich(table, title=spec.description or "Results against single-task (Δm, Eq. 5)"))
-    selection = sorted({r.selection for _, r in rows} | {baseline.selection})
+    selection = sorted({f.result.selection for f in finished})
     console.print(f"model selection: {', '.join(selection)}")
     for variant, choice in grid_choices.items():
         if choice is not None:
-            console.print(f"{GRID_ROW}{' (' + variant + ')' if variant else ''}: {choice.run} {choice.weights} ({choice.note})")
-    weights_rich, weights_md = _weights_table(rows, list(baseline.tasks))
+            console.print(f"{GRID_ROW}{' (' + variant + ')' if variant else ''}: {choice.arm} {choice.weights} ({choice.note})", highlight=False)
+    rows = [(arm.name, [arm.runs[s] for s in arm.seeds]) for arm in table_arms]
+    weights_rich, weights_md = _weights_table(rows, [c.task for c in table.columns])
     imbalance_rich, imbalance_md = _imbalance_table(rows)
     console.print(weights_rich)
     console.print(imbalance_rich)
-    findings = [text for text in (_phenomenon(table, "uniform"), _phenomenon(table, GRID_ROW)) if text]
-    for text in findings:
-        console.print(f"[bold]{text}[/bold]")
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for verdict in verdicts:
+        console.print(escape(verdict.text().replace("**", "")))
 
-    figures = _draw_figures(spec, finished, table, out) if draw_figures else sorted([*out.glob("radar.png"), *out.glob("figures/*.png")])
-
+    if draw_figures:
+        figures = _draw_figures(spec, finished, table, out)
+    else:
+        figures = sorted([*out.glob("radar.png"), *out.glob("figures/*.png")])
     atomic_write_text(out / "table.csv", to_csv(table))
     atomic_write_text(out / "table.tex", to_latex(table))
+    seeds = sorted({f.run.seed for f in finished})
     markdown = "\n\n".join([
         f"# {spec.description or 'Study report'}",
-        to_markdown(table),
+        *[f"> **Warning:** {w}" for w in warnings],
+        f"Finished runs: {len(finished)} of {len(runs)}, seeds {', '.join(map(str, seeds))}.",
+        "## Results against single-task", to_markdown(table),
         f"Model selection: {', '.join(selection)}.",
-        *[f"{GRID_ROW}{' (' + v + ')' if v else ''}: `{c.run}` weights {c.weights} ({c.note})."
+        *[f"{GRID_ROW}{' (' + v + ')' if v else ''}: `{c.arm}` weights {c.weights} ({c.note})."
           for v, c in grid_choices.items() if c is not None],
+        *(["## Arms: configuration and training length", _arms_section(arms, finished)] if arms else []),
         "## Mean loss weights (Table VI style)", weights_md,
         "## Gradient imbalance", imbalance_md,
-        "## Findings", "\n".join(f"- {t}" for t in findings) or "- (no uniform run)",
         "## Figures", "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in figures),
+        "## Verdicts on the paper's claims",
+        "Judged from the 95% t-intervals over seeds; \"inconclusive at n seeds\" means the intervals cannot decide."
+        + (f" With one seed per arm everything is inconclusive: {ONE_SEED}." if table.rows and max(r.n for r in table.rows) < 2 else ""),
+        "\n".join(f"- {v.text()}" for v in verdicts) or "- (the study has none of the arms the claims compare)",
     ])
     atomic_write_text(out / "report.md", markdown + "\n")
     data = {
-        "rows": [{"name": r.name, "values": [v.mean for v in r.values], "improvements": [m.mean for m in r.improvements], "delta_m": r.delta_m.mean}
-                 for r in table.rows],
+        "rows": _row_data(table),
         "columns": [c.task for c in table.columns],
+        "notes": list(table.notes),
         "grid": {v: c.__dict__ for v, c in grid_choices.items() if c is not None},
-        "findings": findings,
+        "verdicts": [v.__dict__ for v in verdicts],
+        "warnings": warnings,
+        "arms": [dict(a) for a in arms or []],
         "figures": [str(p) for p in figures],
     }
-    write_json(out / "report.json", json.loads(json.dumps(data)))
+    write_json(out / "report.json", json.loads(json.dumps(data, default=str)))
     return data

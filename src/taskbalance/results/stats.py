@@ -12,8 +12,6 @@ import math
 from dataclasses import dataclass
 from typing import Hashable, Mapping, Sequence
 
-from scipy import stats as _scipy_stats
-
 from taskbalance.results.errors import ResultsError
 
 #: The confidence level of every interval in the tables and verdicts.
@@ -59,8 +57,10 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
     mean = math.fsum(data) / n
     if n == 1:
         return Summary(1, mean, None, None, None)
+    from scipy import stats  # on use: keeps `taskbalance --help` from importing scipy
+
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in data) / (n - 1))
-    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
 
 

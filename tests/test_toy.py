@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from taskbalance.balancers import BalancerError, available, create
 from taskbalance.cli.main import app
 from taskbalance.toy.methods import MethodSpec, parse_method, parse_methods
+from taskbalance.toy.plot import trajectories_figure
 from taskbalance.toy.presets import (
     PRESETS,
     SCALINGS,
@@ -27,7 +28,7 @@ from taskbalance.toy.problem import (
     pareto_set,
     pareto_x2,
 )
-from taskbalance.toy.report import distance_to_polyline, summarize
+from taskbalance.toy.report import MOVING_WINDOW, distance_to_polyline, reached_counts, summarize
 from taskbalance.toy.runner import ToyRun, run_toy
 
 
@@ -245,3 +246,89 @@ def test_cli_rejects_unknown_method_and_scaling(tmp_path):
     result = CliRunner().invoke(app, ["toy", "--methods", "cagrad(radius=1)", "--steps", "1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "options of cagrad" in result.output
     assert not list(tmp_path.iterdir())
+
+
+def hand_run(finals: torch.Tensor, before: torch.Tensor, problem: ToyProblem, steps: int) -> ToyRun:
+    """A one-method run from the starts (s, 0), at ``before`` until the last ``MOVING_WINDOW`` steps, then at ``finals``."""
+    points = before[None, None].repeat(steps + 1, 1, 1, 1)
+    points[0, 0] = torch.zeros_like(before)
+    points[0, 0, :, 0] = torch.arange(len(before))
+    points[max(0, steps - MOVING_WINDOW) + 1 :, 0] = finals
+    losses = problem.losses(points.reshape(-1, 2)).reshape(points.shape)
+    return ToyRun((MethodSpec("uniform"),), points, losses, torch.ones(steps, 1, len(finals), 2), (0.0,), 0.0, {})
+
+
+def test_still_moving_is_the_distance_travelled_over_the_last_steps():
+    problem = ToyProblem((0.1, 1.0))
+    finals = torch.tensor([[1.0, -2.0], [3.0, -4.0], [5.0, -6.0]], dtype=torch.float64)
+    before = finals - torch.tensor([[0.3, 0.4], [0.006, 0.008], [0.0, 0.0]], dtype=torch.float64)  # moved 0.5, 0.01, 0
+    outcomes = summarize(hand_run(finals, before, problem, steps=MOVING_WINDOW + 500), problem, moving_threshold=0.009)
+    assert [o.recent_move for o in outcomes] == pytest.approx([0.5, 0.01, 0.0])
+    assert [o.moving for o in outcomes] == [True, True, False]
+    assert reached_counts(outcomes)["uniform"][2:] == (2, 3)
+    # a run shorter than the window: measured from the start
+    short = summarize(hand_run(finals, finals, problem, steps=10), problem)
+    assert [o.recent_move for o in short] == pytest.approx([5**0.5, 20**0.5, 45**0.5])
+
+
+def test_figure_marks_ends_and_lists_each_legend_entry_once():
+    problem = ToyProblem((0.1, 1.0))
+    finals = torch.tensor([[1.0, -2.0], [3.0, -4.0]], dtype=torch.float64)
+    run = hand_run(finals, finals - torch.tensor([[0.0, 0.5], [0.0, 0.0]], dtype=torch.float64), problem, MOVING_WINDOW + 5)
+    outcomes = summarize(run, problem)
+    figure = trajectories_figure(run, problem, outcomes)
+    (legend,) = figure.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert len(labels) == len(set(labels)) and sum("Pareto" in label for label in labels) == 1
+    assert min(text.get_fontsize() for text in legend.get_texts()) >= 10
+    param_axes, loss_axes = figure.axes[0], figure.axes[1]
+    assert loss_axes.get_box_aspect() == 1 and param_axes.get_aspect() == 1
+    for axes, path in ((param_axes, run.points), (loss_axes, run.losses)):
+        ends = [line for line in axes.get_lines() if line.get_marker() == "s"]
+        assert [tuple(line.get_xydata()[0]) for line in ends] == [tuple(p) for p in path[-1, 0].tolist()]
+        # the first start moved 0.5 in the last steps (hollow square), the second had stopped (filled)
+        assert [line.get_markerfacecolor() for line in ends] == ["white", "C1"]
+    with pytest.raises(ValueError, match="outcomes"):
+        trajectories_figure(run, problem, outcomes[:1])
+
+
+def test_famo_preset_clips_as_the_famo_repository():
+    preset = PRESETS["famo"]
+    clipped = {spec.name: spec.max_norm for spec in preset.methods}
+    # PCGrad and CAGrad clip inside backward there (runner clipping); LS, MGDA, FAMO clip before backward: no effect
+    assert clipped == {"uniform": None, "mgda": None, "pcgrad": 1.0, "cagrad": 1.0, "nashmtl": None, "famo": None}
+    assert preset.method("nashmtl").options["max_norm"] == 1.0  # Nash-MTL clips itself
+    assert {spec.name: spec.max_norm for spec in PRESETS["nashmtl"].methods}["pcgrad"] is None
+
+
+def test_imgrad_preset_uses_the_aligned_mtl_generator_cagrad():
+    assert PRESETS["imgrad"].method("cagrad").options == {"c": 0.5}
+    assert PRESETS["imgrad"].steps == 35_000 and resolve_settings("imgrad").scales == (0.9, 0.1)
+
+
+def test_presets_compute_in_float32_and_float64_is_an_option():
+    assert resolve_settings("cagrad").dtype == "float32"
+    assert resolve_settings("cagrad", dtype="float64").dtype == "float64"
+    with pytest.raises(ValueError, match="float32, float64"):
+        resolve_settings("cagrad", dtype="float16")
+    problem = ToyProblem((0.1, 1.0))
+    starts = torch.tensor([[-8.5, 7.5], [9.0, -1.0]], dtype=torch.float64)
+    steps = 30
+    single = run_toy(problem, [MethodSpec("uniform", max_norm=0.5)], starts, steps, dtype=torch.float32)
+    double = run_toy(problem, [MethodSpec("uniform", max_norm=0.5)], starts, steps)
+    # the float32 run is torch's own Adam on float32 x with the clipped summed gradient
+    x = starts.float().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=1e-3)
+    clipped = 0
+    for _ in range(steps):
+        optimizer.zero_grad()
+        problem.losses(x).sum().backward()
+        for row in range(2):  # clip_grad_norm_ per start
+            norm = float(x.grad[row].norm())
+            clipped += norm > 0.5
+            x.grad[row] *= min(1.0, 0.5 / (norm + 1e-6))
+        optimizer.step()
+    assert 0 < clipped < 2 * steps
+    assert single.points.dtype == torch.float64
+    torch.testing.assert_close(single.points[-1, 0], x.detach().double(), rtol=0, atol=1e-6)
+    assert float((single.points[-1] - double.points[-1]).abs().max()) > 0  # float32 arithmetic really used

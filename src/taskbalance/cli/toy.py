@@ -16,7 +16,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from taskbalance.toy.presets import DEFAULT_TOLERANCE, PRESETS, SCALINGS, resolve_settings
+from taskbalance.toy.presets import (
+    DEFAULT_DTYPE,
+    DEFAULT_MOVING_THRESHOLD,
+    DEFAULT_TOLERANCE,
+    DTYPES,
+    PRESETS,
+    SCALINGS,
+    resolve_settings,
+)
 
 console = Console()
 DEFAULT_OUT = Path("runs/toy")
@@ -36,6 +44,12 @@ def toy(
     scaling: str | None = typer.Option(None, help=f"Loss scales: {', '.join(SCALINGS)} or 's1,s2'."),
     starts: str | None = typer.Option(None, help="Initial points 'x1,x2;x1,x2;...' (default: the preset's)."),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, min=0.0, help="Distance counted as reaching the Pareto set / optimum."),
+    moving_threshold: float = typer.Option(
+        DEFAULT_MOVING_THRESHOLD, min=0.0, help="Distance over the last 1000 steps above which a start counts as still moving."
+    ),
+    dtype: str | None = typer.Option(
+        None, help=f"Arithmetic of x, losses, gradients and Adam: {', '.join(DTYPES)} (default {DEFAULT_DTYPE}, as the papers)."
+    ),
     out: Path = typer.Option(DEFAULT_OUT, help="Output directory."),
 ) -> None:
     """Run the toy problem from the published initial points and write trajectories.png and results.{md,csv,json}."""
@@ -48,12 +62,14 @@ def toy(
     from taskbalance.toy.runner import run_toy
 
     try:
-        settings = resolve_settings(preset, methods=methods, steps=steps, scaling=scaling, starts=starts)
+        settings = resolve_settings(preset, methods=methods, steps=steps, scaling=scaling, starts=starts, dtype=dtype)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     problem = ToyProblem(settings.scales)
     labels = ", ".join(spec.label for spec in settings.methods)
-    console.print(f"toy preset [bold]{settings.preset}[/]: {labels}; {len(settings.starts)} starts, {settings.steps} steps")
+    console.print(
+        f"toy preset [bold]{settings.preset}[/]: {labels}; {len(settings.starts)} starts, {settings.steps} steps, {settings.dtype}"
+    )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console) as progress:
@@ -64,10 +80,11 @@ def toy(
                 torch.tensor(settings.starts, dtype=torch.float64),
                 settings.steps,
                 on_step=lambda: progress.advance(task),
+                dtype=getattr(torch, settings.dtype),
             )
     except BalancerError as error:  # bad method options are found when the balancers are built, before any step
         raise typer.BadParameter(str(error), param_hint="--methods") from None
-    outcomes = summarize(run, problem, tolerance)
+    outcomes = summarize(run, problem, tolerance, moving_threshold)
     header, rows = table_rows(outcomes)
     table = Table(*header, title=f"toy {settings.preset}: {run.steps} steps in {run.total_seconds:.1f} s")
     for row in rows:
@@ -75,5 +92,5 @@ def toy(
     console.print(table)
     for message in run.failures.values():
         console.print(f"[red]failed[/]: {message}")
-    paths = write_outputs(out, settings, run, problem, outcomes, tolerance)
+    paths = write_outputs(out, settings, run, problem, outcomes, tolerance, moving_threshold)
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -18,6 +18,7 @@ from taskbalance.toy.report import (
     Outcome,
     csv_text,
     json_text,
+    MOVING_WINDOW,
     markdown_table,
     reached_counts,
 )
@@ -26,7 +27,9 @@ from taskbalance.toy.runner import LEARNING_RATE, ToyRun
 ARTEFACTS = ("trajectories.png", "results.md", "results.csv", "results.json")
 
 
-def run_metadata(settings: ToySettings, run: ToyRun, problem: ToyProblem, tolerance: float) -> dict[str, Any]:
+def run_metadata(
+    settings: ToySettings, run: ToyRun, problem: ToyProblem, tolerance: float, moving_threshold: float
+) -> dict[str, Any]:
     """What was run and how long it took, for results.json and results.md."""
     return {
         "preset": settings.preset,
@@ -35,7 +38,10 @@ def run_metadata(settings: ToySettings, run: ToyRun, problem: ToyProblem, tolera
         "starts": [list(s) for s in settings.starts],
         "steps": run.steps,
         "optimizer": f"Adam(lr={LEARNING_RATE})",
+        "dtype": settings.dtype,
         "tolerance": tolerance,
+        "moving_window": MOVING_WINDOW,
+        "moving_threshold": moving_threshold,
         "optimum": problem.optimum().tolist(),
         "methods": [
             {
@@ -54,11 +60,18 @@ def run_metadata(settings: ToySettings, run: ToyRun, problem: ToyProblem, tolera
 
 
 def write_outputs(
-    out: Path, settings: ToySettings, run: ToyRun, problem: ToyProblem, outcomes: Sequence[Outcome], tolerance: float
+    out: Path,
+    settings: ToySettings,
+    run: ToyRun,
+    problem: ToyProblem,
+    outcomes: Sequence[Outcome],
+    tolerance: float,
+    moving_threshold: float,
 ) -> list[Path]:
     """Write every artefact into ``out`` (atomically, creating it) and return their paths."""
-    meta = run_metadata(settings, run, problem, tolerance)
-    save_figure(trajectories_figure(run, problem, title=f"toy preset {settings.preset}"), out / "trajectories.png")
+    meta = run_metadata(settings, run, problem, tolerance, moving_threshold)
+    figure = trajectories_figure(run, problem, outcomes, title=f"toy preset {settings.preset}")
+    save_figure(figure, out / "trajectories.png")
     atomic_write_text(out / "results.md", _markdown(meta, outcomes))
     atomic_write_text(out / "results.csv", csv_text(outcomes))
     atomic_write_text(out / "results.json", json_text(outcomes, meta))
@@ -73,16 +86,18 @@ def _markdown(meta: dict[str, Any], outcomes: Sequence[Outcome]) -> str:
         f"{meta['preset_source']}.",
         "",
         (
-            f"Losses ℓ1 = {scales[0]:g}·L1, ℓ2 = {scales[1]:g}·L2; {meta['steps']} steps of {meta['optimizer']}; "
-            f"reached = final point within {meta['tolerance']:g} of the exact Pareto set / of the minimiser "
-            f"({meta['optimum'][0]:.4f}, {meta['optimum'][1]:.4f}) of ℓ1 + ℓ2. Run time {meta['total_seconds']:.1f} s."
+            f"Losses ℓ1 = {scales[0]:g}·L1, ℓ2 = {scales[1]:g}·L2; {meta['steps']} steps of {meta['optimizer']} in "
+            f"{meta['dtype']}; reached = final point within {meta['tolerance']:g} of the exact Pareto set / of the "
+            f"minimiser ({meta['optimum'][0]:.4f}, {meta['optimum'][1]:.4f}) of ℓ1 + ℓ2; still moving = moved more "
+            f"than {meta['moving_threshold']:g} over the last {meta['moving_window']} steps. "
+            f"Run time {meta['total_seconds']:.1f} s."
         ),
         "",
     ]
     seconds = {m["label"]: m["seconds_in_method"] for m in meta["methods"]}
     summary = [
-        [label, f"{pareto}/{total}", f"{optimum}/{total}", f"{seconds[label]:.1f}"]
-        for label, (pareto, optimum, total) in reached_counts(outcomes).items()
+        [label, f"{pareto}/{total}", f"{optimum}/{total}", f"{moving}/{total}", f"{seconds[label]:.1f}"]
+        for label, (pareto, optimum, moving, total) in reached_counts(outcomes).items()
     ]
-    header = ["method", "reached Pareto set", "reached optimum", "seconds in method"]
+    header = ["method", "reached Pareto set", "reached optimum", "still moving", "seconds in method"]
     return "\n".join(lines) + "\n" + render_markdown(header, summary) + "\n" + markdown_table(outcomes)

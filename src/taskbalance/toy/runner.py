@@ -67,11 +67,14 @@ def run_toy(
     starts: Tensor,
     steps: int,
     on_step: Callable[[], None] | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> ToyRun:
     """Run every method of ``specs`` from every row of ``starts`` (S×2) for ``steps`` Adam steps.
 
     Each (method, start) pair gets its own balancer, built with the method's problem defaults (see
     :func:`problem_defaults`) overridden by the spec's options. ``on_step`` is called after every step (progress).
+    x, the losses, the gradients and Adam are in ``dtype`` (the presets use float32, as the papers' code did); the
+    balancers solve in float64 as always; ``points`` are stored in float64 (exactly, whatever ``dtype``).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -82,9 +85,9 @@ def run_toy(
         [create(spec.name, tasks=TASKS, **(problem_defaults(spec.name, problem) | dict(spec.options))) for _ in range(n_starts)]
         for spec in specs
     ]
-    max_norms = torch.tensor([math.inf if s.max_norm is None else s.max_norm for s in specs], dtype=torch.float64)
+    max_norms = torch.tensor([math.inf if s.max_norm is None else s.max_norm for s in specs], dtype=dtype)
     max_norms = max_norms.repeat_interleave(n_starts).unsqueeze(1)
-    x = starts.detach().double().repeat(n_methods, 1).requires_grad_(True)
+    x = starts.detach().to(dtype).repeat(n_methods, 1).requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=LEARNING_RATE)
     points = torch.empty(steps + 1, *x.shape, dtype=torch.float64)
     weights = torch.zeros(steps, *x.shape, dtype=torch.float64)

@@ -59,7 +59,8 @@ def test_nyud_reads_exported_files_back(exported, synthetic, layout, name):
 
 
 def test_pascal_reads_exported_files_back(exported, synthetic):
-    loaded = build_dataset("pascal", "test", root=exported["pascal"], resolution=None)
+    # every normal kept: the exported LabelMap holds synthetic classes (test_data_pascal_normals.py: the default)
+    loaded = build_dataset("pascal", "test", root=exported["pascal"], resolution=None, normals_valid_labels="all")
     assert loaded.info.num_classes == {"semseg": 21, "human_parts": 7} and loaded.info.edge_max_dist == 0.0075
     original = synthetic["test"]
     for i in range(len(loaded)):

@@ -11,14 +11,18 @@
 Human parts: the parts of every person (class 15) grouped into 6 parts + background (``HUMAN_PART_GROUPS``);
 an image without a person is all-ignore, and when ``human_parts`` is the only task such images are dropped
 (as in ASTMT). Nothing is ever written into the dataset folder (ASTMT caches the person list there; we
-keep it in memory). Normals are valid everywhere unless ``normals_valid_labels`` (Context LabelMap ids)
-restricts them as ASTMT does. Splits: ``train`` and ``test`` (the Context val list); no separate val split.
+keep it in memory). Normals: the distilled normals are labels only on pixels whose Context ``LabelMap`` class is
+one NYU-v2 also annotates (``NORMALS_VALID_LABELS``, 170 ids: the class names in both the NYU and the 459-class
+Context lists, except 'unknown', plus 'tvmonitor'; typically 10-25% of an image), as in ASTMT/MTLP, ATRC and
+InvPT; every other pixel is all-zero, which the normals loss and metric skip (conventions.py). Option
+``normals_valid_labels``: None (default) for that set, ``"all"`` to keep every pixel (not the reference
+protocol), or a list of LabelMap ids. Splits: ``train`` and ``test`` (the Context val list); no separate val split.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
@@ -30,10 +34,22 @@ from taskbalance.data.edges import context_edges
 from taskbalance.data.folder import FolderDataset, FolderReader
 from taskbalance.data.io import image_size, read_mat, read_png_array, read_rgb
 
-__all__ = ["HUMAN_PART_GROUPS", "PERSON_CLASS", "PascalDataset", "PascalReader", "parse_human_parts"]
+__all__ = ["HUMAN_PART_GROUPS", "NORMALS_VALID_LABELS", "PERSON_CLASS", "PascalDataset", "PascalReader", "parse_human_parts"]
 
 PERSON_CLASS = 15
 NUM_SEMSEG_CLASSES = 21
+#: Context ``LabelMap`` ids on which the distilled normals are labels (the reference layouts' NYU ∩ Context
+#: classes plus tvmonitor; shared/reference/pascal_normals_valid_ids.md): e.g. bottle 34, chair 72, book 33,
+#: person 284 are in, sky 360, grass 187, tree 420, building 44, road 324 and 0 (unlabeled) are not.
+NORMALS_VALID_LABELS: tuple[int, ...] = (
+    3, 4, 6, 9, 10, 11, 13, 15, 17, 18, 22, 23, 29, 30, 33, 34, 36, 37, 38, 39, 41, 43, 46, 49, 50, 51, 53, 55, 56,
+    59, 61, 62, 65, 66, 68, 69, 72, 73, 78, 83, 84, 85, 87, 88, 95, 96, 101, 104, 105, 107, 111, 113, 115, 122, 124,
+    135, 141, 142, 143, 146, 150, 154, 157, 158, 159, 165, 172, 174, 181, 183, 184, 191, 193, 195, 197, 199, 202, 213,
+    215, 216, 219, 220, 223, 225, 228, 230, 232, 233, 238, 239, 242, 243, 246, 250, 251, 252, 255, 260, 261, 263, 269,
+    272, 273, 275, 281, 283, 284, 285, 286, 287, 288, 290, 291, 292, 293, 295, 304, 307, 309, 310, 314, 315, 319, 323,
+    329, 330, 331, 336, 342, 345, 349, 350, 351, 352, 355, 357, 368, 370, 371, 374, 379, 380, 383, 384, 397, 401, 403,
+    405, 407, 408, 411, 412, 413, 414, 417, 419, 421, 423, 427, 429, 430, 432, 440, 441, 442, 443, 444, 446, 454, 457,
+)
 #: PASCAL-Part person part names → part group (1 head, 2 torso/neck, 3 upper arms, 4 lower arms and hands,
 #: 5 upper legs, 6 lower legs and feet); 0 is background.
 HUMAN_PART_GROUPS: dict[str, int] = {
@@ -81,6 +97,20 @@ def parse_human_parts(anno: Any, path: Path) -> torch.Tensor | None:
     return None if result is None else torch.from_numpy(result)
 
 
+def _normals_valid_labels(option: Sequence[int] | Literal["all"] | None) -> torch.Tensor | None:
+    """The LabelMap ids whose normals are labels (None: every pixel) for the ``normals_valid_labels`` option."""
+    if option is None:
+        return torch.tensor(NORMALS_VALID_LABELS)
+    if isinstance(option, str):
+        if option != "all":
+            raise DataError(f"pascal: normals_valid_labels must be 'all', a list of Context LabelMap ids or null, got {option!r}")
+        return None
+    labels = list(option)
+    if not labels or not all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
+        raise DataError(f"pascal: normals_valid_labels must be a non-empty list of integer LabelMap ids, got {option!r}")
+    return torch.tensor(labels)
+
+
 class PascalReader(FolderReader):
     """Reader of the PASCAL_MT layout; edge tolerance 0.0075."""
 
@@ -89,9 +119,9 @@ class PascalReader(FolderReader):
     split_files: ClassVar[dict[str, str]] = {"train": "ImageSets/Context/train.txt", "test": "ImageSets/Context/val.txt"}
     edge_max_dist = 0.0075
 
-    def __init__(self, root: Path | str, normals_valid_labels: Sequence[int] | None = None) -> None:
+    def __init__(self, root: Path | str, normals_valid_labels: Sequence[int] | Literal["all"] | None = None) -> None:
         super().__init__(root)
-        self.normals_valid_labels = None if normals_valid_labels is None else torch.tensor(list(normals_valid_labels))
+        self.normals_valid_labels = _normals_valid_labels(normals_valid_labels)
 
     def split_path(self, split: str) -> Path:
         if split == "val":

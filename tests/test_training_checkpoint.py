@@ -38,7 +38,9 @@ def test_new_checkpoint_replaces_old_and_ignores_stale_staging(tmp_path: Path):
     assert ckpt.find_checkpoint(tmp_path, "last").step == 1
     ckpt.save_checkpoint(tmp_path, "last", 3, model, {})
     assert ckpt.find_checkpoint(tmp_path, "last").step == 3
-    assert sorted(p.name for p in tmp_path.glob("last-*")) == ["last-00000003"]
+    assert sorted(p.name for p in tmp_path.glob("last-*")) == ["last-00000001", "last-00000003"]  # previous kept
+    ckpt.save_checkpoint(tmp_path, "last", 5, model, {})
+    assert sorted(p.name for p in tmp_path.glob("last-*")) == ["last-00000003", "last-00000005"]
     assert ckpt.find_checkpoint(tmp_path, "best") is None
 
 
@@ -92,3 +94,93 @@ def test_jsonlines_truncate_and_torn_line(tmp_path: Path):
     assert log.read()[1]["value"] is None
     log.truncate_after(3)
     assert [r["step"] for r in log.read()] == [1, 2, 3]
+
+
+def _three_checkpoints(folder: Path) -> nn.Module:
+    """Checkpoints 'last' at steps 1, 2 and 3 of a model whose weights differ at each step; returns the model."""
+    model = nn.Linear(8, 8)
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        ckpt.save_checkpoint(folder, "last", step, model, {"step": step})
+    return model
+
+
+def _flip(path: Path, offset: int, count: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(offset, min(offset + count, len(data))):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_previous_checkpoint_is_kept_and_manifest_records_sha256(tmp_path: Path):
+    import hashlib
+    import json
+
+    _three_checkpoints(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("last-*")) == ["last-00000002", "last-00000003"]
+    manifest = json.loads((tmp_path / "last-00000003" / "manifest.json").read_text())
+    weights = tmp_path / "last-00000003" / "model.safetensors"
+    assert manifest["step"] == 3
+    assert manifest["sha256"]["model.safetensors"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert set(manifest["sha256"]) == {"model.safetensors", "state.pt"}
+
+
+@pytest.mark.parametrize(("file", "damage"), [("model.safetensors", "flip"), ("model.safetensors", "truncate"),
+                                              ("state.pt", "truncate"), ("state.pt", "flip")])
+def test_damaged_file_is_named_and_the_previous_checkpoint_is_used(tmp_path: Path, file: str, damage: str):
+    _three_checkpoints(tmp_path)
+    damaged = tmp_path / "last-00000003" / file
+    _flip(damaged, 200) if damage == "flip" else _truncate(damaged)
+    messages: list[str] = []
+    found = ckpt.find_checkpoint(tmp_path, "last", on_damage=messages.append)
+    assert found.step == 2
+    clone = nn.Linear(8, 8)
+    ckpt.load_weights(clone, found)
+    assert torch.all(clone.weight == 2.0) and ckpt.load_state(found) == {"step": 2}
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert str(damaged) in messages[0] and "damaged" in messages[0] and "last-00000002" in messages[0]
+
+
+def test_damage_without_an_intact_checkpoint_is_one_line_naming_the_file(tmp_path: Path):
+    ckpt.save_checkpoint(tmp_path, "last", 1, nn.Linear(8, 8), {"step": 1})
+    weights = tmp_path / "last-00000001" / "model.safetensors"
+    _flip(weights, 100)
+    with pytest.raises(ckpt.CheckpointError) as caught:
+        ckpt.find_checkpoint(tmp_path, "last", on_damage=lambda message: None)
+    assert str(weights) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_truncated_pointer_is_named_and_the_newest_intact_folder_used(tmp_path: Path):
+    _three_checkpoints(tmp_path)
+    _truncate(tmp_path / "last.json")
+    messages: list[str] = []
+    assert ckpt.find_checkpoint(tmp_path, "last", on_damage=messages.append).step == 3
+    assert len(messages) == 1 and str(tmp_path / "last.json") in messages[0]
+
+
+def test_unverified_load_of_a_truncated_file_is_one_line(tmp_path: Path):
+    saved = ckpt.save_checkpoint(tmp_path, "last", 1, nn.Linear(8, 8), {"step": 1})
+    for path in (saved.weights, saved.state):
+        _truncate(path)
+    with pytest.raises(ckpt.CheckpointError, match="model.safetensors cannot be read"):
+        ckpt.load_weights(nn.Linear(8, 8), saved)
+    with pytest.raises(ckpt.CheckpointError, match="state.pt cannot be read"):
+        ckpt.load_state(saved)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoint_files_get_umask_permissions(tmp_path: Path, umask: int):
+    import os
+
+    previous = os.umask(umask)
+    try:
+        saved = ckpt.save_checkpoint(tmp_path, "last", 1, nn.Linear(2, 2), {"step": 1})
+    finally:
+        os.umask(previous)
+    for path in (saved.weights, saved.state, saved.path / "manifest.json", tmp_path / "last.json"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name

@@ -22,15 +22,16 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     The parent folder is created if needed. The temporary name keeps ``path``'s suffix, so writers that infer
     the format from the extension (``matplotlib.savefig``, PIL) still work. The file gets the usual permissions
-    (0666 minus the umask), not ``mkstemp``'s private 0600.
+    (0666 minus the umask), not the private 0600 of ``mkstemp`` or of writers that themselves write to a temporary
+    file and rename it over the path they are given (``safetensors`` does): the mode is set once the writer is done.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

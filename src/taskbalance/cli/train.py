@@ -14,19 +14,21 @@ SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="ove
 
 
 def _fail(error: Exception, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/bold red] {error}")
+    console.print(f"[bold red]error:[/bold red] {error}", soft_wrap=True)  # one line, whatever the terminal width
     return typer.Exit(code)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from taskbalance.balancers import BalancerError
     from taskbalance.training import ConfigError, RunExistsError, TrainingDiverged
+    from taskbalance.training.rundir import RunLockedError
 
-    return (ConfigError, RunExistsError, TrainingDiverged, BalancerError, FileNotFoundError, ValueError)
+    return (ConfigError, RunExistsError, RunLockedError, TrainingDiverged, BalancerError, FileNotFoundError, ValueError)
 
 
 def train_command(
-    config: Annotated[Optional[str], typer.Argument(help="YAML config file, or the name of a packaged preset (e.g. quick)")] = None,
+    config: Annotated[Optional[str], typer.Argument(help="YAML config file, or the name of a packaged preset (e.g. quick); "
+                                                    "with --resume --out RUN, RUN's own config.yaml by default")] = None,
     overrides: SetOption = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/train/<name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
@@ -34,22 +36,27 @@ def train_command(
     list_presets: Annotated[bool, typer.Option("--list", help="list the packaged training presets and exit")] = False,
 ) -> None:
     """Train one model: balancer, diagnostics, checkpoints, final evaluation (results.json) in a run directory."""
-    from taskbalance.training import available_presets, load_config, train
+    from taskbalance.training import RunDir, available_presets, load_config, train
+    from taskbalance.training.rundir import run_dir_for
 
     if list_presets:
         console.print("\n".join(available_presets()))
         return
-    if config is None:
-        raise _fail(ValueError("give a config file or preset name (taskbalance train --list shows the presets)"), 2)
+    if config is None and not (resume and out is not None):
+        raise _fail(ValueError("give a config file or preset name (taskbalance train --list shows the presets), "
+                               "or --resume --out RUN to continue a run"), 2)
     target = out
     try:
-        cfg = load_config(config, overrides or [])
-        target = out or Path("runs") / "train" / cfg.name
+        if config is None and not RunDir(target).config.is_file():
+            raise ValueError(f"{target} is not a run directory (no config.yaml); give the config to start a run there")
+        cfg = load_config(config or RunDir(target).config, overrides or [])
+        target = out or run_dir_for(Path("runs") / "train", cfg.name)
         result = train(cfg, target, resume=resume, console=console, show_progress=progress)
     except _user_errors() as error:
         raise _fail(error) from None
     except KeyboardInterrupt:
-        raise _fail(KeyboardInterrupt(f"interrupted; continue with: taskbalance train {config} --out {target} --resume"), 130) from None
+        hint = f"; continue with: taskbalance train --resume --out {target}" if target is not None else ""
+        raise _fail(KeyboardInterrupt(f"interrupted{hint}"), 130) from None
     if result is not None:
         console.print(f"results written to {target / 'results.json'}")
         for task, metrics in result.metrics.items():

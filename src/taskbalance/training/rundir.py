@@ -10,17 +10,43 @@
     RUN/checkpoints/best.json  -> best-<step>/model.safetensors: weights of the selected model
     RUN/imbalance.json         imbalance summary of the gradient diagnostics
     RUN/results.json           final evaluation (taskbalance.results format); its presence marks the run finished
+    RUN/run.lock               held (fcntl.flock) by the process training the run; holds its pid, host and start time
+
+``config.yaml`` marks a folder as a run directory: a run is never written into an existing non-empty folder without
+one (a dataset folder, say). A run directory whose run stopped before its first logged step is reused as new.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
-from dataclasses import dataclass
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 from taskbalance.atomic import atomic_write_text
+
+LOCK_NAME = "run.lock"
+
+
+class RunDirError(ValueError):
+    """The output folder cannot hold this run (a name escaping the runs folder, a folder that is not a run's)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training in this run directory; the message says which (pid, host, start time)."""
+
+
+def run_dir_for(parent: Path, name: str) -> Path:
+    """``parent / name`` for a run name that is one plain folder name (no separator, not ``..``, not absolute)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+        raise RunDirError(f"run name {name!r} must be a plain folder name (no '/', '..' or absolute path): "
+                          f"runs are written inside {parent}")
+    return parent / name
 
 
 def _clean(value: Any) -> Any:
@@ -112,8 +138,28 @@ class RunDir:
         return self.results.is_file()
 
     def has_checkpoint(self) -> bool:
-        """True when a resumable last checkpoint exists."""
-        return (self.checkpoints / "last.json").is_file()
+        """True when a resumable last checkpoint exists (its pointer, or a complete folder whose pointer was lost)."""
+        return (self.checkpoints / "last.json").is_file() or any(self.checkpoints.glob("last-*/manifest.json"))
+
+    def has_started(self) -> bool:
+        """True when the run in this folder took a step (a checkpoint or a logged record exists)."""
+        logged = any(next(iter(log), None) is not None for log in (self.metrics, self.diagnostics))
+        return self.config.is_file() and (self.has_checkpoint() or logged)
+
+    def check_output(self) -> None:
+        """Refuse a folder that is a file, or is not empty and not a run directory (no ``config.yaml``)."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise RunDirError(f"{root} is a file, not a run directory; choose another --out")
+        if root.is_dir() and not self.config.is_file() and any(p.name != LOCK_NAME for p in root.iterdir()):
+            raise RunDirError(f"refusing to write a run into {root}: it is not empty and not a run directory "
+                              f"(no config.yaml); choose a new or empty --out")
+
+    def lock(self) -> RunLock:
+        """Check the folder (:meth:`check_output`), create it and lock it for this process."""
+        self.check_output()
+        self.root.mkdir(parents=True, exist_ok=True)
+        return RunLock.acquire(self.root / LOCK_NAME)
 
     def best_validation_record(self) -> dict[str, Any] | None:
         """The validation record (metrics, primary, higher_is_better) of the run's selected evaluation, or None."""
@@ -122,3 +168,36 @@ class RunDir:
             if record.get("kind") == "val" and record.get("best"):
                 best = record
         return best
+
+
+@dataclass
+class RunLock:
+    """An exclusive ``fcntl.flock`` on a run's lock file, released by :meth:`release` or when the process ends."""
+
+    path: Path
+    handle: IO[str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def acquire(cls, path: Path) -> RunLock:
+        """Lock ``path`` or raise :class:`RunLockedError` naming the holder."""
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLockedError(f"{path.parent} is in use by {holder}; wait for that run to end or stop it") from None
+        started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} (started {started})\n")
+        handle.flush()
+        return cls(path, handle)
+
+    def release(self) -> None:
+        """Unlock (idempotent); the file stays, so that a waiting process locks the same file."""
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None

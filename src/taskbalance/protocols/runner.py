@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +20,7 @@ from torch.optim.lr_scheduler import StepLR
 from torch.utils.data import DataLoader, Dataset
 
 from taskbalance.balancers import Balancer, create
+from taskbalance.balancers.driver import Forward, StepDriver, StepOptions
 from taskbalance.protocols.delta import best_epoch, last_epochs_mean, protocol_delta_m
 from taskbalance.protocols.presets import ProtocolPreset
 from taskbalance.results import RunResult, save_run_result
@@ -49,6 +51,11 @@ class ProtocolOutcome:
 
 def _primary_mean(metrics: Metrics, specs: Mapping[str, TaskSpec]) -> float:
     return sum(metrics[t][s.primary_metric] for t, s in specs.items()) / len(specs)
+
+
+def _forward(model: torch.nn.Module, specs: Mapping[str, TaskSpec], batch: Mapping[str, Any]) -> Forward:
+    output = model.forward_train(batch["image"])
+    return Forward(task_losses(specs, output, batch), output.features)
 
 
 def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
@@ -93,8 +100,8 @@ def run_protocol(
     optimizer = build_optimizer([{"params": list(model.parameters())},
                                  {"params": list(balancer.parameters()), "weight_decay": 0.0}], optim)
     scheduler = StepLR(optimizer, step_size=schedule.halve_at, gamma=0.5) if schedule.halve_at else None
+    driver = StepDriver.for_balancer(balancer, optimizer, StepOptions(scheduler=scheduler, schedule_per="epoch"))
     sampler = EpochBatchSampler(len(train_set), schedule.batch_size, seed)  # type: ignore[arg-type]
-    post_step = type(balancer).post_step is not Balancer.post_step
     history: list[Metrics] = []
     validation: list[Metrics] = []
     weight_sums = dict.fromkeys(names, 0.0)
@@ -103,21 +110,11 @@ def run_protocol(
         model.train()
         sampler.set_position(epoch)
         for batch in DataLoader(train_set, batch_sampler=sampler):
-            batch = to_device(batch, target)
-            output = model.forward_train(batch["image"])
-            optimizer.zero_grad(set_to_none=True)
-            step = balancer.backward(task_losses(specs, output, batch), features=output.features)
-            optimizer.step()
-            if post_step:
-                with torch.no_grad():
-                    new_losses = task_losses(specs, model.forward_train(batch["image"]), batch)
-                balancer.post_step({t: v.detach() for t, v in new_losses.items()})
+            step = driver.step(partial(_forward, model, specs, to_device(batch, target)))
             for task, weight in step.weights.items():
                 weight_sums[task] += weight
             steps += 1
-        balancer.epoch_end()
-        if scheduler is not None:
-            scheduler.step()
+        driver.epoch_end()
         history.append(evaluate(model, _loader(test_set, schedule.batch_size), specs, target))
         if val_set is not None:
             validation.append(evaluate(model, _loader(val_set, schedule.batch_size), specs, target))

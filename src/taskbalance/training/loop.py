@@ -28,7 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from taskbalance.balancers import Balancer, NonFiniteLossError
+from taskbalance.balancers import StepResult
+from taskbalance.balancers.driver import Forward, StepDriver, StepOptions, TrainingDiverged
 from taskbalance.results.schema import RunResult, load_run_result, save_run_result
 from taskbalance.training import checkpoint as ckpt
 from taskbalance.training.batches import EpochBatchSampler, to_device
@@ -40,7 +41,7 @@ from taskbalance.training.components import (
     build_split,
     resolve_device,
 )
-from taskbalance.training.config import ConfigError, RunConfig, config_differences, config_hash, dump_config
+from taskbalance.training.config import ConfigError, RunConfig, config_differences, dump_config
 from taskbalance.training.diagnostics import diagnostic_record, format_summary, imbalance_summary, tensorboard_scalars
 from taskbalance.training.distributed import (
     DistInfo,
@@ -54,10 +55,6 @@ from taskbalance.training.presets import load_config
 from taskbalance.atomic import atomic_write_text
 from taskbalance.training.rundir import RunDir, write_json
 from taskbalance.training.url import FeatureAligner, load_teacher
-
-
-class TrainingDiverged(FloatingPointError):
-    """A task loss became NaN or infinite; the message names the task and step, the last checkpoint is intact."""
 
 
 class RunExistsError(FileExistsError):
@@ -86,10 +83,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _overrides_post_step(balancer: Balancer) -> bool:
-    return type(balancer).post_step is not Balancer.post_step
-
-
 class Trainer:
     """One run. Build it with a config and an output directory, then call :meth:`fit`."""
 
@@ -102,29 +95,20 @@ class Trainer:
         self.dist: DistInfo = init_from_env()
         self.device = resolve_device(config, self.dist.local_rank)
         self.amp = config.amp and self.device.type == "cuda"
-        self._lock = self.run.lock() if self.dist.is_main else None  # a second process on this run stops here
-        try:
-            self._prepare_directory(resume)
-            if config.threads is not None:
-                torch.set_num_threads(config.threads)
-            seed_everything(config.seed)
-            self._build()
-            self.state = LoopState()
-            if resume and self.run.has_checkpoint():
-                self._restore()
-        except BaseException:
-            self.release()
-            raise
-
-    def release(self) -> None:
-        """Unlock the run directory (:meth:`fit` does it when it returns or fails)."""
-        if self._lock is not None:
-            self._lock.release()
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        self._build()  # before the run directory is touched: a config that cannot be built writes nothing
+        self._prepare_directory(resume)
+        self.state = LoopState()
+        if resume and self.run.has_checkpoint():
+            self._restore()
+        self.driver = self._build_driver()
 
     # ------------------------------------------------------------------ setup
     def _prepare_directory(self, resume: bool) -> None:
         run = self.run
-        existing = run.has_started()  # a run that stopped before its first step is started anew
+        existing = run.config.is_file()
         barrier(self.dist)  # every rank has looked before rank 0 writes the config of a new run
         if existing:
             if not resume:
@@ -157,7 +141,13 @@ class Trainer:
         extra = {"aligner": self.aligner} if self.aligner is not None else {}
         optimization = build_optimization(config, self.model, self.balancer, extra, self.total_steps)
         self.optimizer, self.scheduler = optimization.optimizer, optimization.scheduler
-        self.post_step = _overrides_post_step(self.balancer)
+
+    def _build_driver(self) -> StepDriver[StepResult]:
+        synced = [p for group in self.optimizer.param_groups for p in group["params"]]
+        options = StepOptions(scheduler=self.scheduler, clip=list(self.model.parameters()),
+                              max_norm=self.config.optim.grad_clip,
+                              gradient_hook=lambda: average_gradients(synced, self.dist))
+        return StepDriver.for_balancer(self.balancer, self.optimizer, options, steps_done=self.state.step)
 
     def _build_aligner(self) -> FeatureAligner | None:
         distill = self.config.distill
@@ -169,7 +159,7 @@ class Trainer:
         return FeatureAligner.build(teachers, self.model, images, detach_student=distill.mode == "measure")
 
     def _restore(self) -> None:
-        found = ckpt.find_checkpoint(self.run.checkpoints, "last", on_damage=self._warn)
+        found = ckpt.find_checkpoint(self.run.checkpoints, "last")
         assert found is not None
         ckpt.load_weights(self.model, found, self.device)
         saved = ckpt.load_state(found)
@@ -186,49 +176,41 @@ class Trainer:
         self.console.print(f"resuming {self.run.root} from step {self.state.step}/{self.total_steps}")
 
     # ------------------------------------------------------------------ one step
-    def _losses(self, batch: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any]:
+    def _forward(self, batch: Mapping[str, Any]) -> tuple[Forward, dict[str, torch.Tensor]]:
+        """The step's forward pass and the URL feature distances (empty without distillation)."""
         images = batch["image"]
         with autocast_context(self.device, self.amp):
             output = self.model.forward_train(images)
         losses = task_losses(self.specs, output, batch)
         distances: dict[str, torch.Tensor] = {}
+        extra = None
         if self.aligner is not None:
             distances = self.aligner.distances(images, output.features)
             if self.config.distill is not None and self.config.distill.mode == "distill":
                 weights = self.config.distill.weights
                 losses = {t: loss + weights.get(t, 1.0) * distances[t] if t in distances else loss for t, loss in losses.items()}
-        return losses, distances, output
+            elif distances and self.aligner.detach_student:
+                extra = sum(distances.values())
+        return Forward(losses, output.features, extra), distances
 
-    def _step(self, batch: Mapping[str, Any], diagnose: bool) -> tuple[Any, dict[str, float]]:
-        losses, distances, output = self._losses(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        if distances and self.aligner is not None and self.aligner.detach_student:
-            sum(distances.values()).backward()
-        source = self.config.diagnostics.source if diagnose else None
+    def _step(self, batch: Mapping[str, Any], diagnose: bool) -> tuple[StepResult, dict[str, float]]:
+        first: list[dict[str, torch.Tensor]] = []
+
+        def forward() -> Forward:
+            step_forward, distances = self._forward(batch)
+            first.append(distances)
+            return step_forward
+
         try:
-            result = self.balancer.backward(losses, features=output.features, diagnose=source)
-        except NonFiniteLossError as error:
-            raise self._diverged(f"the loss of task {error.task!r} is {error.value}") from None
-        except FloatingPointError as error:  # e.g. a method producing non-finite weights
-            raise self._diverged(str(error)) from None
-        average_gradients([p for group in self.optimizer.param_groups for p in group["params"]], self.dist)
-        if self.config.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.post_step:
-            with torch.no_grad():
-                new_losses, _, _ = self._losses(batch)
-            self.balancer.post_step({t: v.detach() for t, v in new_losses.items()})
-        return result, {t: float(v.detach()) for t, v in distances.items()}
-
-    def _diverged(self, problem: str) -> TrainingDiverged:
-        last = ckpt.find_checkpoint(self.run.checkpoints, "last")
-        where = f"the last checkpoint (step {last.step}) in {self.run.checkpoints} is intact" if last else "no checkpoint was saved yet"
-        return TrainingDiverged(f"training stopped: {problem} at step {self.state.step + 1}; no update was applied; {where}")
+            result = self.driver.step(forward, diagnose=self.config.diagnostics.source if diagnose else None)
+        except TrainingDiverged as error:
+            last = ckpt.find_checkpoint(self.run.checkpoints, "last")
+            where = f"the last checkpoint (step {last.step}) in {self.run.checkpoints} is intact" if last else "no checkpoint was saved yet"
+            raise TrainingDiverged(f"training stopped: {error}; {where}") from None
+        return result, {t: float(v.detach()) for t, v in first[0].items()}
 
     # ------------------------------------------------------------------ logging
-    def _log_step(self, result: Any, distances: Mapping[str, float], writer: SummaryWriter | None, diagnose: bool) -> None:
+    def _log_step(self, result: StepResult, distances: Mapping[str, float], writer: SummaryWriter | None, diagnose: bool) -> None:
         state = self.state
         for task, weight in result.weights.items():
             state.weight_sums[task] = state.weight_sums.get(task, 0.0) + weight
@@ -302,25 +284,18 @@ class Trainer:
     # ------------------------------------------------------------------ the run
     def fit(self) -> RunResult | None:
         """Train to the end (or continue), evaluate the selected model on the test split, write the results."""
+        if self.run.is_finished():
+            return load_run_result(self.run.results)
+        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.state.step) if self.dist.is_main else None
         try:
-            if self.run.is_finished():
-                return load_run_result(self.run.results)
-            # events after the resumed step are re-logged; those of the step itself were logged before its checkpoint
-            writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.state.step + 1) if self.dist.is_main else None
-            try:
-                self._train(writer)
-                barrier(self.dist)
-                result = self._final(writer) if self.dist.is_main else None
-            finally:
-                if writer is not None:
-                    writer.close()
+            self._train(writer)
             barrier(self.dist)
-            return result
+            result = self._final(writer) if self.dist.is_main else None
         finally:
-            self.release()
-
-    def _warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+            if writer is not None:
+                writer.close()
+        barrier(self.dist)
+        return result
 
     def _progress(self) -> Progress:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -342,13 +317,26 @@ class Trainer:
         state.batch_in_epoch += 1
         if state.batch_in_epoch < len(self.sampler):
             return False
-        self.balancer.epoch_end()
+        self.driver.epoch_end()
         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         return True
+
+    def _announce_last_layer(self) -> None:
+        """Say which module is the last shared layer when the method takes its gradients there."""
+        balancer = self.balancer
+        if balancer.requires == "losses" or balancer.source != "last_layer" or not self.dist.is_main:
+            return
+        layer = self.model.last_shared_layer()
+        path = next((name for name, module in self.model.named_modules() if module is layer), None)
+        described = balancer.last_layer_name if path is None else f"{path}: {balancer.last_layer_name}"
+        count = sum(p.numel() for p in balancer.last_layer_params)
+        self.console.print(f"{self.config.method.name} takes its task gradients on the last shared layer "
+                           f"({described}, {count} parameters)")
 
     def _train(self, writer: SummaryWriter | None) -> None:
         config, state = self.config, self.state
         every, eval_every, ckpt_every = config.diagnostics.every, config.optim.eval_every, config.optim.checkpoint_every
+        self._announce_last_layer()
         with self._progress() as progress:
             bar = progress.add_task(config.name, total=self.total_steps, completed=state.step, info="")
             tic, images_seen = time.perf_counter(), 0
@@ -374,7 +362,7 @@ class Trainer:
 
     def _final(self, writer: SummaryWriter | None) -> RunResult:
         config, state = self.config, self.state
-        best = ckpt.find_checkpoint(self.run.checkpoints, "best", on_damage=self._warn) if self.val_set is not None else None
+        best = ckpt.find_checkpoint(self.run.checkpoints, "best") if self.val_set is not None else None
         if best is not None:
             ckpt.load_weights(self.model, best, self.device)
             selection = "val"
@@ -408,7 +396,6 @@ class Trainer:
                 "dataset": config.data.name,
                 "dataset_info": dict(self.info.metadata),
                 "seed": config.seed,
-                "config_sha256": config_hash(config),
                 "imbalance": summary,
             },
         })

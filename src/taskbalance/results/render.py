@@ -31,12 +31,14 @@ def format_delta(value: float) -> str:
 
 
 def format_mean_std(summary: Summary, formatter: Callable[[float], str] = format_value) -> str:
-    """``mean ± std`` (just the mean for one seed); the std uses the mean's decimals."""
+    """``mean ± std`` (just the mean for one seed); the std uses the mean's decimals (3 significant digits when the
+    mean has no fixed decimals)."""
     mean = formatter(summary.mean)
     if summary.std is None:
         return mean
-    decimals = len(mean) - mean.index(".") - 1 if "." in mean else 2
-    return f"{mean} ± {summary.std:.{decimals}f}"
+    if "." not in mean or "e" in mean:
+        return f"{mean} ± {summary.std:.3g}"
+    return f"{mean} ± {summary.std:.{len(mean) - mean.index('.') - 1}f}"
 
 
 def format_interval(summary: Summary | None) -> str:

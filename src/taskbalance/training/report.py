@@ -304,8 +304,9 @@ def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console
     rows = [(arm.name, [arm.runs[s] for s in arm.seeds]) for arm in table_arms]
     weights_rich, weights_md = _weights_table(rows, [c.task for c in table.columns])
     imbalance_rich, imbalance_md = _imbalance_table(rows)
-    console.print(weights_rich)
-    console.print(imbalance_rich)
+    for section in (weights_rich, imbalance_rich):
+        if section.row_count:
+            console.print(section)
     for warning in warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for verdict in verdicts:
@@ -327,8 +328,8 @@ def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console
         *[f"{GRID_ROW}{' (' + v + ')' if v else ''}: `{c.arm}` weights {c.weights} ({c.note})."
           for v, c in grid_choices.items() if c is not None],
         *(["## Arms: configuration and training length", _arms_section(arms, finished)] if arms else []),
-        "## Mean loss weights (Table VI style)", weights_md,
-        "## Gradient imbalance", imbalance_md,
+        *(["## Mean loss weights (Table VI style)", weights_md] if weights_rich.row_count else []),
+        *(["## Gradient imbalance", imbalance_md] if imbalance_rich.row_count else []),
         "## Figures", "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in figures),
         "## Verdicts on the paper's claims",
         "Judged from the 95% t-intervals over seeds; \"inconclusive at n seeds\" means the intervals cannot decide."

@@ -99,16 +99,26 @@ class Trainer:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         self._build()  # before the run directory is touched: a config that cannot be built writes nothing
-        self._prepare_directory(resume)
-        self.state = LoopState()
-        if resume and self.run.has_checkpoint():
-            self._restore()
-        self.driver = self._build_driver()
+        self._lock = self.run.lock() if self.dist.is_main else None  # a second process on this run stops here
+        try:
+            self._prepare_directory(resume)
+            self.state = LoopState()
+            if resume and self.run.has_checkpoint():
+                self._restore()
+            self.driver = self._build_driver()
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Unlock the run directory (:meth:`fit` does it when it returns or fails)."""
+        if self._lock is not None:
+            self._lock.release()
 
     # ------------------------------------------------------------------ setup
     def _prepare_directory(self, resume: bool) -> None:
         run = self.run
-        existing = run.config.is_file()
+        existing = run.has_started()  # a run that stopped before its first step is started anew
         barrier(self.dist)  # every rank has looked before rank 0 writes the config of a new run
         if existing:
             if not resume:
@@ -159,7 +169,7 @@ class Trainer:
         return FeatureAligner.build(teachers, self.model, images, detach_student=distill.mode == "measure")
 
     def _restore(self) -> None:
-        found = ckpt.find_checkpoint(self.run.checkpoints, "last")
+        found = ckpt.find_checkpoint(self.run.checkpoints, "last", on_damage=self._warn)
         assert found is not None
         ckpt.load_weights(self.model, found, self.device)
         saved = ckpt.load_state(found)
@@ -284,18 +294,25 @@ class Trainer:
     # ------------------------------------------------------------------ the run
     def fit(self) -> RunResult | None:
         """Train to the end (or continue), evaluate the selected model on the test split, write the results."""
-        if self.run.is_finished():
-            return load_run_result(self.run.results)
-        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.state.step) if self.dist.is_main else None
         try:
-            self._train(writer)
+            if self.run.is_finished():
+                return load_run_result(self.run.results)
+            # events after the resumed step are re-logged; those of the step itself were logged before its checkpoint
+            writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.state.step + 1) if self.dist.is_main else None
+            try:
+                self._train(writer)
+                barrier(self.dist)
+                result = self._final(writer) if self.dist.is_main else None
+            finally:
+                if writer is not None:
+                    writer.close()
             barrier(self.dist)
-            result = self._final(writer) if self.dist.is_main else None
+            return result
         finally:
-            if writer is not None:
-                writer.close()
-        barrier(self.dist)
-        return result
+            self.release()
+
+    def _warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
     def _progress(self) -> Progress:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -362,7 +379,7 @@ class Trainer:
 
     def _final(self, writer: SummaryWriter | None) -> RunResult:
         config, state = self.config, self.state
-        best = ckpt.find_checkpoint(self.run.checkpoints, "best") if self.val_set is not None else None
+        best = ckpt.find_checkpoint(self.run.checkpoints, "best", on_damage=self._warn) if self.val_set is not None else None
         if best is not None:
             ckpt.load_weights(self.model, best, self.device)
             selection = "val"

@@ -8,9 +8,11 @@
     normals_distill/<id>.png           RGB, 2x/255-1 (teacher-distilled pseudo-labels)
     sal_distill/<id>.png               grayscale, binarised at 0.5 (teacher-distilled pseudo-labels)
 
-Human parts: the parts of every person (class 15) grouped into 6 parts + background (``HUMAN_PART_GROUPS``);
-an image without a person is all-ignore, and when ``human_parts`` is the only task such images are dropped
-(as in ASTMT). Nothing is ever written into the dataset folder (ASTMT caches the person list there; we
+Human parts: the parts of every person (class 15) grouped into 6 parts + background (``HUMAN_PART_GROUPS``).
+An image without any part label (no person, or persons whose parts list is empty) is all-ignore: the reference
+evaluation (ASTMT/MTLP ``eval_human_parts.py``) skips an image whose labels are all 0 or all 255, whereas the
+reference training loaders would train a person without parts as background. When ``human_parts`` is the only task
+such images are dropped (as in ASTMT for images without a person). Nothing is ever written into the dataset folder (ASTMT caches the person list there; we
 keep it in memory). Normals: the distilled normals are labels only on pixels whose Context ``LabelMap`` class is
 one NYU-v2 also annotates (``NORMALS_VALID_LABELS``, 170 ids: the class names in both the NYU and the 459-class
 Context lists, except 'unknown', plus 'tvmonitor'; typically 10-25% of an image), as in ASTMT/MTLP, ATRC and
@@ -77,7 +79,7 @@ def _text(value: Any) -> str:
 
 def parse_human_parts(anno: Any, path: Path) -> torch.Tensor | None:
     """Part-group map (long H×W, 0 background) of every person in a PASCAL-Part ``anno`` struct;
-    None when the image has no person."""
+    None when no pixel carries a part label (no person, or persons without parts)."""
     objects = _field(anno.flat[0], "objects", path)
     result: np.ndarray | None = None
     for obj in objects.flat:
@@ -94,7 +96,7 @@ def parse_human_parts(anno: Any, path: Path) -> torch.Tensor | None:
             if part_mask.shape != result.shape:
                 raise DataError(f"{path}: part mask {part_mask.shape} differs from the object mask {result.shape}")
             result[part_mask] = HUMAN_PART_GROUPS[name]
-    return None if result is None else torch.from_numpy(result)
+    return None if result is None or not result.any() else torch.from_numpy(result)
 
 
 def _normals_valid_labels(option: Sequence[int] | Literal["all"] | None) -> torch.Tensor | None:
@@ -182,8 +184,8 @@ class PascalReader(FolderReader):
             return context_edges(self._label_map(sample_id))[None]
         raise DataError(f"pascal has no task {key!r}")
 
-    def has_person(self, sample_id: str) -> bool:
-        """Whether the PASCAL-Part annotation of ``sample_id`` contains a person."""
+    def has_human_parts(self, sample_id: str) -> bool:
+        """Whether the PASCAL-Part annotation of ``sample_id`` labels a part of a person."""
         (path,) = self.paths(sample_id, "human_parts")
         return parse_human_parts(read_mat(path, "anno"), path) is not None
 
@@ -192,11 +194,11 @@ class PascalReader(FolderReader):
 
 
 class PascalDataset(FolderDataset):
-    """PASCAL-Context; with ``human_parts`` as the only task, images without a person are left out."""
+    """PASCAL-Context; with ``human_parts`` as the only task, images without part labels are left out."""
 
     reader: PascalReader
 
     def select(self, ids: list[str]) -> list[str]:
         if self.tasks != ("human_parts",):
             return ids
-        return [sample_id for sample_id in ids if self.reader.has_person(sample_id)]
+        return [sample_id for sample_id in ids if self.reader.has_human_parts(sample_id)]

@@ -52,8 +52,10 @@ def test_collections_and_folders_of_runs(tmp_path):
     ]
     with pytest.raises(ResultsError, match="holds 2 runs; expected exactly one"):
         load_run_result(tmp_path / "all.json")
+    assert [r.name for r in load_runs([tmp_path])] == ["a", "b"]  # nested run folders (a study's <arm>/seed-<n>)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ResultsError, match="holds no results.json"):
-        load_runs([tmp_path])
+        load_runs([tmp_path / "empty"])
 
 
 def test_invalid_files_name_the_file_and_problem(tmp_path):

@@ -126,3 +126,19 @@ def test_cli_table_groups_seeds_labels_rows_and_warns(tmp_path):
     assert "| uniform (steps=400) | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 | +0.00 ± 0.00 |" in result.output
     assert "| famo (steps=30) | 1 |" in result.output
     assert "different training lengths" in result.output
+
+
+def test_cli_table_of_a_study_folder_takes_its_single_task_runs(tmp_path):
+    study = tmp_path / "study"
+    for r in STL:
+        save_run_result(r, study / r.name / f"seed-{r.meta['seed']}")
+    for s in (0, 1):
+        save_run_result(run("uniform/seed", s, method="uniform", semseg=40.0 + 10 * s, depth=0.5 - 0.1 * s), study / "uniform" / f"seed-{s}")
+    # a run the study set aside as stale (same arm and seed) is not read
+    save_run_result(run("uniform/seed", 0, method="uniform", semseg=1.0, depth=1.0), study / "uniform" / "seed-0.stale-abc")
+    result = CliRunner().invoke(app, ["results", "table", str(study), "-f", "markdown"])
+    assert result.exit_code == 0, result.output
+    assert "| Single-task | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 |" in result.output
+    assert "| uniform | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 | +0.00 ± 0.00 |" in result.output
+    lone = CliRunner().invoke(app, ["results", "table", str(study / "uniform")])
+    assert lone.exit_code == 2 and "no single-task run among the runs" in lone.output

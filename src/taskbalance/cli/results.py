@@ -34,7 +34,8 @@ RUNS_HELP = ("Runs: run directories (with results.json), folders of run director
              "differ only in their seed (meta.seed) form one row, reported as mean ± std over seeds.")
 BASELINE_HELP = (
     "Single-task baseline: STL run directories / JSON files, one per task and seed (repeat the option), or a folder "
-    "of them; each seed's runs are composed into that seed's baseline."
+    "of them; each seed's runs are composed into that seed's baseline. Default: the single-task runs among the "
+    "runs (e.g. a study folder)."
 )
 TASKS_HELP = "Comma-separated task columns (default: every baseline task that all runs report)."
 
@@ -48,11 +49,16 @@ class TableFormat(str, Enum):
     latex = "latex"
 
 
-def _table(runs: list[Path], baseline: list[Path], tasks: Optional[str]) -> ResultsTable:
-    """Runs grouped into arms (seeds of one config together), against the single-task runs per seed; warns on
-    stderr when the runs differ in training length, dataset or resolution."""
+def _table(runs: list[Path], baseline: Optional[list[Path]], tasks: Optional[str]) -> ResultsTable:
+    """Runs grouped into arms (seeds of one config together), against the single-task runs per seed (``baseline``,
+    or the single-task runs among ``runs``); warns on stderr when the runs differ in training length, dataset or
+    resolution."""
     columns = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    loaded, stl = load_runs(runs), load_runs(baseline)
+    found = load_runs(runs)
+    loaded = [r for r in found if r.kind != "stl"]
+    stl = load_runs(baseline) if baseline else [r for r in found if r.kind == "stl"]
+    if not stl:
+        raise ResultsError("no single-task run among the runs: pass the single-task runs with --baseline")
     for warning in comparability_warnings([*stl, *loaded]):
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False)
     return results_table(group_runs(loaded), baseline_arm(stl), tasks=columns)
@@ -66,7 +72,7 @@ def _fail(error: Exception) -> typer.Exit:
 @results_app.command("table")
 def table_command(
     runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
-    baseline: list[Path] = typer.Option(..., "--baseline", "-b", help=BASELINE_HELP),
+    baseline: Optional[list[Path]] = typer.Option(None, "--baseline", "-b", help=BASELINE_HELP),
     fmt: TableFormat = typer.Option(TableFormat.rich, "--format", "-f", help="Output format."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file (atomically) instead of stdout."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
@@ -98,7 +104,7 @@ def table_command(
 @results_app.command("radar")
 def radar_command(
     runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
-    baseline: list[Path] = typer.Option(..., "--baseline", "-b", help=BASELINE_HELP),
+    baseline: Optional[list[Path]] = typer.Option(None, "--baseline", "-b", help=BASELINE_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
     title: Optional[str] = typer.Option(None, "--title", help="Figure title."),

@@ -14,6 +14,8 @@ from taskbalance.results.errors import ResultsError
 
 #: File name of a run's final evaluation inside its run directory.
 RESULTS_FILENAME = "results.json"
+#: Marks a run folder a study set aside because it was trained under another config (training/staleness.py).
+STALE_MARK = ".stale-"
 
 
 class RunResult(BaseModel):
@@ -118,13 +120,14 @@ def save_results(runs: Iterable[RunResult], path: str | os.PathLike[str]) -> Pat
 def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[RunResult]:
     """Collect runs from run directories, folders of run directories, and JSON files (one run or a list).
 
-    A directory holding ``results.json`` is one run; any other directory contributes every
-    ``*/results.json`` directly below it, in name order.
+    A directory holding ``results.json`` is one run; any other directory (a study: ``<arm>/seed-<n>/``) contributes
+    every ``results.json`` below it, in path order, except in folders a study set aside as stale (``*.stale-*``).
     """
     runs: list[RunResult] = []
     for entry in map(Path, paths):
         if entry.is_dir() and not (entry / RESULTS_FILENAME).is_file():
-            found = sorted(entry.glob(f"*/{RESULTS_FILENAME}"))
+            found = sorted(f for f in entry.rglob(RESULTS_FILENAME)
+                           if not any(STALE_MARK in part for part in f.relative_to(entry).parts))
             if not found:
                 raise ResultsError(f"{entry} holds no {RESULTS_FILENAME} and no run directory with one")
             runs.extend(run for file in found for run in load_results_file(file))

@@ -145,3 +145,20 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path):
     result = CliRunner().invoke(app, ["results", "table", str(tmp_path / "runs.json"), "-b", str(tmp_path / "stl"), "--tasks", "depth"])
     assert result.exit_code == 2
     assert "task 'depth' is missing from the single-task baseline" in result.output
+
+
+def test_radar_title_is_rendered_and_seeds_draw_a_band():
+    """Issue 11 item 14: the radar title must not show a raw `M_i`; the chart draws the spread over seeds."""
+    from taskbalance.results import baseline_arm, group_runs
+    from taskbalance.results.radar import radar_figure
+
+    def seeded(name, seed, kind="mtl", **values):
+        return make(name, kind=kind, run_meta={"seed": seed}, **values)
+
+    base = [seeded("stl", s, kind="stl", semseg=40.0, depth=0.5, normals=20.0) for s in (0, 1)]
+    runs = [seeded("a", s, semseg=41.0 + s, depth=0.48, normals=21.0) for s in (0, 1)]
+    figure = radar_figure(results_table(group_runs(runs), baseline_arm(base)))
+    ax = figure.axes[0]
+    assert "$M_i$" in ax.get_title() and "M_i" not in ax.get_title().replace("$M_i$", "")
+    assert len(ax.collections) == 1  # the ± std band of the one arm with two seeds
+    assert "n=2" in ax.get_legend().get_texts()[0].get_text()

@@ -83,3 +83,40 @@ def test_table_ix_hyperparameters():
     assert (vit.optim.optimizer, vit.optim.lr, vit.optim.weight_decay, vit.optim.grad_clip) == ("adamw", 2e-5, 1e-6, 10.0)
     assert (vit.optim.iterations, vit.optim.eval_every, vit.optim.epochs) == (40000, 1000, None)
     assert load_config("pascal-resnet18").optim.epochs == 60
+
+
+@pytest.mark.parametrize(("section", "pattern"), [
+    ({"method": {"name": "famo", "options": {"w_lrr": 0.1}}}, r"method\.options: w_lrr: unknown option \(options of famo: w_lr, gamma, min_losses\)"),
+    ({"method": {"name": "famo", "options": {"w_lr": -1}}}, r"method\.options: w_lr: .*greater than 0"),
+    ({"method": {"name": "famoo"}}, r"method\.name: unknown balancer 'famoo'; available: .*famo"),
+    ({"method": {"name": "uw", "source": "params"}}, r"method: source: uw weighs the losses only"),
+    ({"method": {"name": "db_mtl", "source": "features"}}, r"method: source: db_mtl supports params, not features"),
+    ({"data": {"name": "imagenet"}}, r"data\.name: 'imagenet' is not a known dataset; available: synthetic, nyud"),
+    ({"model": {"arch": "mtan", "backbone": "vit_t"}}, r"model\.backbone: 'vit_t' is not a known backbone for mtan"),
+    ({"model": {"arch": "unet"}}, r"model\.arch: 'unet' is not a known architecture; available: vanilla"),
+    ({"task_options": {"edge": {"pos_weight": 0.9}}}, r"task_options: edge: not a task of this run \(depth, normals\)"),
+    ({"task_options": {"normals": {"l1_reductio": "pixel"}}}, r"task_options: normals: unknown option\(s\) l1_reductio"),
+])
+def test_names_and_options_are_checked_against_their_registries(section, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        validate_config(minimal(**section))
+
+
+def test_valid_method_options_and_task_options_pass():
+    config = validate_config(minimal(method={"name": "famo", "options": {"w_lr": 0.01}, "source": None},
+                                     task_options={"normals": {"l1_reduction": "element"}}))
+    assert config.method.options == {"w_lr": 0.01} and config.task_options["normals"]["l1_reduction"] == "element"
+    assert validate_config(minimal(method={"name": "gradnorm", "source": "params"})).method.source == "params"
+
+
+def test_train_with_a_bad_method_option_writes_nothing(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from taskbalance.cli.main import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "quick", "--set", "method.name=famo", "--set", "method.options.w_lrr=0.1",
+                                      "--out", str(out), "--no-progress"])
+    assert result.exit_code == 1
+    assert "method.options: w_lrr: unknown option" in " ".join(result.output.split())
+    assert not out.exists()

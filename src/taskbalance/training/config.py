@@ -1,7 +1,11 @@
 """The run configuration: a pydantic tree validated from YAML, with ``--set key=value`` overrides.
 
-Every model forbids unknown keys, so a typo is an error that names the dotted key. A YAML file may start from a
-packaged preset with ``base: <preset>`` (see :mod:`taskbalance.training.presets`); its own keys are merged on top.
+Every model forbids unknown keys, so a typo is an error that names the dotted key. Names and options are checked
+against their registries when the config is loaded, before anything is built or written: task names and
+``task_options`` (:mod:`taskbalance.tasks`), the dataset (:mod:`taskbalance.data`), the architecture and backbone
+(:mod:`taskbalance.models`), and the method with its options, gradient source and head gradients (the method's own
+``Options`` model, :mod:`taskbalance.balancers`). A YAML file may start from a packaged preset with
+``base: <preset>`` (see :mod:`taskbalance.training.presets`); its own keys are merged on top.
 """
 
 from __future__ import annotations
@@ -12,9 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from taskbalance.conventions import TASK_NAMES
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -28,7 +30,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Which dataset, where, and how it is batched."""
 
-    name: Literal["synthetic", "nyud", "pascal", "replica"] = "synthetic"
+    name: str = "synthetic"
     root: Path | None = Field(None, description="dataset folder (None: the dataset's default / synthetic cache)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra build_dataset options")
     train_options: dict[str, Any] = Field(
@@ -39,6 +41,13 @@ class DataConfig(_Strict):
     eval_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
 
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from taskbalance.data import available_datasets
+
+        return _one_of(name, available_datasets(), "dataset")
+
 
 class ModelConfig(_Strict):
     """Architecture and backbone, passed to ``taskbalance.models.build_model``."""
@@ -48,6 +57,21 @@ class ModelConfig(_Strict):
     pretrained: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        from taskbalance.models import available_architectures
+
+        return _one_of(arch, available_architectures(), "architecture")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, backbone: str, info: ValidationInfo) -> str:
+        from taskbalance.models import compatible_backbones
+
+        arch = info.data.get("arch")
+        return backbone if arch is None else _one_of(backbone, compatible_backbones(arch), f"backbone for {arch}")
+
 
 class MethodConfig(_Strict):
     """The balancer, by registry name, with its options."""
@@ -56,6 +80,44 @@ class MethodConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     source: Literal["params", "last_layer", "features"] | None = None
     head_gradients: Literal["weighted", "raw"] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from taskbalance.balancers import get
+
+        get(name)  # an unknown name is an error listing the methods
+        return name
+
+    @field_validator("options")
+    @classmethod
+    def _method_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from taskbalance.balancers import get
+
+        if "name" not in info.data:  # the name was refused already
+            return options
+        method = get(info.data["name"])
+        try:
+            method.Options.model_validate(options)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(options)'}: "
+                                 f"{'unknown option' if e['type'] == 'extra_forbidden' else e['msg']}" for e in error.errors())
+            valid = ", ".join(method.Options.model_fields) or "none"
+            raise ValueError(f"{problems} (options of {method.name}: {valid})") from None
+        return options
+
+    @model_validator(mode="after")
+    def _source_fits_method(self) -> MethodConfig:
+        from taskbalance.balancers import get
+
+        method = get(self.name)
+        if self.source is not None:
+            if method.requires_for(method.Options.model_validate(self.options)) == "losses":
+                raise ValueError(f"source: {method.name} weighs the losses only and takes no per-task gradients; "
+                                 "leave source unset (diagnostics.source chooses where gradients are logged)")
+            if self.source not in method.supported_sources:
+                raise ValueError(f"source: {method.name} supports {', '.join(method.supported_sources)}, not {self.source}")
+        return self
 
 
 class OptimConfig(_Strict):
@@ -134,10 +196,29 @@ class RunConfig(_Strict):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [t for t in tasks if t not in TASK_NAMES]
+        from taskbalance.tasks import available_tasks
+
+        names = available_tasks()
+        unknown = [t for t in tasks if t not in names]
         if unknown or not tasks or len(set(tasks)) != len(tasks):
-            raise ValueError(f"tasks must be distinct names from {TASK_NAMES}, got {list(tasks)}")
+            raise ValueError(f"tasks must be distinct names from {', '.join(names)}, got {list(tasks)}")
         return tasks
+
+    @field_validator("task_options")
+    @classmethod
+    def _known_task_options(cls, options: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
+        from taskbalance.tasks import task_options
+
+        tasks = info.data.get("tasks", ())
+        for task, given in options.items():
+            if task not in tasks:
+                raise ValueError(f"{task}: not a task of this run ({', '.join(tasks)})")
+            accepted = task_options(task)
+            unknown = sorted(set(given) - set(accepted))
+            if unknown:
+                raise ValueError(f"{task}: unknown option(s) {', '.join(unknown)} (options of {task}: "
+                                 f"{', '.join(accepted) or 'none'})")
+        return options
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -150,13 +231,19 @@ class RunConfig(_Strict):
         return self
 
 
+def _one_of(name: str, names: Sequence[str], what: str) -> str:
+    if name not in names:
+        raise ValueError(f"{name!r} is not a known {what}; available: {', '.join(names)}")
+    return name
+
+
 def format_validation_error(error: ValidationError) -> str:
     """``dotted.key: problem`` for every error of a pydantic validation."""
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"{key}: {message}")
+        key = ".".join(str(part) for part in item["loc"])
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {message}" if key else message)
     return "; ".join(lines)
 
 

@@ -142,3 +142,13 @@ def test_cli_table_of_a_study_folder_takes_its_single_task_runs(tmp_path):
     assert "| uniform | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 | +0.00 ± 0.00 |" in result.output
     lone = CliRunner().invoke(app, ["results", "table", str(study / "uniform")])
     assert lone.exit_code == 2 and "no single-task run among the runs" in lone.output
+
+
+def test_arms_that_differ_only_in_unlisted_config_are_told_apart_by_their_arm_hash():
+    lr_a = run("a", 0, method="uniform", semseg=1.0)
+    lr_b = run("b", 0, method="uniform", semseg=2.0)
+    lr_a = lr_a.model_copy(update={"meta": {**lr_a.meta, "arm_sha256": "aaaaaaaa1111"}})
+    lr_b = lr_b.model_copy(update={"meta": {**lr_b.meta, "arm_sha256": "bbbbbbbb2222"}})
+    seed_1 = run("c", 1, method="uniform", semseg=3.0).model_copy(update={"meta": {**lr_a.meta, "seed": 1}})
+    arms = group_runs([lr_a, lr_b, seed_1])
+    assert [(a.name, a.seeds) for a in arms] == [("uniform [config aaaaaaaa]", (0, 1)), ("uniform [config bbbbbbbb]", (0,))]

@@ -17,8 +17,11 @@ from taskbalance.results.baseline import BASELINE_NAME, compose_baseline
 from taskbalance.results.errors import ResultsError
 from taskbalance.results.schema import RunResult
 
-#: The ``meta`` entries of a run that define its arm (with method, kind and tasks).
-ARM_META_KEYS: tuple[str, ...] = ("method_options", "arch", "backbone", "dataset", "dataset_info", "steps")
+#: The ``meta`` entries of a run that define its arm (with method, kind and tasks). ``arm_sha256``, when a run records
+#: it, is the hash of its whole resolved config without the seed (and run name, selection baseline, teachers' paths).
+ARM_META_KEYS: tuple[str, ...] = ("method_options", "arch", "backbone", "dataset", "dataset_info", "steps", "arm_sha256")
+#: Config values that identify an arm but say nothing to a reader: shown only to tell otherwise equal labels apart.
+_HASH_KEY = "arm_sha256"
 #: Entries of ``meta["dataset_info"]`` that vary between replicates, not between arms.
 _REPLICATE_KEYS = frozenset({"seed", "split", "root"})
 #: Config values that make runs incomparable in one table: (label, dotted key).
@@ -83,19 +86,21 @@ def _text(value: Any) -> str:
 
 
 def _labels(configs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Method plus the values that differ: method options among arms of the same method, the rest among all."""
+    """Method plus the values that differ: method options among arms of the same method, the rest among all; arms
+    that still read the same get the start of their config hash."""
     labels = []
     for config in configs:
         same_method = [c for c in configs if c["method"] == config["method"]]
         parts = []
         for key, value in config.items():
-            if key == "method":
+            if key in ("method", _HASH_KEY):
                 continue
             among = same_method if key.startswith("method_options.") else configs
             if any(c.get(key) != value for c in among):
                 parts.append(f"{key.removeprefix('method_options.')}={_text(value)}")
         labels.append(f"{config['method']} ({', '.join(parts)})" if parts else str(config["method"]))
-    return labels
+    return [f"{label} [config {str(config.get(_HASH_KEY))[:8]}]" if labels.count(label) > 1 else label
+            for label, config in zip(labels, configs)]
 
 
 def group_runs(runs: Sequence[RunResult]) -> list[Arm]:

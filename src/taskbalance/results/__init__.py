@@ -18,27 +18,30 @@ from taskbalance.results.schema import (
 )
 from taskbalance.results.stats import INTERVAL_LABEL, Summary, paired_difference, summarize
 from taskbalance.results.table import Column, ResultsTable, Row, results_table
+from taskbalance.results.verdicts import Verdict, judge_claims
 
 __all__ = [
     "Arm",
     "BASELINE_NAME",
+    "Column",
     "FORMATS",
     "INTERVAL_LABEL",
     "RESULTS_FILENAME",
-    "Column",
     "ResultsError",
     "ResultsTable",
     "Row",
     "RunResult",
     "Summary",
+    "Verdict",
     "baseline_arm",
     "comparability_warnings",
     "compose_baseline",
     "delta_m",
+    "group_runs",
+    "judge_claims",
     "load_results_file",
     "load_run_result",
     "load_runs",
-    "group_runs",
     "paired_difference",
     "radar_chart",
     "render_text",

@@ -11,14 +11,17 @@
 Human parts: the parts of every person (class 15) grouped into 6 parts + background (``HUMAN_PART_GROUPS``).
 An image without any part label (no person, or persons whose parts list is empty) is all-ignore: the reference
 evaluation (ASTMT/MTLP ``eval_human_parts.py``) skips an image whose labels are all 0 or all 255, whereas the
-reference training loaders would train a person without parts as background. When ``human_parts`` is the only task
-such images are dropped (as in ASTMT for images without a person). Nothing is ever written into the dataset folder (ASTMT caches the person list there; we
-keep it in memory). Normals: the distilled normals are labels only on pixels whose Context ``LabelMap`` class is
-one NYU-v2 also annotates (``NORMALS_VALID_LABELS``, 170 ids: the class names in both the NYU and the 459-class
-Context lists, except 'unknown', plus 'tvmonitor'; typically 10-25% of an image), as in ASTMT/MTLP, ATRC and
-InvPT; every other pixel is all-zero, which the normals loss and metric skip (conventions.py). Option
-``normals_valid_labels``: None (default) for that set, ``"all"`` to keep every pixel (not the reference
-protocol), or a list of LabelMap ids. Splits: ``train`` and ``test`` (the Context val list); no separate val split.
+reference training loaders would train a person without parts as background. When ``human_parts`` is the only
+task such images are dropped (as ASTMT drops images without a person). Nothing is ever written into the dataset
+folder (ASTMT caches the person list there; we keep it in memory).
+
+Normals: the distilled normals are labels only on pixels whose Context ``LabelMap`` class is one NYU-v2 also
+annotates (``NORMALS_VALID_LABELS``, 170 ids: the class names in both the NYU and the 459-class Context lists,
+except 'unknown', plus 'tvmonitor'; typically 10-25% of an image), as in ASTMT/MTLP, ATRC and InvPT; every other
+pixel is all-zero, which the normals loss and metric skip (conventions.py). Option ``normals_valid_labels``: None
+(default) for that set, ``"all"`` to keep every pixel (not the reference protocol), or a list of LabelMap ids.
+
+Splits: ``train`` and ``test`` (the Context val list); no separate val split.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def _normals_valid_labels(option: Sequence[int] | Literal["all"] | None) -> torc
             raise DataError(f"pascal: normals_valid_labels must be 'all', a list of Context LabelMap ids or null, got {option!r}")
         return None
     labels = list(option)
-    if not labels or not all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
+    if not labels or not all(isinstance(label, (int, np.integer)) and not isinstance(label, bool) for label in labels):
         raise DataError(f"pascal: normals_valid_labels must be a non-empty list of integer LabelMap ids, got {option!r}")
     return torch.tensor(labels)
 

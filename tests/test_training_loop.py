@@ -94,10 +94,11 @@ def stand_ins(monkeypatch):
     return hooks
 
 
-def config(method: str = "uniform", **extra):
+def config(method: str | dict = "uniform", **extra):
+    """The tiny run's config; ``method``: a name, or the whole method section."""
     raw = {"name": "tiny", "tasks": list(TASKS), "seed": 3, "device": "cpu", "log_every": 1, "threads": 1,
            "data": {"batch_size": 4, "augment": False},
-           "method": {"name": method},
+           "method": method if isinstance(method, dict) else {"name": method},
            "optim": {"lr": 1e-2, "iterations": 12, "eval_every": 4, "checkpoint_every": 2},
            "diagnostics": {"every": 3}}
     raw.update(extra)
@@ -218,3 +219,117 @@ def test_diagnostics_on_all_shared_parameters(stand_ins, tmp_path: Path):
     records = [json.loads(line) for line in (tmp_path / "r" / "diagnostics.jsonl").read_text().splitlines()]
     assert [r["source"] for r in records] == ["params", "params"]
     assert set(records[0]["cos"]) == {"depth|normals"}
+
+
+# ---------------------------------------------------------------- the wiring of methods with state, through the trainer
+# The tiny run: 16 training items in batches of 4, so an epoch is 4 steps; every step's losses and weights are logged.
+
+
+def fit(cfg, out: Path) -> loop.Trainer:
+    trainer = loop.Trainer(cfg, out, show_progress=False)
+    trainer.fit()
+    return trainer
+
+
+def logged(out: Path, what: str) -> torch.Tensor:
+    """The per-step ``losses`` or ``weights`` of the training log, steps × tasks (float64)."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return torch.tensor([[r[what][t] for t in TASKS] for r in records if r["kind"] == "train"], dtype=torch.float64)
+
+
+def test_a_config_that_cannot_be_built_writes_nothing(stand_ins, monkeypatch, tmp_path: Path):
+    def broken(config, info=None):
+        raise ValueError("no such decoder option")
+
+    monkeypatch.setattr(loop, "build_model_for", broken)
+    with pytest.raises(ValueError, match="no such decoder option"):
+        run(config(), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_uw_log_variances_take_an_adam_step_of_the_model_optimizer(stand_ins, tmp_path: Path):
+    lr = 1e-2
+    trainer = fit(config("uw", optim={"lr": lr, "iterations": 2}), tmp_path / "r")
+    losses, weights = logged(tmp_path / "r", "losses"), logged(tmp_path / "r", "weights")
+    s0 = torch.full((2,), -0.5, dtype=torch.float64)
+    torch.testing.assert_close(weights[0], 0.5 * torch.exp(-s0))
+    grad = 0.5 - 0.5 * torch.exp(-s0) * losses[0]  # ∂/∂s of ½e^{-s}L + ½s
+    s1 = s0 - lr * grad / (grad.abs() + 1e-8)  # Adam's first step (bias-corrected m/√v = g/|g|), no weight decay
+    torch.testing.assert_close(weights[1], 0.5 * torch.exp(-s1))
+    assert not torch.allclose(trainer.balancer.log_vars.detach().double(), s1)  # and the second step moved them again
+
+
+def test_dwa_weights_after_epoch_two_follow_the_recorded_epoch_losses(stand_ins, tmp_path: Path):
+    temperature = 2.0
+    run(config({"name": "dwa", "options": {"temperature": temperature}}), tmp_path / "r")  # 3 epochs
+    losses, weights = logged(tmp_path / "r", "losses"), logged(tmp_path / "r", "weights")
+    assert torch.equal(weights[:8], torch.ones(8, 2))  # epochs 0 and 1
+    ratio = losses[4:8].mean(0) / losses[:4].mean(0)  # L(t−1)/L(t−2) from the epoch averages
+    expected = 2 * torch.exp(ratio / temperature) / torch.exp(ratio / temperature).sum()
+    assert float((expected - 1).abs().max()) > 1e-4  # the test can tell adapted weights from ones
+    torch.testing.assert_close(weights[8:], expected.expand(4, 2))
+
+
+def test_stch_takes_the_nadir_of_the_warmup_epoch_and_then_smooth_tchebycheff_weights(stand_ins, tmp_path: Path):
+    trainer = fit(config({"name": "stch", "options": {"warmup_epochs": 1, "mu": 0.5}}), tmp_path / "r")
+    losses, weights = logged(tmp_path / "r", "losses"), logged(tmp_path / "r", "weights")
+    torch.testing.assert_close(weights[:8], 1 / (losses[:8] + 1e-20))  # ∂/∂L Σ log L in epochs 0 and 1
+    nadir = losses[4:8].mean(0)  # the mean loss of epoch 1 (= warmup_epochs)
+    torch.testing.assert_close(trainer.balancer.nadir, nadir)
+    normalised = torch.log(losses[8:] / nadir + 1e-20) / 0.5
+    expected = 2 * torch.softmax(normalised, dim=1) / (losses[8:] + 1e-20 * nadir)
+    torch.testing.assert_close(weights[8:], expected)
+
+
+def test_famo_logits_take_an_adam_step_of_their_own_learning_rate(stand_ins, tmp_path: Path):
+    w_lr = 0.05  # five times the model's learning rate
+    fit(config({"name": "famo", "options": {"w_lr": w_lr}}, optim={"lr": 1e-2, "iterations": 2}),
+        tmp_path / "r")
+    losses, weights = logged(tmp_path / "r", "losses"), logged(tmp_path / "r", "weights")
+    torch.testing.assert_close(weights[0], losses[0].reciprocal() / losses[0].reciprocal().sum())  # logits 0
+    # w_i ∝ e^{ξ_i} / L_i, so ξ0 − ξ1 = log(w0 L0 / (w1 L1)); after one Adam step from 0, ξ = ±(β, −β)
+    gap = torch.log(weights[1, 0] * losses[1, 0] / (weights[1, 1] * losses[1, 1]))
+    assert abs(float(gap.abs()) - 2 * w_lr) < 1e-5
+
+
+def test_gradnorm_weights_follow_its_rule_on_the_logged_gradient_norms(stand_ins, tmp_path: Path):
+    alpha, lr = 1.5, 0.025
+    fit(config("gradnorm", diagnostics={"every": 1, "source": "last_layer"}, optim={"lr": 1e-2, "iterations": 4}),
+        tmp_path / "r")
+    losses, weights = logged(tmp_path / "r", "losses"), logged(tmp_path / "r", "weights")
+    records = [json.loads(line) for line in (tmp_path / "r" / "diagnostics.jsonl").read_text().splitlines()]
+    norms = torch.tensor([[r["grad_norms"][t] for t in TASKS] for r in records], dtype=torch.float64)
+    assert [r["source"] for r in records] == ["last_layer"] * 4
+    torch.testing.assert_close(weights[0], torch.ones(2, dtype=torch.float64))
+    for t in range(3):
+        weighted = weights[t] * norms[t]
+        rates = (losses[t] / losses[0]) / (losses[t] / losses[0]).mean()
+        grad = torch.sign(weighted - weighted.mean() * rates**alpha) * norms[t]
+        stepped = weights[t] - lr * grad
+        torch.testing.assert_close(weights[t + 1], 2 * stepped / stepped.sum())
+    assert not torch.allclose(weights[3], torch.ones(2, dtype=torch.float64))
+
+
+def test_gradvac_targets_are_the_ema_of_the_first_steps_cosine(stand_ins, tmp_path: Path):
+    trainer = fit(config("gradvac", diagnostics={"every": 1, "source": "params"}, optim={"lr": 1e-2, "iterations": 1}),
+                  tmp_path / "r")
+    record = json.loads((tmp_path / "r" / "diagnostics.jsonl").read_text().splitlines()[0])
+    cosine = record["cos"]["depth|normals"]
+    expected = torch.tensor([[0.0, 0.5 * cosine], [0.5 * cosine, 0.0]], dtype=torch.float64)  # φ̂ ← ½·0 + ½·φ
+    torch.testing.assert_close(trainer.balancer.targets, expected)
+    assert abs(cosine) > 1e-3
+
+
+@pytest.mark.parametrize("method", ["nashmtl", "db_mtl"])
+def test_gradient_methods_advance_their_state_every_step(stand_ins, tmp_path: Path, method: str):
+    trainer = fit(config(method), tmp_path / "r")
+    balancer = trainer.balancer
+    assert int(balancer.step_count) == 12
+    weights = logged(tmp_path / "r", "weights")
+    assert not torch.allclose(weights[0], weights[-1])
+    if method == "nashmtl":  # α is the last solution, and the last step's weights are α (norm-clipped)
+        assert not torch.allclose(balancer.alpha, torch.ones(2, dtype=torch.float64))
+        torch.testing.assert_close(weights[-1] / weights[-1].sum(), balancer.alpha / balancer.alpha.sum())
+    else:  # the EMA of the log-loss gradients over all shared parameters
+        shared = sum(p.numel() for p in trainer.model.shared_parameters())
+        assert balancer.ema.shape == (2, shared) and bool((balancer.ema.norm(dim=1) > 0).all())

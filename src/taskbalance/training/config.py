@@ -156,6 +156,14 @@ class EvaluationConfig(_Strict):
     max_batches: int | None = Field(None, ge=1, description="evaluate on the first N batches only (smoke tests)")
 
 
+class DistributedConfig(_Strict):
+    """Multi-process training under torchrun (no effect in one process; see docs/distributed.md)."""
+
+    sync_batchnorm: bool | Literal["auto"] = Field(
+        "auto", description="BatchNorm statistics over all processes (auto: yes on GPUs; PyTorch's SyncBatchNorm needs GPUs)")
+    bucket_mb: float = Field(25.0, gt=0, description="DDP gradient bucket size in MiB (loss-weighting methods)")
+
+
 class DistillConfig(_Strict):
     """URL (methods.md 3.14): align the student's features with frozen single-task teachers through adaptors.
 
@@ -188,6 +196,7 @@ class RunConfig(_Strict):
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(iterations=1000))
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     distill: DistillConfig | None = None
     baseline: dict[str, dict[str, float]] | None = Field(
         None, description="single-task metrics per task: model selection then maximises Δm against them"
@@ -311,7 +320,7 @@ def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
 
 
 #: Keys that say how a run executes, not what it computes: left out of :func:`config_hash`.
-EXECUTION_KEYS: tuple[str, ...] = ("threads", "data.num_workers")
+EXECUTION_KEYS: tuple[str, ...] = ("threads", "data.num_workers", "distributed.bucket_mb")
 
 
 def config_hash(config: RunConfig, ignore: Sequence[str] = EXECUTION_KEYS) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -196,6 +197,26 @@ def test_nan_loss_stops_with_task_and_step_and_keeps_checkpoint(stand_ins, tmp_p
     last = find_checkpoint(tmp_path / "r" / "checkpoints", "last")
     assert last.step == 4 and load_state(last)["loop"]["step"] == 4
     assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_famo_divergence_after_the_update_is_the_same_one_line_stop(stand_ins, tmp_path: Path):
+    calls = {"depth": 0}
+
+    def exploding(pred, target):
+        loss = nn.functional.mse_loss(pred, target)
+        if pred.shape[1] == 1:  # depth: main + auxiliary prediction, two forwards per FAMO step
+            calls["depth"] += 1
+            if calls["depth"] > 4 * 4 + 2:  # the re-evaluation after the update of step 5
+                return loss * float("nan")
+        return loss
+
+    stand_ins["loss"] = exploding
+    with pytest.raises(TrainingDiverged) as caught:
+        run(config("famo"), tmp_path / "r")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert re.fullmatch(r"training stopped: the loss of task 'depth' after the update of step 5 is nan \(the method's "
+                        r"post_step\); the update was applied; the last checkpoint \(step 4\) in .* is intact", message)
 
 
 def test_existing_run_needs_resume_and_config_must_match(stand_ins, tmp_path: Path):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from taskbalance.results import ResultsError
 from taskbalance.training.executors import Backend, Handle, RunOutcome, RunTask, build_backend
 from taskbalance.training.rundir import RunDir
 from taskbalance.training.staleness import set_aside_if_stale
@@ -124,7 +125,12 @@ def run_plan(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Co
         state = execute(spec, todo, out, backend, console, show_bar=show_progress and backend.capacity > 1)
     finally:
         backend.close()
-    report = write_report(spec, list(runs), out, console=console, draw_figures=bool(state.done) or not (out / "report.md").is_file())
+    try:
+        report = write_report(spec, list(runs), out, console=console,
+                              draw_figures=bool(state.done) or not (out / "report.md").is_file())
+    except ResultsError as error:  # e.g. no single-task run has finished yet
+        console.print(f"[yellow]no report:[/yellow] {error}")
+        report = {}
     wall = time.perf_counter() - started
     console.print(f"study: {len(state.done)} runs trained, {len(state.failed)} failed, {wall / 60:.1f} min wall "
                   f"(this invocation); report in {out / 'report.md'}")

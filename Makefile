@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q tests
 
 demo: $(STAMP)
-	$(BIN)/taskbalance study quick --out runs/quick
+	$(BIN)/taskbalance study quick --out runs/quick --jobs 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_time.py

@@ -1,4 +1,7 @@
-"""``build_dataset``: one entry point for every dataset, with option errors that list what is accepted."""
+"""``build_dataset``: one entry point for every dataset, with option errors that list what is accepted.
+
+Each dataset's builder is registered explicitly with :func:`register_dataset` (see :mod:`taskbalance.registration`).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +18,15 @@ from taskbalance.data.pascal import PascalDataset, PascalReader
 from taskbalance.data.replica import ReplicaDataset, ReplicaOptions, ReplicaReader
 from taskbalance.data.synthetic.dataset import SyntheticDataset
 from taskbalance.data.transforms import Augmentation
+from taskbalance.registration import Registry
 
-__all__ = ["DATASETS", "available_datasets", "build_dataset"]
+__all__ = ["DATASETS", "available_datasets", "build_dataset", "register_dataset"]
 
 Builder = Callable[..., MultiTaskDataset]
+#: Dataset name → its builder ``(split, tasks, root, augment, **options)``.
+DATASETS: Registry[Builder] = Registry("dataset")
+#: Decorator registering a dataset builder: ``@register_dataset("nyud")``.
+register_dataset = DATASETS.register
 
 
 def _require_root(name: str, root: Path | str | None, expected: str) -> Path:
@@ -27,12 +35,14 @@ def _require_root(name: str, root: Path | str | None, expected: str) -> Path:
     return Path(root)
 
 
+@register_dataset("synthetic")
 def _synthetic(split: str, tasks: Sequence[str] | None, root: Path | str | None, augment: bool | Augmentation, **options: Any) -> MultiTaskDataset:
     if root is not None:
         raise DataError("the synthetic dataset is generated in memory; do not pass root (use `data export` to write it)")
     return SyntheticDataset(split, tasks, augment=augment, **options)  # type: ignore[arg-type]
 
 
+@register_dataset("nyud")
 def _nyud(
     split: str,
     tasks: Sequence[str] | None,
@@ -46,6 +56,7 @@ def _nyud(
     return FolderDataset(reader, split, tasks, resolution=resolution, augment=augment, augment_seed=augment_seed)
 
 
+@register_dataset("pascal")
 def _pascal(
     split: str,
     tasks: Sequence[str] | None,
@@ -59,6 +70,7 @@ def _pascal(
     return PascalDataset(reader, split, tasks, resolution=resolution, augment=augment, augment_seed=augment_seed)
 
 
+@register_dataset("replica")
 def _replica(
     split: str,
     tasks: Sequence[str] | None,
@@ -89,9 +101,6 @@ def _replica(
         augment_seed=augment_seed,
         label_noise=label_noise,
     )
-
-
-DATASETS: dict[str, Builder] = {"synthetic": _synthetic, "nyud": _nyud, "pascal": _pascal, "replica": _replica}
 
 
 def available_datasets() -> tuple[str, ...]:

@@ -1,4 +1,7 @@
-"""``build_model``: architecture × backbone × tasks → a :class:`MultiTaskModel`, and the names it accepts."""
+"""``build_model``: architecture × backbone × tasks → a :class:`MultiTaskModel`, and the names it accepts.
+
+Each architecture is registered explicitly with :func:`register_architecture` (see :mod:`taskbalance.registration`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any, Mapping
 from taskbalance.models.architectures import InvPTModel, MTANModel, MTINetModel, VanillaModel
 from taskbalance.models.backbones import BACKBONES, Family, backbone_spec, build_backbone
 from taskbalance.models.base import ModelError, MultiTaskModel
+from taskbalance.registration import Registry
 
 
 @dataclass(frozen=True)
@@ -28,22 +32,32 @@ class ArchitectureSpec:
     tiny_options: Mapping[str, Any] = field(default_factory=dict)
 
 
-_SPECS = (
+#: Architecture name → its spec.
+ARCHITECTURES: Registry[ArchitectureSpec] = Registry("architecture")
+
+
+def register_architecture(spec: ArchitectureSpec) -> ArchitectureSpec:
+    """Make ``spec`` available under ``spec.name`` (a duplicate name is an error)."""
+    return ARCHITECTURES.add(spec.name, spec)
+
+
+register_architecture(
     ArchitectureSpec("vanilla", VanillaModel, ("resnet", "hrnet", "vit"), "resnet18",
                      "shared backbone + one decoder per task (hard parameter sharing)",
-                     tiny_options={"head_channels": 16, "aspp_rates": (2, 4, 6)}),
+                     tiny_options={"head_channels": 16, "aspp_rates": (2, 4, 6)}))
+register_architecture(
     ArchitectureSpec("mtan", MTANModel, ("resnet",), "resnet18",
                      "task attention modules on the shared ResNet stages (Liu et al., CVPR 2019)",
-                     tiny_options={"head_channels": 16, "aspp_rates": (2, 4, 6)}),
+                     tiny_options={"head_channels": 16, "aspp_rates": (2, 4, 6)}))
+register_architecture(
     ArchitectureSpec("mtinet", MTINetModel, ("resnet", "hrnet"), "hrnet18",
                      "multi-scale task interactions: deep supervision, FPM, distillation (Vandenhende et al., ECCV 2020)",
-                     backbone_options={"multi_scale": True}),
+                     backbone_options={"multi_scale": True}))
+register_architecture(
     ArchitectureSpec("invpt", InvPTModel, ("vit",), "vit_t",
                      "ViT + inverted-pyramid multi-task transformer decoder (Ye & Xu, ECCV 2022)",
                      backbone_options={"num_levels": 4, "drop_path_rate": 0.15},
-                     tiny_options={"embed_dim": 32, "pred_channels": 8}),
-)
-ARCHITECTURES: Mapping[str, ArchitectureSpec] = {spec.name: spec for spec in _SPECS}
+                     tiny_options={"embed_dim": 32, "pred_channels": 8}))
 
 
 def available_architectures() -> list[str]:

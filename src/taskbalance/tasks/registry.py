@@ -1,4 +1,7 @@
-"""``build_task``: the :class:`TaskSpec` of each task of the paper, with its reference loss and metrics."""
+"""``build_task``: the :class:`TaskSpec` of each task of the paper, with its reference loss and metrics.
+
+Each task's builder is registered explicitly with :func:`register_task` (see :mod:`taskbalance.registration`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any, Callable
 from torch import Tensor
 
 from taskbalance.conventions import IGNORE_VALUE, TASK_LABELS, TASK_NAMES
+from taskbalance.registration import Registry
 from taskbalance.tasks.losses import (
     NormalsReduction,
     TaskLoss,
@@ -35,6 +39,12 @@ HUMAN_PARTS_CLASSES = 7
 EDGE_POS_WEIGHT = 0.95
 #: BSDS matching tolerance per dataset (fraction of the image diagonal).
 EDGE_MAX_DIST: dict[str, float] = {"nyud": 0.011, "pascal": 0.0075}
+
+TaskBuilder = Callable[..., TaskSpec]
+#: Task name → the builder of its :class:`TaskSpec` (keyword options only).
+TASKS: Registry[TaskBuilder] = Registry("task")
+#: Decorator registering a task builder: ``@register_task("depth")``.
+register_task = TASKS.register
 
 
 def _spec(
@@ -68,22 +78,26 @@ def _segmentation(name: str, num_classes: int, skip_trivial_images: bool) -> Tas
     return _spec(name, check, cross_entropy_loss, meter, "mIoU", True, ("mIoU", "pixel_acc"))
 
 
+@register_task("semseg")
 def _semseg(num_classes: int) -> TaskSpec:
     """Semantic segmentation: CE (255 ignored); split-level mIoU (NYUD: 40 classes; PASCAL: 21)."""
     return _segmentation("semseg", num_classes, skip_trivial_images=False)
 
 
+@register_task("human_parts")
 def _human_parts(num_classes: int = HUMAN_PARTS_CLASSES) -> TaskSpec:
     """Human parts: CE (255 ignored); split-level mIoU skipping all-background/unlabelled images (MTLP)."""
     return _segmentation("human_parts", num_classes, skip_trivial_images=True)
 
 
+@register_task("depth")
 def _depth() -> TaskSpec:
     """Depth: L1 over valid pixels; pooled RMSE, log-RMSE, abs-rel."""
     check = InputCheck("depth", 1, "dense", target_channels=1)
     return _spec("depth", check, depth_l1_loss, DepthMeter, "rmse", False, ("rmse", "log_rmse", "abs_rel"))
 
 
+@register_task("normals")
 def _normals(l1_reduction: NormalsReduction = "pixel", quantize_png: bool = False) -> TaskSpec:
     """Surface normals: L1 on the L2-normalised prediction; mean angular error and friends."""
     if l1_reduction not in ("pixel", "element"):
@@ -95,6 +109,7 @@ def _normals(l1_reduction: NormalsReduction = "pixel", quantize_png: bool = Fals
     return _spec("normals", check, loss, meter, "mean", False, metrics)
 
 
+@register_task("sal")
 def _sal(maxf: MaxFDefinition = "pooled", beta_squared: float | None = None) -> TaskSpec:
     """Saliency: adaptive balanced BCE; maxF (``pooled`` β²=0.3 as ATRC, or ``per_image`` β²=1 as MTLP)."""
     if maxf not in ("pooled", "per_image"):
@@ -104,6 +119,7 @@ def _sal(maxf: MaxFDefinition = "pooled", beta_squared: float | None = None) -> 
     return _spec("sal", check, partial(balanced_bce_loss, pos_weight=None), meter, "maxF", True, ("maxF",))
 
 
+@register_task("edge")
 def _edge(
     exact_odsf: bool = False,
     max_dist: float = EDGE_MAX_DIST["nyud"],
@@ -128,20 +144,12 @@ def _edge(
     return _spec("edge", check, loss, partial(ApproxEdgeMeter, max_dist=max_dist), "approx_F", True, ("approx_F",))
 
 
-_BUILDERS: dict[str, Callable[..., TaskSpec]] = {
-    "semseg": _semseg,
-    "human_parts": _human_parts,
-    "depth": _depth,
-    "normals": _normals,
-    "sal": _sal,
-    "edge": _edge,
-}
-assert tuple(_BUILDERS) == TASK_NAMES, "every canonical task needs a builder, in canonical order"
+assert tuple(TASKS) == TASK_NAMES, "every canonical task needs a builder, in canonical order"
 
 
 def available_tasks() -> tuple[str, ...]:
     """The task names :func:`build_task` accepts, in canonical order."""
-    return TASK_NAMES
+    return tuple(TASKS)
 
 
 def task_options(name: str) -> dict[str, Any]:
@@ -150,10 +158,10 @@ def task_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in inspect.signature(builder).parameters.values()}
 
 
-def _builder(name: str) -> Callable[..., TaskSpec]:
-    if name not in _BUILDERS:
-        raise TaskError(name, f"unknown task; valid tasks: {', '.join(TASK_NAMES)}")
-    return _BUILDERS[name]
+def _builder(name: str) -> TaskBuilder:
+    if name not in TASKS:
+        raise TaskError(name, f"unknown task; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]
 
 
 def build_task(name: str, **options: Any) -> TaskSpec:

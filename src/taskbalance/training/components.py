@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
@@ -14,6 +14,11 @@ from torch.utils.data import Dataset
 from taskbalance.balancers import Balancer, create, get
 from taskbalance.training.config import RunConfig
 from taskbalance.training.optim import build_optimizer, build_scheduler
+
+if TYPE_CHECKING:  # the builders import these packages on use (start-up stays light)
+    from taskbalance.data.base import DatasetInfo
+    from taskbalance.models.base import MultiTaskModel
+    from taskbalance.tasks import TaskSpec
 
 
 def build_split(config: RunConfig, split: str, train: bool) -> Dataset:
@@ -28,7 +33,7 @@ def build_split(config: RunConfig, split: str, train: bool) -> Dataset:
                          augment=config.data.augment and train, **options)
 
 
-def build_specs(config: RunConfig, info: Any, exact_edge: bool = False) -> dict[str, Any]:
+def build_specs(config: RunConfig, info: DatasetInfo, exact_edge: bool = False) -> dict[str, TaskSpec]:
     """The task specs (losses, meters) of the run's tasks, sized from the dataset info."""
     from taskbalance.tasks import build_task
 
@@ -44,12 +49,12 @@ def build_specs(config: RunConfig, info: Any, exact_edge: bool = False) -> dict[
     return specs
 
 
-def task_channels(config: RunConfig, info: Any) -> dict[str, int]:
+def task_channels(config: RunConfig, info: DatasetInfo) -> dict[str, int]:
     """Output channels per task for the model."""
     return {task: spec.out_channels for task, spec in build_specs(config, info).items()}
 
 
-def build_model_for(config: RunConfig, info: Any) -> nn.Module:
+def build_model_for(config: RunConfig, info: DatasetInfo) -> MultiTaskModel:
     """The configured model, its heads sized from the dataset ``info``."""
     from taskbalance.models import build_model
 
@@ -57,7 +62,7 @@ def build_model_for(config: RunConfig, info: Any) -> nn.Module:
                        pretrained=config.model.pretrained, single_task=config.single_task, **config.model.options)
 
 
-def build_balancer(config: RunConfig, model: nn.Module) -> Balancer:
+def build_balancer(config: RunConfig, model: MultiTaskModel) -> Balancer:
     """The configured balancer over the model's shared parameters and last shared layer."""
     kwargs: dict[str, Any] = dict(config.method.options)
     if config.method.source is not None:

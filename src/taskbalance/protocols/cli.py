@@ -64,6 +64,7 @@ def run_command(
     """Train each method on the benchmark and print the papers' table, with Δm% in the AvgNorm paper's convention
     (higher is better) and the method papers' reported Δm converted to it."""
     from taskbalance.balancers import BalancerError
+    from taskbalance.balancers.driver import TrainingDiverged
     from taskbalance.data import DataError
     from taskbalance.protocols.presets import protocol_preset
     from taskbalance.protocols.report import report_markdown
@@ -81,7 +82,7 @@ def run_command(
         preset = protocol_preset(name, cpu=cpu)
         table = run_suite(preset, method or ["uniform"], out, root=root, method_options=options,
                           single_task=single_task, seed=seed, device=device)
-    except (DataError, BalancerError, ResultsError, ConfigError, ValueError) as error:
+    except (DataError, BalancerError, ResultsError, ConfigError, ValueError, TrainingDiverged) as error:
         console.print(f"[bold red]error:[/bold red] {error}")
         raise typer.Exit(1) from None
     console.print(report_markdown(preset.description, table, preset.name), highlight=False, markup=False)

@@ -1,16 +1,38 @@
-"""Training-step cost of every balancer, relative to ``uniform``, on a small multi-task CNN.
+"""Training-step cost of the balancers: ratio to uniform, to the floor of T backward passes, and peak extra memory.
 
-Model: a shared 3-layer conv encoder (64×64 RGB → 32×16×16 features) and one small conv head per task
-(4 tasks, MSE to fixed random targets), batch 8, Adam. A step is ``forward + balancer.backward + optimizer.step``
-(plus ``post_step``'s extra no-grad forward for the methods that need it, FAMO: it is part of their cost).
+Model (default, the setting of issue 14): a timm ResNet-18 (``features_only``, last stage) with T = 4 dense heads
+(3×3 conv to 64 channels, ReLU, 1×1 conv, bilinear upsampling to the input), batch 4 at 128×160, MSE to fixed
+random targets. ``--model nyud-resnet18`` / ``nyud-resnet50`` use the package's own vanilla model (dilated
+backbone, DeepLab heads) of the paper's NYUD runs; ``resnet50`` the plain timm ResNet-50.
 
-Every (method, gradient source) pair gets its own copy of the same model; the pairs are timed side by side in
-one process, one step each per round in a shuffled order, so machine load drifts hit all of them alike. The
-table gives the median step time and its ratio to ``uniform``'s median (and, on CUDA, the ratio of the step's peak
-extra memory). Loss-weighting methods compute no per-task gradients, so the source does not apply to them ("-").
-CPU runs are single-threaded by default (``--threads``): on a shared machine intra-op threads make timings erratic.
+A step is ``zero_grad + forward + losses + balancer.backward`` (plus the no-grad re-forward and ``post_step`` of
+methods that declare ``needs_post_step_losses``). The optimizer step is left out: it is the same for every method
+and the floor below does not contain it.
 
-    python benchmarks/step_time.py --steps 20 --methods uniform,pcgrad,cagrad --sources params,features --device cpu
+* **Floor.** The ``params`` source needs T backward passes through the trunk, so no method on it can beat
+  ``(f + T·b) / (f + b)`` times uniform, with ``f`` and ``b`` uniform's forward and backward, timed separately in
+  the same rounds. (``b`` includes all heads, so the floor is slightly generous.)
+* **Timing.** On CPU the clock is the process's CPU time (``time.process_time``; single-threaded by default, so
+  it is the step's own work, not the time it waited for a core on a shared machine); on CUDA wall time after
+  ``torch.cuda.synchronize``. Every row gets its own copy of the model. Rounds run one step of every row in a shuffled order, so
+  load drifts hit all rows alike; a row's ratio is the median over rounds of its time divided by uniform's time
+  in the same round (paired), and ``±`` is the half-width of a 95 % bootstrap interval of that median. Rounds
+  continue until every interval is within ``--precision`` (default 0.05), ``--max-rounds`` or ``--budget``.
+* **Memory.** Peak extra memory of one step: the highest level of allocated bytes during the step minus the level
+  at its start, after a warm-up step. On CUDA, ``torch.cuda.max_memory_allocated``; on CPU, the running sum of the
+  allocation and free events recorded by the torch profiler (``profile_memory=True``; tensors only, not Python
+  objects or allocator caches: what a caching allocator would have to hold).
+* **LibMTL's scheme** (``libmtl-mgda``): T ``loss.backward(retain_graph=True)`` calls, after each a flat copy of
+  the shared ``.grad`` into a T×d matrix and zeroed shared gradients, ``G = grads grads^T`` on the device, the
+  min-norm solve, and the combined gradient written back parameter by parameter (LibMTL ``AbsWeighting``
+  ``_compute_grad(mode="backward")``, ``_grad2vec``, ``_reset_grad``), implemented here as a peer baseline.
+
+Rows are ``method[:source]`` (``mgda:params``); ``all`` adds every method at its default source.
+
+    .venv/bin/python benchmarks/step_time.py                         # the issue's setting, default rows
+    .venv/bin/python benchmarks/step_time.py --quick                 # a 64×80 smoke run (seconds)
+    .venv/bin/python benchmarks/step_time.py --rows all --batched    # every method, plus vmapped MGDA
+    .venv/bin/python benchmarks/step_time.py --device cuda --model nyud-resnet50 --size 448x576 --batch 2
 """
 
 from __future__ import annotations
@@ -21,189 +43,363 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import torch
 from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
+from torch.nn import functional as F
 
+from taskbalance.atomic import atomic_write_text
 from taskbalance.balancers import Balancer, BalancerError, available, create, get
-from taskbalance.balancers.base import GRADIENT_SOURCES
+from taskbalance.balancers.solvers import min_norm_point
 
-TASKS = ("t1", "t2", "t3", "t4")
+CHANNELS = (40, 1, 3, 1, 13, 2, 5, 1)  # semseg-, depth-, normals-, edge-like outputs; cycled for T > 4
+DEFAULT_ROWS = "uniform,avgnorm,mgda:params,mgda:features,libmtl-mgda"
+LIBMTL = "libmtl-mgda"
 
 
-class SmallMultiTaskCNN(nn.Module):
-    """Shared conv encoder (64×64 → 32×16×16) and one conv head per task."""
+class TimmDense(nn.Module):
+    """A timm ResNet's last stage as the shared encoder, and one small dense head per task."""
 
-    def __init__(self, tasks: tuple[str, ...] = TASKS, width: int = 32) -> None:
+    def __init__(self, backbone: str, tasks: int) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, width // 2, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(width // 2, width, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1),
-            nn.ReLU(),
-        )
-        self.heads = nn.ModuleDict(
-            {t: nn.Sequential(nn.Conv2d(width, width // 2, 3, padding=1), nn.ReLU(), nn.Conv2d(width // 2, 1, 1)) for t in tasks}
+        import timm
+
+        self.encoder = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(4,))
+        width = self.encoder.feature_info.channels()[-1]
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, CHANNELS[i % len(CHANNELS)], 1))
+            for i in range(tasks)
         )
 
-    def forward(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        features = self.encoder(images)
-        return features, {t: head(features) for t, head in self.heads.items()}
+    def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        z = self.encoder(images)[-1]
+        return [z], [F.interpolate(head(z), size=images.shape[-2:], mode="bilinear", align_corners=False) for head in self.heads]
+
+
+class PackageModel(nn.Module):
+    """The package's vanilla multi-task model (dilated backbone, DeepLab heads), as in the NYUD configs."""
+
+    def __init__(self, backbone: str, tasks: int) -> None:
+        super().__init__()
+        from taskbalance.models import build_model
+
+        channels = {f"t{i}": CHANNELS[i % len(CHANNELS)] for i in range(tasks)}
+        self.model = build_model("vanilla", backbone, task_channels=channels)
+
+    def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        out = self.model.forward_train(images)
+        return list(out.features), list(out.predictions.values())
+
+
+MODELS: dict[str, Callable[[int], nn.Module]] = {
+    "resnet18": lambda t: TimmDense("resnet18", t),
+    "resnet50": lambda t: TimmDense("resnet50", t),
+    "nyud-resnet18": lambda t: PackageModel("resnet18", t),
+    "nyud-resnet50": lambda t: PackageModel("resnet50", t),
+}
+
+
+def shared_of(model: nn.Module) -> tuple[nn.Module | list[Tensor], nn.Module | None]:
+    """(shared encoder, last shared layer) of a benchmark model (None: inferred by the balancer)."""
+    if isinstance(model, PackageModel):
+        return list(model.model.shared_parameters()), model.model.last_shared_layer()
+    return model.encoder, None  # type: ignore[return-value]
 
 
 @dataclass
-class Run:
-    """One (method, source) pair: its model copy, optimizer and measurements."""
+class Row:
+    """One row of the table: a method on a source (or LibMTL's scheme), its model copy and measurements."""
 
-    method: str
-    source: str | None
-    model: SmallMultiTaskCNN
-    balancer: Balancer
-    optimizer: torch.optim.Optimizer
+    label: str
+    model: nn.Module
+    balancer: Balancer | None
+    tasks: tuple[str, ...]
     times: list[float] = field(default_factory=list)
-    peak_bytes: list[int] = field(default_factory=list)
+    forward: list[float] = field(default_factory=list)
+    backward: list[float] = field(default_factory=list)
+    peak_bytes: int | None = None
     error: str | None = None
 
-    @property
-    def label(self) -> str:
-        return self.source or "-"
+
+def parse_rows(spec: str) -> list[str]:
+    rows = [item.strip() for item in spec.split(",") if item.strip()]
+    if "all" in rows:
+        rows = [r for r in rows if r != "all"] + [m for m in available() if m not in rows]
+    if "uniform" not in rows:
+        rows.insert(0, "uniform")  # the reference of every ratio
+    return list(dict.fromkeys(rows))
 
 
-def losses_of(predictions: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {t: (predictions[t] - targets[t]).pow(2).mean() for t in predictions}
+def build_rows(labels: list[str], template: nn.Module, tasks: tuple[str, ...], device: torch.device) -> list[Row]:
+    """One row per label: ``method[:source][+batched]`` (a balancer) or ``libmtl-mgda`` (the peer scheme)."""
+    rows = []
+    for label in labels:
+        model = copy.deepcopy(template).to(device)
+        balancer = None
+        if label != LIBMTL:
+            method, _, source = label.partition(":")
+            shared, last_layer = shared_of(model)
+            kwargs: dict[str, object] = {"shared": shared, "last_layer": last_layer}
+            if source.endswith("+batched"):
+                source, kwargs["is_grads_batched"] = source.removesuffix("+batched"), True
+            if source:
+                kwargs["source"] = source
+            balancer = create(method, tasks=tasks, **kwargs).to(device)
+        rows.append(Row(label, model, balancer, tasks))
+    return rows
 
 
-def overrides(balancer: Balancer, hook: str) -> bool:
-    return getattr(type(balancer), hook) is not getattr(Balancer, hook)
+def mse_losses(predictions: list[Tensor], targets: list[Tensor], tasks: tuple[str, ...]) -> dict[str, Tensor]:
+    return {t: F.mse_loss(p, y) for t, p, y in zip(tasks, predictions, targets)}
 
 
-def train_step(run: Run, images: Tensor, targets: dict[str, Tensor]) -> None:
-    run.optimizer.zero_grad(set_to_none=True)
-    features, predictions = run.model(images)
-    losses = losses_of(predictions, targets)
-    run.balancer.backward(losses, features=features)
-    run.optimizer.step()
-    if overrides(run.balancer, "post_step"):
-        with torch.no_grad():
-            run.balancer.post_step(losses_of(run.model(images)[1], targets))
-
-
-def build_runs(methods: list[str], sources: list[str], device: torch.device, seed: int) -> list[Run]:
-    torch.manual_seed(seed)
-    template = SmallMultiTaskCNN().to(device)
-    runs = []
-    for method in methods:
-        cls = get(method)
-        method_sources: list[str | None] = (
-            [None] if cls.requires == "losses" else [s for s in sources if s in cls.supported_sources]
-        )
-        for source in method_sources:
-            model = copy.deepcopy(template)
-            kwargs = {} if source is None else {"source": source}
-            balancer = create(method, tasks=TASKS, shared=model.encoder, **kwargs).to(device)
-            optimizer = torch.optim.Adam([*model.parameters(), *balancer.parameters()], lr=1e-3)
-            runs.append(Run(method, source, model, balancer, optimizer))
-    return runs
-
-
-def timed_step(run: Run, images: Tensor, targets: dict[str, Tensor], device: torch.device) -> None:
-    cuda = device.type == "cuda"
-    if cuda:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def shared_parameters(model: nn.Module) -> list[Tensor]:
+    shared, _ = shared_of(model)
+    return list(shared.parameters()) if isinstance(shared, nn.Module) else shared
+
+
+def libmtl_backward(model: nn.Module, losses: dict[str, Tensor]) -> None:
+    """LibMTL's MGDA: T backward() with flat copies of the shared gradient, Gramian, min-norm point, write-back."""
+    params = shared_parameters(model)
+    sizes = [p.numel() for p in params]
+    values = list(losses.values())
+    grads = torch.zeros(len(values), sum(sizes), device=values[0].device)
+    for index, loss in enumerate(values):
+        loss.backward(retain_graph=index + 1 != len(values))
+        flat = torch.zeros(sum(sizes), device=values[0].device)  # _grad2vec
+        offset = 0
+        for p, size in zip(params, sizes):
+            if p.grad is not None:
+                flat[offset : offset + size] = p.grad.data.view(-1)
+            offset += size
+        grads[index] = flat
+        for p in params:  # zero_grad_share_params
+            if p.grad is not None:
+                p.grad.zero_()
+    weights = min_norm_point((grads @ grads.T).double().cpu()).to(grads)
+    combined, offset = weights @ grads, 0
+    for p, size in zip(params, sizes):  # _reset_grad
+        p.grad.data = combined[offset : offset + size].contiguous().view(p.data.size()).data.clone()
+        offset += size
+
+
+def clock_for(device: torch.device) -> Callable[[], float]:
+    """CPU time of this process on CPU (what a single-threaded step costs, whatever else the machine runs; the
+    profiler is off while timing), wall time with synchronisation on CUDA."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
+
+
+def run_step(row: Row, images: Tensor, targets: list[Tensor], device: torch.device) -> tuple[float, float]:
+    """One step of ``row``; returns (forward seconds, backward seconds)."""
+    clock = clock_for(device)
+    row.model.zero_grad(set_to_none=True)
+    sync(device)
+    start = clock()
+    features, predictions = row.model(images)
+    losses = mse_losses(predictions, targets, row.tasks)
+    sync(device)
+    middle = clock()
+    if row.balancer is None:
+        libmtl_backward(row.model, losses)
+    else:
+        row.balancer.backward(losses, features=features)
+        if row.balancer.needs_post_step_losses:
+            with torch.no_grad():
+                row.balancer.post_step(mse_losses(row.model(images)[1], targets, row.tasks))
+    sync(device)
+    return middle - start, clock() - middle
+
+
+def peak_extra_bytes(row: Row, images: Tensor, targets: list[Tensor], device: torch.device) -> int:
+    """Peak allocated bytes above the level at the start of one step (see the module docstring)."""
+    run_step(row, images, targets, device)  # warm-up: lazily built buffers and method state exist afterwards
+    row.model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-    start = time.perf_counter()
-    train_step(run, images, targets)
-    if cuda:
-        torch.cuda.synchronize(device)
-    run.times.append(time.perf_counter() - start)
-    if cuda:
-        run.peak_bytes.append(torch.cuda.max_memory_allocated(device) - before)
+        run_step(row, images, targets, device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run_step(row, images, targets, device)
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),  # type: ignore[union-attr]
+        key=lambda e: e.start_ns(),
+    )
+    level = peak = 0
+    for event in events:
+        level += event.nbytes()
+        peak = max(peak, level)
+    return peak
 
 
-def benchmark(methods: list[str], sources: list[str], device: torch.device, steps: int, warmup: int, batch: int, seed: int) -> list[Run]:
-    runs = build_runs(methods, sources, device, seed)
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch, 3, 64, 64, generator=generator).to(device)
-    targets = {t: torch.randn(batch, 1, 16, 16, generator=generator).to(device) for t in TASKS}
-    order = random.Random(seed)
-    for round_index in range(warmup + steps):
-        order.shuffle(runs)
-        for run in runs:
-            if run.error is not None:
+def median_ratio(values: list[float], reference: list[float], seed: int) -> tuple[float, float]:
+    """Median of the paired ratios and the half-width of its 95 % bootstrap interval."""
+    ratios = [v / r for v, r in zip(values, reference)]
+    median = statistics.median(ratios)
+    if len(ratios) < 3:
+        return median, float("inf")
+    draw = random.Random(seed)
+    boot = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _ in range(400))
+    return median, (boot[int(0.975 * len(boot)) - 1] - boot[int(0.025 * len(boot))]) / 2
+
+
+@dataclass
+class Settings:
+    model: str
+    size: tuple[int, int]
+    batch: int
+    tasks: int
+    device: torch.device
+    rows: list[str]
+    batched: bool
+    min_rounds: int
+    max_rounds: int
+    precision: float
+    budget: float
+    memory: bool
+    seed: int
+
+
+def benchmark(settings: Settings, console: Console) -> tuple[list[Row], int]:
+    torch.manual_seed(settings.seed)
+    tasks = tuple(f"t{i}" for i in range(settings.tasks))
+    template = MODELS[settings.model](settings.tasks)
+    labels = settings.rows + (["mgda:params+batched"] if settings.batched else [])
+    rows = build_rows(labels, template, tasks, settings.device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    images = torch.randn(settings.batch, 3, *settings.size, generator=generator).to(settings.device)
+    with torch.no_grad():
+        targets = [torch.randn(p.shape, generator=generator).to(settings.device) for p in template(images.cpu())[1]]
+    order = random.Random(settings.seed)
+    uniform = rows[0]
+    start, rounds = time.perf_counter(), 0
+    for rounds in range(1, settings.max_rounds + 2):  # round 1 is a warm-up
+        order.shuffle(rows)
+        for row in rows:
+            if row.error is not None:
                 continue
             try:
-                if round_index < warmup:
-                    train_step(run, images, targets)
-                else:
-                    timed_step(run, images, targets, device)
+                forward, backward = run_step(row, images, targets, settings.device)
             except (BalancerError, FloatingPointError, RuntimeError) as error:
-                run.error = f"{type(error).__name__}: {error}".splitlines()[0]
-        for run in runs:
-            run.balancer.epoch_end()
-    return sorted(runs, key=lambda r: (r.method != "uniform", r.method, GRADIENT_SOURCES.index(r.source) if r.source else -1))
+                row.error = f"{type(error).__name__}: {error}".splitlines()[0][:80]
+                continue
+            if rounds > 1:
+                row.times.append(forward + backward)
+                row.forward.append(forward)
+                row.backward.append(backward)
+        for row in rows:
+            if row.balancer is not None:
+                row.balancer.epoch_end()
+        timed = rounds - 1
+        if timed >= settings.min_rounds:
+            widths = [median_ratio(r.times, uniform.times, settings.seed)[1] for r in rows if r.error is None and r is not uniform]
+            if max(widths, default=0.0) <= settings.precision or time.perf_counter() - start > settings.budget:
+                break
+    if settings.memory:
+        for row in rows:
+            if row.error is None:
+                row.peak_bytes = peak_extra_bytes(row, images, targets, settings.device)
+    rows.sort(key=lambda r: labels.index(r.label))
+    return rows, rounds - 1
 
 
-def render(runs: list[Run], device: torch.device, steps: int, console: Console) -> None:
-    reference = next((r for r in runs if r.method == "uniform" and r.times), None)
-    base_time = statistics.median(reference.times) if reference else None
-    base_peak = statistics.median(reference.peak_bytes) if reference and reference.peak_bytes else None
-    table = Table(title=f"Step time on {device} ({len(TASKS)} tasks, {steps} timed steps each, ratio to uniform)")
-    table.add_column("method")
-    table.add_column("source")
-    table.add_column("median ms", justify="right")
-    table.add_column("× uniform", justify="right")
-    if base_peak:
-        table.add_column("peak mem × uniform", justify="right")
-    for run in runs:
-        if run.error is not None or not run.times:
-            cells = [run.method, run.label, "-", run.error or "no timing"] + (["-"] if base_peak else [])
-            table.add_row(*cells)
+def render(rows: list[Row], settings: Settings, rounds: int) -> tuple[Table, str]:
+    uniform = rows[0]
+    f, b = statistics.median(uniform.forward), statistics.median(uniform.backward)
+    t = settings.tasks
+    floor = (f + t * b) / (f + b)
+    title = (
+        f"{settings.model} {settings.size[0]}×{settings.size[1]} batch {settings.batch}, T={t}, {settings.device}, "
+        f"{torch.get_num_threads()} thread(s), {rounds} interleaved rounds; uniform f = {1000 * f:.0f} ms, "
+        f"b = {1000 * b:.0f} ms, floor (f + T·b)/(f + b) = {floor:.2f}"
+    )
+    columns = ["row", "median ms", "× uniform", "× floor", f"× {LIBMTL}", "peak extra MiB", "memory × uniform"]
+    libmtl = next((r for r in rows if r.label == LIBMTL and r.error is None), None)
+    lines: list[list[str]] = []
+    for row in rows:
+        if row.error is not None:
+            lines.append([row.label, "-", row.error, "", "", "", ""])
             continue
-        median = statistics.median(run.times)
-        cells = [run.method, run.label, f"{1000 * median:.1f}", f"{median / base_time:.2f}" if base_time else "-"]
-        if base_peak:
-            cells.append(f"{statistics.median(run.peak_bytes) / base_peak:.2f}")
-        table.add_row(*cells)
-    console.print(table)
+        ratio, width = median_ratio(row.times, uniform.times, settings.seed)
+        to_libmtl = "-"
+        if libmtl is not None:
+            to_libmtl = f"{median_ratio(row.times, libmtl.times, settings.seed)[0]:.2f}"
+        memory = memory_ratio = "-"
+        if row.peak_bytes is not None:
+            memory = f"{row.peak_bytes / 2**20:.0f}"
+            if uniform.peak_bytes:
+                memory_ratio = f"{row.peak_bytes / uniform.peak_bytes:.2f}"
+        lines.append([
+            row.label, f"{1000 * statistics.median(row.times):.0f}", f"{ratio:.2f} ± {width:.2f}",
+            f"{ratio / floor:.2f}", to_libmtl, memory, memory_ratio,
+        ])  # fmt: skip
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column == "row" else "right")
+    for line in lines:
+        table.add_row(*line)
+    markdown = "\n".join(
+        [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        + ["| " + " | ".join(line) + " |" for line in lines]
+    )
+    return table, markdown + "\n"
 
 
-def parse_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+def parse_size(value: str) -> tuple[int, int]:
+    height, _, width = value.partition("x")
+    return int(height), int(width)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per (method, source) (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    parser.add_argument("--methods", type=parse_list, default=None, help="comma-separated methods (default: all)")
-    parser.add_argument("--sources", type=parse_list, default=list(GRADIENT_SOURCES), help="comma-separated gradient sources")
-    parser.add_argument("--device", type=parse_list, default=["cpu", "cuda"], help="devices; cuda is skipped when absent")
-    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
+    parser.add_argument("--size", type=parse_size, default=(128, 160), help="HxW (default 128x160)")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--tasks", type=int, default=4, help="number of tasks T (default 4)")
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"method[:source] list, 'all', or {LIBMTL} (default {DEFAULT_ROWS})")
+    parser.add_argument("--batched", action="store_true", help="add mgda:params with is_grads_batched=True")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1: stable timings)")
+    parser.add_argument("--min-rounds", type=int, default=8)
+    parser.add_argument("--max-rounds", type=int, default=40)
+    parser.add_argument("--precision", type=float, default=0.05, help="stop when every ratio's 95%% half-width is below")
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds of timing rounds at most (default 150)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 64x80, 3 rounds")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    console = Console()
-    methods = args.methods or list(available())
-    unknown = [m for m in methods if m not in available()]
-    bad_sources = [s for s in args.sources if s not in GRADIENT_SOURCES]
-    if unknown or bad_sources or args.steps < 1:
-        parser.error(f"unknown methods {unknown} / sources {bad_sources}, or --steps < 1; methods: {', '.join(available())}")
-    if "uniform" not in methods:
-        methods = ["uniform", *methods]  # the reference of the ratios
-    for name in args.device:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            console.print(f"[yellow]{name}: CUDA is not available, skipped[/yellow]")
-            continue
-        device = torch.device(name)
-        runs = benchmark(methods, args.sources, device, args.steps, args.warmup, args.batch, args.seed)
-        render(runs, device, args.steps, console)
+    rows = parse_rows(args.rows)
+    unknown = [r for r in rows if r != LIBMTL and r.partition(":")[0] not in available()]
+    if unknown or args.tasks < 2:
+        parser.error(f"unknown rows {unknown} or --tasks < 2; methods: {', '.join(available())}")
+    for label in rows:
+        if label != LIBMTL and get(label.partition(":")[0]).requires == "losses" and ":" in label:
+            parser.error(f"{label}: a loss-weighting method takes no gradient source")
+    if args.quick:
+        args.size, args.min_rounds, args.max_rounds = (64, 80), 3, 3
+    device = torch.device(args.device)
+    settings = Settings(args.model, args.size, args.batch, args.tasks, device, rows, args.batched, args.min_rounds,
+                        args.max_rounds, args.precision, args.budget, not args.no_memory, args.seed)
+    console = Console(width=160)
+    measured, rounds = benchmark(settings, console)
+    table, markdown = render(measured, settings, rounds)
+    console.print(table)
+    if args.markdown is not None:
+        atomic_write_text(args.markdown, markdown)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ def per_task_grads(model: Model, params: list[Tensor]) -> list[list[Tensor]]:
     return [list(torch.autograd.grad(losses[t], params, retain_graph=True, allow_unused=True)) for t in TASKS]
 
 
+def every_task_grad(model: Model) -> list[list[Tensor]]:
+    """∇ L_i over every parameter of the model (zeros where L_i does not reach it)."""
+    params = list(model.parameters())
+    return [[torch.zeros_like(p) if g is None else g for p, g in zip(params, row)] for row in per_task_grads(model, params)]
+
+
 def combined(grads: list[list[Tensor]], weights: Tensor) -> list[Tensor]:
     return [sum(float(w) * g[k] for w, g in zip(weights, grads)) for k in range(len(grads[0]))]
 
@@ -357,3 +363,50 @@ def test_reducer_sums_the_losses_of_a_loss_only_method_and_a_nan_anywhere_raises
     with pytest.raises(NonFiniteLossError, match="'b'"):
         FixedWeights(TASKS, shared=model.encoder).backward(losses, reducer=NaNElsewhere())
     assert all(g is None for g in all_grads(model))
+
+
+def test_an_expanded_gradient_is_not_written_in_place() -> None:
+    """∇ of ``x.sum()`` comes back from autograd as an expanded (stride 0) tensor; combining must not write into it."""
+    x = torch.randn(3, 2, requires_grad=True)
+    balancer = FixedWeights(TASKS, shared=[x])
+    losses = {"a": x.sum(), "b": (x * 2).sum(), "c": x.pow(2).sum()}
+    balancer.backward(losses)
+    expected = WEIGHTS[0] + 2 * WEIGHTS[1] + WEIGHTS[2] * 2 * x.detach().double()
+    assert torch.allclose(x.grad.double(), expected, atol=1e-6)
+
+
+def test_a_non_finite_task_gradient_stops_before_the_method_and_writes_nothing() -> None:
+    from taskbalance.balancers import NonFiniteGradientError
+
+    w = torch.zeros(3, requires_grad=True)
+    balancer = FixedWeights(TASKS, shared=[w])
+    losses = {"a": w.sum() + 1, "b": torch.sqrt(w).sum(), "c": (2 * w).sum()}  # ∇ √w at 0 is inf; the loss is 0
+    with pytest.raises(NonFiniteGradientError, match=r"\['b'\]"):
+        balancer.backward(losses)
+    assert w.grad is None and int(balancer.step_count) == 0 and balancer.seen == []
+
+
+@pytest.mark.parametrize("give_features", [True, False])
+def test_last_layer_with_features_traverses_each_head_once(give_features: bool) -> None:
+    model = Model()
+    expected = combined(every_task_grad(model), WEIGHTS)
+    calls: list[int] = []
+    for head in model.heads.values():
+        head.register_full_backward_hook(lambda module, grad_in, grad_out: calls.append(1))
+    balancer = FixedWeights(TASKS, shared=model.encoder, source="last_layer")
+    z, losses = model(data())
+    balancer.backward(losses, features=z if give_features else None)
+    # with the features, the per-task calls give the heads' gradients and the encoder gets dz = Σ w_i ∂L_i/∂z
+    assert len(calls) == (3 if give_features else 6)
+    for p, g in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, g, atol=1e-6)
+
+
+def test_last_layer_with_features_that_a_head_bypasses_falls_back_to_one_reweighted_backward() -> None:
+    model = Model(leak=True)
+    expected = combined(every_task_grad(model), WEIGHTS)
+    balancer = FixedWeights(TASKS, shared=model.encoder, source="last_layer")
+    z, losses = model(data())
+    balancer.backward(losses, features=z)
+    for p, g in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, g, atol=1e-6)

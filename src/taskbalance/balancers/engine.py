@@ -50,8 +50,8 @@ Distributed runs (``reducer``, a :class:`~taskbalance.balancers.types.GradientRe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, TypeVar
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -62,6 +62,7 @@ from taskbalance.balancers.types import (
     BalancerError,
     GradientReducer,
     GradientSource,
+    NonFiniteGradientError,
     NonFiniteLossError,
     StepInputs,
     StepMethod,
@@ -75,78 +76,152 @@ T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------------------------- numerics
-def gramian(jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:
-    """``G = J Jᵀ`` in float64 on the CPU, summed over column blocks each computed in J's precision (≥ float32).
+def gramian_of_blocks(blocks: Iterable[Tensor]) -> Tensor:
+    """``G = Σ_p B_p B_pᵀ`` in float64 on the CPU, each K×n block product computed in its precision (≥ float32).
 
-    ``block_sizes`` split the columns (one block per parameter or feature tensor); default blocks of
-    :data:`GRAMIAN_BLOCK` columns. A float64 J is summed in float64 throughout.
+    The one place the Gramian is computed: a float32 block costs one float32 matrix product and no float64 copy
+    of J; a float64 block (``combine`` on a float64 J) is summed in float64 throughout.
     """
-    k, d = jacobian.shape
-    if block_sizes is None:
-        block_sizes = [min(GRAMIAN_BLOCK, d - start) for start in range(0, d, GRAMIAN_BLOCK)]
-    compute = torch.promote_types(jacobian.dtype, torch.float32)
-    total = torch.zeros(k, k, dtype=torch.float64, device=jacobian.device)
-    offset = 0
-    for size in block_sizes:
-        block = jacobian[:, offset : offset + size].to(compute)
-        total += (block @ block.T).double()
-        offset += size
+    total: Tensor | None = None
+    for block in blocks:
+        block = block.to(torch.promote_types(block.dtype, torch.float32))
+        product = (block @ block.T).double()
+        total = product if total is None else total + product
+    if total is None:
+        raise BalancerError("the gradient source has no tensors")
     return total.cpu()
 
 
-def task_gradients(
-    losses: Sequence[Tensor], tensors: Sequence[Tensor], heads: Sequence[Tensor], retain_graph: bool, batched: bool
-) -> tuple[Tensor, list[list[Tensor | None]]]:
-    """``(J, head_grads)``: rows ``∇ L_i`` flattened over ``tensors`` (K×d, zeros where unused) and, per task, the
-    gradients of ``heads`` (None where unused). The graph is freed by the last call unless ``retain_graph``."""
-    k = len(losses)
-    inputs = [*tensors, *heads]
-    dtype = tensors[0].dtype
-    for t in tensors[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    jacobian = torch.empty(k, sum(t.numel() for t in tensors), dtype=dtype, device=tensors[0].device)
+def gramian(jacobian: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:
+    """``G = J Jᵀ`` (float64 CPU) over column blocks of J (default :data:`GRAMIAN_BLOCK` columns each)."""
+    d = jacobian.shape[1]
+    if block_sizes is None:
+        block_sizes = [min(GRAMIAN_BLOCK, d - start) for start in range(0, d, GRAMIAN_BLOCK)] or [0]
+    starts = [sum(block_sizes[:i]) for i in range(len(block_sizes))]
+    return gramian_of_blocks(jacobian[:, start : start + size] for start, size in zip(starts, block_sizes))
 
-    def fill(row: slice | int, grads: Sequence[Tensor | None]) -> None:
-        offset = 0
-        for t, g in zip(tensors, grads):
-            target = jacobian[row, offset : offset + t.numel()]
-            if g is None:
-                target.zero_()
-            else:
-                target.copy_(g.reshape(target.shape))
+
+class TaskGradients:
+    """The K per-task gradients on a list of source tensors.
+
+    Kept as autograd returns them (``rows[i][p]``: task i, tensor p; no copy) or, when ``batched``, as one K×…
+    block per tensor. :meth:`flat` materialises the K×d matrix J (for methods that need J, and for a reducer),
+    after which the rows are views of it.
+    """
+
+    def __init__(self, tensors: Sequence[Tensor], rows: list[list[Tensor]] | None, blocks: list[Tensor] | None) -> None:
+        self.tensors = list(tensors)
+        self.rows = rows
+        self.blocks = blocks
+        self.jacobian: Tensor | None = None
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.rows) if self.rows is not None else self.blocks[0].shape[0]  # type: ignore[index]
+
+    def _block(self, index: int, buffer: list[Tensor]) -> Tensor:
+        if self.blocks is not None:
+            return self.blocks[index].reshape(self.num_tasks, -1)
+        assert self.rows is not None
+        n = self.tensors[index].numel()
+        # stacked into one buffer reused across tensors (kept hot, allocated once)
+        out = buffer[0][: self.num_tasks * n].view(self.num_tasks, n)
+        return torch.stack([row[index].reshape(-1) for row in self.rows], out=out)
+
+    def gramian(self) -> Tensor:
+        """``G = J Jᵀ`` (float64 CPU), one block per source tensor."""
+        buffer: list[Tensor] = []
+        if self.blocks is None:
+            assert self.rows is not None
+            first = self.rows[0]
+            size = self.num_tasks * max(t.numel() for t in self.tensors)
+            dtype = first[0].dtype
+            for piece in first[1:]:
+                dtype = torch.promote_types(dtype, piece.dtype)
+            buffer.append(torch.empty(size, dtype=dtype, device=first[0].device))
+        return gramian_of_blocks(self._block(i, buffer) for i in range(len(self.tensors)))
+
+    def flat(self) -> Tensor:
+        """J (K×d): materialised once; the rows become views of it."""
+        if self.jacobian is None:
+            k, sizes = self.num_tasks, [t.numel() for t in self.tensors]
+            dtype = self.tensors[0].dtype
+            for t in self.tensors[1:]:
+                dtype = torch.promote_types(dtype, t.dtype)
+            jacobian = torch.empty(k, sum(sizes), dtype=dtype, device=self.tensors[0].device)
+            offset = 0
+            for index, size in enumerate(sizes):
+                target = jacobian[:, offset : offset + size]
+                if self.blocks is not None:
+                    target.copy_(self.blocks[index].reshape(k, -1))
+                else:
+                    assert self.rows is not None
+                    for i in range(k):
+                        target[i].copy_(self.rows[i][index].reshape(-1))
+                offset += size
+            self.set_flat(jacobian)
+        assert self.jacobian is not None
+        return self.jacobian
+
+    def set_flat(self, jacobian: Tensor) -> None:
+        """Replace the gradients by ``jacobian`` (K×d, e.g. summed over processes)."""
+        self.jacobian = jacobian
+        offset, blocks = 0, []
+        for t in self.tensors:
+            blocks.append(jacobian[:, offset : offset + t.numel()])
             offset += t.numel()
+        self.blocks, self.rows = blocks, None
 
-    head_grads: list[list[Tensor | None]] = []
+    def combined(self, weights: Tensor) -> list[Tensor]:
+        """``Σ_i w_i g_i`` per source tensor (shapes of the tensors). Consumes the gradients (reused in place)."""
+        coefficients = [float(w) for w in weights]
+        if self.blocks is not None:
+            pieces = []
+            for t, block in zip(self.tensors, self.blocks):
+                block = block.reshape(len(coefficients), -1)
+                pieces.append((weights.to(block) @ block).view(t.shape))
+            return pieces
+        assert self.rows is not None
+        pieces = []
+        for index in range(len(self.tensors)):
+            first = self.rows[0][index]  # autograd's own buffer, reused unless it is a view such as an expand
+            total = (first if first.is_contiguous() else first.clone()).mul_(coefficients[0])
+            for i in range(1, len(coefficients)):
+                total.add_(self.rows[i][index], alpha=coefficients[i])
+            pieces.append(total)
+        self.rows = None
+        return pieces
+
+
+def task_gradients(
+    losses: Sequence[Tensor], tensors: Sequence[Tensor], extra: Sequence[Tensor], retain_graph: bool, batched: bool
+) -> tuple[TaskGradients, list[list[Tensor | None]]]:
+    """The per-task gradients on ``tensors`` (zeros where unused) and, per task, the gradients of the ``extra``
+    tensors taken in the same calls (None where unused). The graph is freed by the last call unless ``retain_graph``."""
+    k = len(losses)
+    inputs = [*tensors, *extra]
     if batched:
         stacked = torch.stack(list(losses))
         cotangents = torch.eye(k, dtype=stacked.dtype, device=stacked.device)
         grads = torch.autograd.grad(
             stacked, inputs, cotangents, retain_graph=retain_graph, allow_unused=True, is_grads_batched=True
         )
-        fill(slice(None), grads[: len(tensors)])
-        head_grads = [[None if g is None else g[i] for g in grads[len(tensors) :]] for i in range(k)]
-        return jacobian, head_grads
+        blocks = [torch.zeros((k, *t.shape), dtype=t.dtype, device=t.device) if g is None else g for t, g in zip(tensors, grads)]
+        extra_grads = [[None if g is None else g[i] for g in grads[len(tensors) :]] for i in range(k)]
+        return TaskGradients(tensors, None, blocks), extra_grads
+    rows, extra_grads = [], []
     for i, loss in enumerate(losses):
         grads = torch.autograd.grad(loss, inputs, retain_graph=retain_graph or i < k - 1, allow_unused=True)
-        fill(i, grads[: len(tensors)])
-        head_grads.append(list(grads[len(tensors) :]))
-    return jacobian, head_grads
+        rows.append([torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)])
+        extra_grads.append(list(grads[len(tensors) :]))
+    return TaskGradients(tensors, rows, None), extra_grads
 
 
-def accumulate_flat(params: Sequence[Tensor], flat: Tensor) -> None:
-    """Add a flat vector, split by parameter shapes, into ``.grad``."""
-    offset = 0
-    for p in params:
-        _accumulate(p, flat[offset : offset + p.numel()].view_as(p))
-        offset += p.numel()
-    if offset != flat.numel():
-        raise RuntimeError(f"direction has {flat.numel()} entries but the parameters have {offset}")
-
-
-def _accumulate(param: Tensor, grad: Tensor) -> None:
+def _accumulate(param: Tensor, grad: Tensor, owned: bool) -> None:
+    """Add ``grad`` into ``param.grad``; an ``owned`` tensor (made by the engine, used nowhere else) is stolen."""
     grad = grad.to(param.dtype)
     if param.grad is None:
-        param.grad = grad.clone()
+        param.grad = grad if owned and grad.is_contiguous() else grad.clone()
     else:
         param.grad.add_(grad)
 
@@ -240,12 +315,15 @@ def _source_tensors(method: StepMethod, source: GradientSource, features: Tensor
     return params
 
 
-def _head_parameters(method: StepMethod, losses: Sequence[Tensor], stop_at: Sequence[Tensor]) -> list[Tensor]:
-    """The leaves the losses reach that are not shared (through ``stop_at`` only, when given)."""
+def _head_parameters(method: StepMethod, losses: Sequence[Tensor], stop_at: Sequence[Tensor], strict: bool = True) -> list[Tensor] | None:
+    """The leaves the losses reach that are not shared (through ``stop_at`` only, when given). A shared parameter
+    reached by a path that bypasses ``stop_at`` is an error, or, unless ``strict``, gives None."""
     shared_ids = {id(p) for p in method.shared_params}
     leaves = reachable_leaves(losses, stop_at=stop_at)
     if stop_at:
         leaked = [p for p in leaves if id(p) in shared_ids]
+        if leaked and not strict:
+            return None
         if leaked:
             raise BalancerError(
                 f"{method.name}: the losses reach {len(leaked)} shared parameter(s) by a path that bypasses the "
@@ -283,15 +361,17 @@ def head_coefficients(method: StepMethod, aggregation: Aggregation) -> Tensor:
 # ----------------------------------------------------------------------------------------------- the sequence
 @dataclass
 class _Gradients:
-    """Per-task gradients on one source: J (dropped when not needed after the Gramian), G, head pieces."""
+    """Per-task gradients on one source (``task``, dropped once not needed), their Gramian, and what the shared
+    update is combined from: ``update`` (the source's own gradients, or the features' for ``last_layer``), applied
+    into ``.grad`` or, when ``through_features``, by one backward through the encoder; the heads' pieces."""
 
     source: GradientSource
-    tensors: list[Tensor]
-    jacobian: Tensor | None
+    task: TaskGradients | None
     gramian: Tensor
-    head_params: list[Tensor]
-    head_grads: list[list[Tensor | None]]
-    forms_update: bool = False
+    update: TaskGradients | None = None
+    through_features: bool = False
+    head_params: list[Tensor] = field(default_factory=list)
+    head_grads: list[list[Tensor | None]] = field(default_factory=list)
 
 
 def _run(
@@ -302,10 +382,11 @@ def _run(
 ) -> T:
     """The one step sequence: inputs → aggregate → check → write → count."""
     requires = method.requires
-    jacobian = gradients.jacobian if gradients is not None and requires == "jacobian" else None
-    features = None
-    if jacobian is not None and gradients is not None and gradients.source == "features":
-        features = tuple(t.detach() for t in gradients.tensors)
+    jacobian = features = None
+    if gradients is not None and gradients.task is not None and requires == "jacobian":
+        jacobian = gradients.task.flat()
+        if gradients.source == "features":
+            features = tuple(t.detach() for t in gradients.task.tensors)
     inputs = StepInputs(
         losses=values,
         gramian=gradients.gramian if gradients is not None and requires != "losses" else None,
@@ -332,7 +413,9 @@ def combine(method: StepMethod, jacobian: Tensor, losses: Tensor | None = None) 
     j = jacobian.detach()
     gradients = None
     if method.requires != "losses":
-        gradients = _Gradients("params", [], j, gramian(j), [], [])
+        task = TaskGradients([j[0]], None, None)
+        task.set_flat(j)
+        gradients = _Gradients("params", task, gramian(j), [], [])
 
     def direction(aggregation: Aggregation) -> tuple[Tensor, Tensor]:
         if aggregation.direction is not None:
@@ -366,7 +449,7 @@ def backward(
     def write(aggregation: Aggregation) -> StepResult:
         result = _result(method, values, aggregation, gradients)
         heads = head_coefficients(method, aggregation)
-        if gradients is not None and gradients.forms_update:
+        if gradients is not None and gradients.update is not None:
             _write_direction(method, gradients, aggregation, heads)
         else:
             _write_weighted_losses(method, loss_list, aggregation, heads)
@@ -383,18 +466,47 @@ def _gradients(
     needs_gradients: bool,
     reducer: GradientReducer | None,
 ) -> _Gradients:
+    """Per-task gradients on ``source``, and the pieces of the update when they can come from the same calls.
+
+    ``params`` / ``features``: the update is combined from the source's gradients. ``last_layer`` with features
+    given (and no head reading a shared tensor around them): the calls also take the features' gradients, and the
+    encoder gets one backward of their combination (the heads are not traversed twice). Otherwise the update is
+    one reweighted backward of the losses.
+    """
     tensors = _source_tensors(method, source, features)
-    # the shared update is formed from J when J covers it; the heads' gradients then come from the same calls
-    forms_update = needs_gradients and source in ("params", "features")
-    heads = _head_parameters(method, loss_list, tensors if source == "features" else ()) if forms_update else []
-    jacobian, head_grads = task_gradients(loss_list, tensors, heads, not forms_update, method.is_grads_batched)
+    feature_list: list[Tensor] = []
+    if source == "last_layer" and features is not None and method.shared_params:
+        feature_list = _feature_list(features)
+    heads: list[Tensor] | None = None
+    if source in ("params", "features"):  # a method's own features source must cover the heads; a diagnosis need not
+        heads = _head_parameters(method, loss_list, tensors if source == "features" else (), strict=needs_gradients)
+    elif feature_list:
+        heads = _head_parameters(method, loss_list, feature_list, strict=False)
+        feature_list = feature_list if heads is not None else []
+    extra = [*feature_list, *(heads or [])]
+    # the graph is still needed after these calls by a reweighted backward, or by the encoder backward from the
+    # features when the calls went past them into the encoder (last_layer)
+    retain = heads is None or source == "last_layer"
+    task, extra_grads = task_gradients(loss_list, tensors, extra, retain, method.is_grads_batched)
     if reducer is not None and source != "features":
-        jacobian = reducer.sum_jacobian(jacobian)
-    gram = gramian(jacobian, [t.numel() for t in tensors])
+        task.set_flat(reducer.sum_jacobian(task.flat()))
+    gram = task.gramian()
     if reducer is not None and source == "features":
         gram = reducer.sum_gramian(gram).to(torch.float64).cpu()
-    keep = forms_update or method.requires == "jacobian"
-    return _Gradients(source, tensors, jacobian if keep else None, gram, heads, head_grads, forms_update)
+    finite = torch.isfinite(gram.diagonal())  # G_ii = ‖g_i‖²: finite exactly when g_i is
+    if not bool(finite.all()):
+        raise NonFiniteGradientError([t for t, ok in zip(method.tasks, finite) if not ok], int(method.step_count))
+    gradients = _Gradients(source, task if source != "last_layer" or method.requires == "jacobian" else None, gram)
+    if heads is None:
+        return gradients
+    count = len(feature_list)
+    gradients.head_params, gradients.head_grads = heads, [row[count:] for row in extra_grads]
+    if source == "last_layer":
+        zero = [[torch.zeros_like(z) if g is None else g for z, g in zip(feature_list, row[:count])] for row in extra_grads]
+        gradients.update, gradients.through_features = TaskGradients(feature_list, zero, None), True
+    else:
+        gradients.update, gradients.through_features = task, source == "features"
+    return gradients
 
 
 def _write_weighted_losses(method: StepMethod, loss_list: Sequence[Tensor], aggregation: Aggregation, heads: Tensor) -> None:
@@ -414,29 +526,41 @@ def _write_weighted_losses(method: StepMethod, loss_list: Sequence[Tensor], aggr
         torch.autograd.backward(_weighted_sum(loss_list, heads), inputs=head_params)
 
 
+def _split(flat: Tensor, tensors: Sequence[Tensor]) -> list[Tensor]:
+    pieces, offset = [], 0
+    for t in tensors:
+        pieces.append(flat[offset : offset + t.numel()].view(t.shape))
+        offset += t.numel()
+    return pieces
+
+
 def _write_direction(method: StepMethod, gradients: _Gradients, aggregation: Aggregation, heads: Tensor) -> None:
-    """Shared update ``d`` from J (``params``: into ``.grad``; ``features``: back through the encoder), heads summed."""
-    jacobian = gradients.jacobian
-    assert jacobian is not None
-    direction = aggregation.direction if aggregation.direction is not None else aggregation.weights.to(jacobian) @ jacobian
-    if direction.numel() != jacobian.shape[1]:
-        raise RuntimeError(f"{method.name} returned a direction of size {direction.numel()}, expected {jacobian.shape[1]}")
-    gradients.jacobian = None  # the last use of J: free it before the heads and the encoder backward
+    """Shared update combined from per-task gradients (into ``.grad``, or back through the encoder), heads summed."""
+    update = gradients.update
+    assert update is not None
+    tensors, explicit = update.tensors, aggregation.direction
+    if explicit is not None:
+        if gradients.source == "last_layer":
+            raise BalancerError(f"{method.name} produces a direction, which needs source 'params' or 'features'")
+        size = sum(t.numel() for t in tensors)
+        if explicit.numel() != size:
+            raise RuntimeError(f"{method.name} returned a direction of size {explicit.numel()}, expected {size}")
+        pieces, owned = _split(explicit, tensors), False
+    else:
+        pieces, owned = update.combined(aggregation.weights), True
+    gradients.task = gradients.update = None  # the last use of J: free it before the heads and the encoder backward
     for index, param in enumerate(gradients.head_params):
-        pieces = [float(h) * grads[index] for h, grads in zip(heads, gradients.head_grads) if grads[index] is not None]
-        if pieces:
-            _accumulate(param, torch.stack(pieces).sum(0) if len(pieces) > 1 else pieces[0])
+        parts = [float(h) * grads[index] for h, grads in zip(heads, gradients.head_grads) if grads[index] is not None]
+        if parts:
+            _accumulate(param, torch.stack(parts).sum(0) if len(parts) > 1 else parts[0], owned=True)
     gradients.head_grads = []
-    if gradients.source == "params":
-        accumulate_flat(method.shared_params, direction.to(jacobian))
+    if not gradients.through_features:
+        for param, piece in zip(method.shared_params, pieces):
+            _accumulate(param, piece, owned)
         return
     # Back-propagating the scalar Σ ⟨z, dz⟩ (dz constant) gives the encoder exactly the gradient of ``dz``; unlike
     # ``backward(tensors, grad_tensors=...)`` it does not make torch import sympy (seconds) on first use.
-    tensors = gradients.tensors
-    surrogate, offset = torch.zeros((), device=direction.device, dtype=tensors[0].dtype), 0
-    for z in tensors:
-        surrogate = surrogate + (z * direction[offset : offset + z.numel()].view_as(z).to(z.dtype)).sum()
-        offset += z.numel()
+    surrogate = sum(((z * dz.to(z.dtype)).sum() for z, dz in zip(tensors, pieces)), torch.zeros((), device=tensors[0].device))
     torch.autograd.backward(surrogate, inputs=method.shared_params or None)
 
 
@@ -448,9 +572,9 @@ def _result(method: StepMethod, values: Tensor, aggregation: Aggregation, gradie
     direction_norm = dots = None
     gram = None if gradients is None else gradients.gramian
     if gradients is not None and gram is not None:
-        jacobian = gradients.jacobian
         explicit = aggregation.direction
-        if explicit is not None and jacobian is not None and explicit.numel() == jacobian.shape[1]:
+        if explicit is not None and gradients.task is not None and gradients.task.jacobian is not None:
+            jacobian = gradients.task.jacobian
             direction = explicit.to(jacobian)
             dots = (jacobian @ direction).double().cpu()
             direction_norm = float(direction.double().norm())

@@ -39,6 +39,17 @@ class NonFiniteLossError(FloatingPointError):
         self.step = step
 
 
+class NonFiniteGradientError(FloatingPointError):
+    """A per-task gradient on the method's source is NaN or infinite (finite losses: typically an fp16 overflow
+    under a GradScaler). Raised before the method runs and before any ``.grad`` is written, so a mixed-precision
+    loop can skip the step and lower its loss scale (``scaler.update(scaler.get_scale() * backoff)``)."""
+
+    def __init__(self, tasks: list[str], step: int) -> None:
+        super().__init__(f"the gradients of task(s) {tasks} are not finite at balancer step {step}; no gradient was written")
+        self.tasks = tasks
+        self.step = step
+
+
 @dataclass(frozen=True)
 class StepInputs:
     """What a method sees at one step. ``gramian`` is float64 on the CPU; ``jacobian`` stays on the model's device.

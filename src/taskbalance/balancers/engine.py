@@ -19,20 +19,25 @@ Gradients accumulate into ``.grad`` (like ``loss.backward()``), so gradient accu
 
 Cost (what keeps the ``params`` source at the floor of K backward passes):
 
-* The per-task gradients are written row by row into one preallocated K×d matrix ``J`` in the source's dtype (no
-  list of rows, no concatenated copy, no float64 copy). The Gramian is summed in float64 from per-tensor blocks
-  ``J_p J_pᵀ`` computed in J's precision (at least float32): one block per parameter, or per feature tensor.
-* Which form of ``d = Jᵀw`` (the rule): the Gramian needs every pair of rows, so all K rows of J coexist whatever
-  order they are computed in. When J covers the shared update (``params``, ``features``), ``d`` is formed from it
-  (a K×d product, cheaper in time than a (K+1)-th backward pass and needing only d more memory). When it does not
-  (``last_layer``, or ``diagnose`` for a loss-only method) J is dropped after the Gramian and the shared
-  parameters get one reweighted backward of ``Σ_i w_i L_i``.
-* With ``params`` or ``features`` each task's head gradient is folded into that task's own ``autograd.grad`` call
-  (the heads' ``Σ_i h_i ∇L_i`` is summed from those pieces, no extra backward), and the last call frees the graph
-  (with ``features``, only the heads' part, which is all it traverses).
+* The per-task gradients are kept as ``autograd.grad`` returns them, one tensor per source tensor and task (no
+  list of flat rows, no concatenated K×d copy, no float64 copy). The Gramian is summed in float64 from one K×n
+  block per source tensor (parameter or feature tensor), stacked into one reused buffer and multiplied in its own
+  precision (at least float32): :func:`gramian_of_blocks`, the one place it is computed. The flat K×d J is formed
+  only for a method that needs it (``requires == "jacobian"``) or for a reducer.
+* Which form of ``d = Jᵀw`` (the rule): the Gramian needs every pair of gradients, so all K of them coexist
+  whatever order they are computed in. When they cover the shared update (``params``, ``features``) ``d`` is
+  combined from them in place (``g_1`` becomes ``d``: no K×d product buffer, no clone into ``.grad``), which costs
+  less time than a (K+1)-th backward pass and no memory beyond the gradients. When they do not (``last_layer``)
+  and the features are passed to ``backward``, the same calls also take each task's gradient on the features and
+  the encoder gets one backward of their combination ``dz = Σ_i w_i ∂L_i/∂z`` (no head is traversed twice);
+  without features (or when a head reads a shared tensor around them), one reweighted backward of ``Σ_i w_i L_i``.
+* Each task's head gradient comes from that task's own ``autograd.grad`` call (the heads' ``Σ_i h_i ∇L_i`` is
+  summed from those pieces, no extra backward), and the last call frees the graph unless the encoder still needs it.
 * ``is_grads_batched`` (a balancer option, off by default) takes the K gradients in one ``autograd.grad`` call
-  vmapped over the K unit cotangents. It returns the same J; whether it is faster depends on the device, the
-  model and the batch (on CPU it was not), so choose it by measuring (``benchmarks/step_time.py --batched``).
+  vmapped over the K unit cotangents. It returns the same gradients; whether it is faster depends on the device,
+  the model and the batch (on CPU it was not), so choose it by measuring (``benchmarks/step_time.py --batched``).
+* A per-task gradient that is not finite (with finite losses: an fp16 overflow under a GradScaler) raises
+  :class:`~taskbalance.balancers.types.NonFiniteGradientError` before the method runs or anything is written.
 
 Distributed runs (``reducer``, a :class:`~taskbalance.balancers.types.GradientReducer`; None changes nothing):
 

@@ -60,6 +60,18 @@ def test_b_not_supported_far_below_with_a_clear_paired_difference():
     assert verdict.status == "not supported" and "-5.00 Δm-points from the grid" in verdict.evidence
 
 
+def test_b_needs_intervals_narrower_than_the_grids_gain_over_uniform():
+    # uniform M_seg = -20 on every seed -> Δm -10: the grid gains 15 Δm-points; the paired half-width 3.29 is smaller
+    within = [44.8, 43.2, 44.0]
+    t = table(arm("uniform", [32.0, 32.0, 32.0]), arm("grid search", GRID), arm("avgnorm", within))
+    verdict = avgnorm_near_grid(t)
+    assert verdict.status == "supported" and "half-width 3.29 is smaller than the grid's gain over uniform (+15.00" in verdict.evidence
+    # uniform Δm 4, 4.5, 3.5: the grid gains 1 point, less than the paired half-width: too wide to call AvgNorm close
+    t = table(arm("uniform", [43.2, 43.6, 42.8]), arm("grid search", GRID), arm("avgnorm", within))
+    verdict = avgnorm_near_grid(t)
+    assert verdict.status == "inconclusive" and "too wide to call it close" in verdict.evidence
+
+
 def test_b_inconclusive_below_but_noisy():
     # AvgNorm Δm 0, 10, -2.5: mean 2.5 is below the grid interval, paired differences -5, 4.5, -7 straddle 0
     t = table(arm("grid search", GRID), arm("avgnorm", [40.0, 48.0, 38.0]))

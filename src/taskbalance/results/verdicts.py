@@ -2,8 +2,9 @@
 
 * (a) uniform weights leave tasks behind: which tasks' ``M_i`` under uniform weights have a 95% interval entirely
   below 0 (significantly below single-task);
-* (b) AvgNorm comes close to the grid search: whether AvgNorm's mean Δm lies within the grid-search arm's interval,
-  and otherwise how far away it is, with the paired difference;
+* (b) AvgNorm comes close to the grid search: whether AvgNorm's mean Δm lies within the grid-search arm's interval
+  (with a paired interval narrow enough to resolve the grid's gain over uniform), and otherwise how far away it is,
+  with the paired difference;
 * (c) the best arm, and whether it is separable from the runner-up (paired difference's interval excludes 0).
 
 Each verdict is "supported", "not supported" or "inconclusive", always "at n seeds"; with one seed everything is
@@ -64,10 +65,16 @@ def uniform_leaves_tasks_behind(table: ResultsTable, uniform: str = "uniform") -
 
 
 def avgnorm_near_grid(table: ResultsTable, avgnorm: str = "avgnorm", grid: str = "grid search",
-                      grid_choice: str = "") -> Verdict | None:
-    """(b) Supported when AvgNorm's mean Δm lies within (or above) the grid arm's interval; not supported when it
-    lies below it and the paired difference's interval excludes 0; otherwise inconclusive. ``grid_choice`` says how
-    the grid point was chosen. None without both rows."""
+                      grid_choice: str = "", uniform: str = "uniform") -> Verdict | None:
+    """(b) Whether AvgNorm's Δm is within the grid arm's interval, or how far away it is.
+
+    * not supported: the paired difference AvgNorm − grid has an interval below 0;
+    * supported: that interval lies above 0 (AvgNorm beats the grid), or AvgNorm's mean Δm lies within (or above)
+      the grid's interval **and** the study resolves differences of the size that matters: the paired interval's
+      half-width is smaller than the grid's mean gain over uniform (without a uniform row this check is skipped);
+    * inconclusive otherwise (intervals too wide to call AvgNorm close), and always with one seed.
+
+    ``grid_choice`` says how the grid point was chosen. None without both rows."""
     row, grid_row = table.row(avgnorm), table.row(grid)
     if row is None or grid_row is None:
         return None
@@ -82,15 +89,27 @@ def avgnorm_near_grid(table: ResultsTable, avgnorm: str = "avgnorm", grid: str =
         paired_text = "; no common seed for a paired difference"
     evidence = (f"AvgNorm {_mean_ci(row)}, grid search{f' ({grid_choice})' if grid_choice else ''} {_mean_ci(grid_row)}: "
                 f"AvgNorm is {format_delta(gap)} Δm-points from the grid{paired_text}.")
-    if n < 2:
-        return Verdict(claim, "inconclusive", n, f"{evidence} No interval: {ONE_SEED}.")
-    if grid_row.delta_m.contains(row.delta_m.mean):
-        return Verdict(claim, "supported", n, f"AvgNorm's mean Δm lies within the grid's {INTERVAL_LABEL}. {evidence}")
-    if grid_row.delta_m.high is not None and row.delta_m.mean > grid_row.delta_m.high:
-        return Verdict(claim, "supported", n, f"AvgNorm's mean Δm lies above the grid's interval. {evidence}")
-    if paired is not None and paired.excludes_zero:
-        return Verdict(claim, "not supported", n, f"AvgNorm lies below the grid's interval, and the paired difference excludes 0. {evidence}")
-    return Verdict(claim, "inconclusive", n, f"AvgNorm lies below the grid's interval, but the paired difference does not exclude 0. {evidence}")
+    if n < 2 or paired is None or paired.low is None or paired.high is None:
+        return Verdict(claim, "inconclusive", n, f"{evidence} No paired interval: {ONE_SEED}.")
+    if paired.high < 0:
+        return Verdict(claim, "not supported", n, f"AvgNorm is below the grid: the paired interval excludes 0. {evidence}")
+    if paired.low > 0:
+        return Verdict(claim, "supported", n, f"AvgNorm is above the grid: the paired interval excludes 0. {evidence}")
+    inside = grid_row.delta_m.contains(row.delta_m.mean) or (grid_row.delta_m.high is not None and row.delta_m.mean > grid_row.delta_m.high)
+    if not inside:
+        return Verdict(claim, "inconclusive", n, f"AvgNorm lies below the grid's interval, but the paired interval includes 0. {evidence}")
+    uniform_row = table.row(uniform)
+    half_width = (paired.high - paired.low) / 2
+    if uniform_row is not None:
+        gain = grid_row.delta_m.mean - uniform_row.delta_m.mean
+        resolution = (f" The paired interval's half-width {half_width:.2f} is {'smaller' if half_width < abs(gain) else 'not smaller'} "
+                      f"than the grid's gain over uniform ({format_delta(gain)} Δm-points).")
+        if half_width >= abs(gain):
+            return Verdict(claim, "inconclusive", n, f"AvgNorm's mean Δm lies within the grid's {INTERVAL_LABEL}, but the "
+                           f"intervals are too wide to call it close.{resolution} {evidence}")
+    else:
+        resolution = ""
+    return Verdict(claim, "supported", n, f"AvgNorm's mean Δm lies within the grid's {INTERVAL_LABEL}.{resolution} {evidence}")
 
 
 def best_arm(table: ResultsTable) -> Verdict | None:
@@ -118,5 +137,6 @@ def best_arm(table: ResultsTable) -> Verdict | None:
 def judge_claims(table: ResultsTable, uniform: str = "uniform", avgnorm: str = "avgnorm", grid: str = "grid search",
                  grid_choice: str = "") -> list[Verdict]:
     """The verdicts (a), (b), (c) that the table's rows allow (a claim whose arms are missing is left out)."""
-    found = (uniform_leaves_tasks_behind(table, uniform), avgnorm_near_grid(table, avgnorm, grid, grid_choice), best_arm(table))
+    found = (uniform_leaves_tasks_behind(table, uniform), avgnorm_near_grid(table, avgnorm, grid, grid_choice, uniform),
+             best_arm(table))
     return [v for v in found if v is not None]

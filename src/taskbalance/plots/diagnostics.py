@@ -195,8 +195,11 @@ def quantity_figure(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], q
         ax.axis("off")
     for row in axes:
         row[0].set_ylabel(ylabel)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(len(legend), 6), frameon=False)
     figure.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.25 if rows == 1 else 0.12, wspace=0.3, hspace=0.45)
     return figure
 

@@ -57,7 +57,7 @@ def radar_figure(table: ResultsTable, title: str | None = None) -> Figure:
     spread = any(row.n > 1 for row in rows)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize="small",
               title="lines: mean over seeds; bands: ± one sample std" if spread else None, title_fontsize="small")
-    ax.set_title(title or RADAR_TITLE, pad=24)
+    ax.set_title(title or RADAR_TITLE, pad=36)
     return fig
 
 

@@ -83,7 +83,9 @@ class GridChoice:
 
 
 @dataclass(frozen=True)
-class _Finished:
+class Finished:
+    """A finished run of the study and its ``results.json``."""
+
     run: ReportRun
     result: RunResult
 
@@ -107,7 +109,7 @@ def _validation_delta(run_dir: RunDir, stl_dirs: Mapping[str, RunDir]) -> float 
         return None
 
 
-def choose_grid(grid: Mapping[str, Sequence[_Finished]], runs: Sequence[ReportRun], out: Path,
+def _choose_grid(grid: Mapping[str, Sequence[Finished]], runs: Sequence[ReportRun], out: Path,
                 baseline: Arm) -> GridChoice | None:
     """Select the grid-search arm on mean validation Δm over its seeds (on mean test Δm, said so, when a seed has
     no validation record)."""
@@ -176,7 +178,7 @@ def _imbalance_table(rows: Sequence[tuple[str, Sequence[RunResult]]]) -> tuple[T
     return table, markdown_table(headers, lines)
 
 
-def _arms_section(arms: Sequence[Mapping[str, Any]], finished: Sequence[_Finished]) -> str:
+def _arms_section(arms: Sequence[Mapping[str, Any]], finished: Sequence[Finished]) -> str:
     """Every arm's configuration and training length (planned, and the steps its finished runs trained)."""
     trained: dict[str, list[int]] = {}
     for f in finished:
@@ -196,7 +198,7 @@ def _arms_section(arms: Sequence[Mapping[str, Any]], finished: Sequence[_Finishe
     return markdown_table(headers, [[cell.replace("|", "\\|") for cell in line] for line in lines])
 
 
-def _draw_figures(spec: ReportSpec, finished: Sequence[_Finished], table: ResultsTable, out: Path) -> list[Path]:
+def _draw_figures(spec: ReportSpec, finished: Sequence[Finished], table: ResultsTable, out: Path) -> list[Path]:
     """The radar chart (three tasks or more) and the diagnostics figures of the MTL runs (seeds of an arm drawn as
     mean line and band)."""
     from taskbalance.plots import plot_runs
@@ -212,7 +214,7 @@ def _draw_figures(spec: ReportSpec, finished: Sequence[_Finished], table: Result
     return figures
 
 
-def _baseline(stl: Sequence[_Finished]) -> Arm | None:
+def _baseline(stl: Sequence[Finished]) -> Arm | None:
     """The single-task baseline per seed, from the seeds whose single-task runs cover every task."""
     tasks = {f.result.tasks[0] for f in stl}
     by_seed: dict[int, list[RunResult]] = {}
@@ -222,7 +224,7 @@ def _baseline(stl: Sequence[_Finished]) -> Arm | None:
     return Arm("Single-task", complete) if complete else None
 
 
-def _arm_rows(variants: Sequence[str], finished: Sequence[_Finished], runs: Sequence[ReportRun], out: Path,
+def _arm_rows(variants: Sequence[str], finished: Sequence[Finished], runs: Sequence[ReportRun], out: Path,
               baseline: Arm) -> tuple[list[Arm], dict[str, GridChoice | None]]:
     """The table's arms (per variant: its single-task row when not the reference, uniform, the chosen grid arm,
     each method) and the grid choice per variant."""
@@ -230,7 +232,7 @@ def _arm_rows(variants: Sequence[str], finished: Sequence[_Finished], runs: Sequ
     choices: dict[str, GridChoice | None] = {}
     for variant in variants:
         prefix = f"{variant}: " if variant else ""
-        members: dict[str, list[_Finished]] = {}
+        members: dict[str, list[Finished]] = {}
         for f in finished:
             if f.run.variant == variant:
                 members.setdefault(f.run.arm, []).append(f)
@@ -239,7 +241,7 @@ def _arm_rows(variants: Sequence[str], finished: Sequence[_Finished], runs: Sequ
             if own is not None:
                 arms.append(Arm(f"{prefix}Single-task", own.runs))
         grid = {arm: fs for arm, fs in members.items() if fs[0].run.kind == "grid"}
-        choices[variant] = choose_grid(grid, runs, out, baseline)
+        choices[variant] = _choose_grid(grid, runs, out, baseline)
         for arm, fs in members.items():
             kind = fs[0].run.kind
             if kind == "stl" or (kind == "grid" and arm != choices[variant].arm):  # type: ignore[union-attr]
@@ -249,7 +251,7 @@ def _arm_rows(variants: Sequence[str], finished: Sequence[_Finished], runs: Sequ
     return arms, choices
 
 
-def _avgnorm_row(finished: Sequence[_Finished], variant: str) -> str:
+def _avgnorm_row(finished: Sequence[Finished], variant: str) -> str:
     """The label of the reference variant's AvgNorm arm (the method's name when the study has none)."""
     for f in finished:
         if f.run.variant == variant and f.run.kind == "mtl" and f.run.raw["method"]["name"] == "avgnorm":
@@ -281,7 +283,7 @@ def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console
         ResultsError: no seed of the reference variant has finished all its single-task runs.
     """
     console = console or Console()
-    finished = [_Finished(run, load_run_result(out / run.name)) for run in runs if RunDir(out / run.name).is_finished()]
+    finished = [Finished(run, load_run_result(out / run.name)) for run in runs if RunDir(out / run.name).is_finished()]
     variants = list(dict.fromkeys(run.variant for run in runs))
     baseline = _baseline([f for f in finished if f.run.kind == "stl" and f.run.variant == variants[0]])
     if baseline is None:

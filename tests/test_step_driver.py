@@ -131,3 +131,13 @@ def test_protocol_runner_adapts_epoch_methods_and_steps_method_parameters():
     uw = run_protocol(preset, method="uw").result.mean_weights
     untrained = 0.5 * math.exp(0.5)  # ½e^{-s} at the initial s = −0.5
     assert all(abs(w - untrained) > 1e-4 for w in uw.values())
+
+
+@pytest.mark.parametrize(("options", "problem"), [
+    ({"max_norm": -1.0}, "max_norm must be >= 0"),
+    ({"max_norm": 1.0}, r"clip=\.\.\.\); got max_norm=1.0 and 0 parameter"),
+    ({"schedule_per": "batch"}, "schedule_per must be 'step' or 'epoch'"),
+])
+def test_step_options_refuse_what_cannot_work(options, problem):
+    with pytest.raises(ValueError, match=problem):
+        StepOptions(**options)

@@ -84,6 +84,13 @@ class StepOptions:
     max_norm: float = 0.0
     gradient_hook: Callable[[], None] | None = None
 
+    def __post_init__(self) -> None:
+        if self.max_norm < 0 or (self.max_norm > 0 and not self.clip):
+            raise ValueError(f"StepOptions: max_norm must be >= 0 and, when > 0, come with the parameters to clip "
+                             f"(clip=...); got max_norm={self.max_norm} and {len(self.clip)} parameter(s)")
+        if self.schedule_per not in ("step", "epoch"):
+            raise ValueError(f"StepOptions: schedule_per must be 'step' or 'epoch', got {self.schedule_per!r}")
+
 
 class _ReducedHooks:
     """A balancer's hooks with the post-step losses going through the run's reducer."""

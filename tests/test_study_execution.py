@@ -212,3 +212,23 @@ def test_local_processes_and_submitit_local_run_the_same_study(tmp_path: Path):
     assert "4 runs (2 finished, 2 to run)" in text  # the failed runs wrote nothing: they are simply run now
     assert all(load_run_result(out / f"famo/seed-{s}").meta["seed"] == s for s in (0, 1))
     assert any((tmp_path / "jobs").iterdir())
+
+
+def test_validation_curves_average_the_seeds_of_an_arm(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from taskbalance.training.curves import plot_validation_curves, validation_curves
+    from taskbalance.training.rundir import RunDir
+
+    runs = [SimpleNamespace(name=f"uniform/seed-{s}", arm="uniform") for s in (0, 1)]
+    for seed, run in enumerate(runs):
+        log = RunDir(tmp_path / run.name).metrics
+        log.append({"step": 10, "kind": "train", "loss": 1.0})
+        for step, rmse in ((50, 2.0 + seed), (100, 1.0 + seed)):
+            log.append({"step": step, "kind": "val", "primary": {"depth": "rmse"}, "metrics": {"depth": {"rmse": rmse}}})
+    curves, primary = validation_curves(tmp_path, runs)
+    assert primary == {"depth": "rmse"}
+    assert {step: sorted(v) for step, v in curves[("uniform", "depth")].items()} == {50: [2.0, 3.0], 100: [1.0, 2.0]}
+    path = plot_validation_curves(tmp_path, runs, tmp_path / "curves.png")
+    assert path is not None and path.stat().st_size > 0
+    assert plot_validation_curves(tmp_path, [SimpleNamespace(name="none/seed-0", arm="none")], tmp_path / "x.png") is None

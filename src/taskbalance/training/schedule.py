@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taskbalance.results import ResultsError
+from taskbalance.training.curves import plot_validation_curves
 from taskbalance.training.executors import Backend, Handle, RunOutcome, RunTask, build_backend
 from taskbalance.training.rundir import RunDir
 from taskbalance.training.staleness import set_aside_if_stale
@@ -110,7 +111,7 @@ def run_plan(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Co
              executor: Backend | None = None) -> dict[str, Any]:
     """Set aside stale runs, execute the unfinished ones, write the report (of whatever is finished)."""
     from taskbalance.training.report import write_report
-    from taskbalance.training.study import expected_config
+    from taskbalance.training.study import describe_arms, expected_config
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -125,9 +126,12 @@ def run_plan(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Co
         state = execute(spec, todo, out, backend, console, show_bar=show_progress and backend.capacity > 1)
     finally:
         backend.close()
+    redraw = bool(state.done) or not (out / "report.md").is_file()
+    curves = out / "figures" / "validation_curves.png"
+    if redraw and plot_validation_curves(out, runs, curves) is not None:
+        console.print(f"validation curves: {curves}")
     try:
-        report = write_report(spec, list(runs), out, console=console,
-                              draw_figures=bool(state.done) or not (out / "report.md").is_file())
+        report = write_report(spec, list(runs), out, console=console, draw_figures=redraw, arms=describe_arms(list(runs)))
     except ResultsError as error:  # e.g. no single-task run has finished yet
         console.print(f"[yellow]no report:[/yellow] {error}")
         report = {}

@@ -1,5 +1,6 @@
 """Multi-process training on CPU (Gloo): the gradient all-reduce on its own, and a real two-rank ``torchrun`` job
-on tiny synthetic scenes (only rank 0 writes the run directory; both ranks end with the same weights).
+on tiny synthetic scenes with FAMO (DDP path, post-step losses reduced): only rank 0 writes the run directory; both
+ranks end with the same weights, BatchNorm buffers and balancer state; each rank's RNG streams are checkpointed.
 
 Run as a script (``torchrun ... tests/test_training_distributed.py RUN DUMPS``), this file is the job's worker."""
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
 
 TINY = ["optim.iterations=4", "optim.eval_every=2", "data.batch_size=2", "data.eval_batch_size=8",
         "data.options.num_scenes=1", "data.options.views_per_scene=4", "data.options.resolution=[24,32]",
-        "diagnostics.every=2", "log_every=1", "method.name=uw"]
+        "diagnostics.every=2", "log_every=1", "method.name=famo"]
 
 
 def _average_worker(rank: int, store: str) -> None:
@@ -63,14 +64,22 @@ def test_torchrun_two_ranks(tmp_path: Path):
     assert train_steps == [1, 2, 3, 4]
     assert len(list((run / "tb").iterdir())) == 1
 
-    # rank 0's last checkpoint holds its weights after the final step; rank 1 must have reached the same ones
+    # rank 0's last checkpoint holds its weights and buffers after the final step; rank 1 must have the same ones
     last = json.loads((run / "checkpoints" / "last.json").read_text())
     assert last["step"] == 4
     saved = load_file(run / "checkpoints" / last["path"] / "model.safetensors")
     rank1 = load_file(dumps / "params-rank1.safetensors")
-    assert rank1 and set(rank1) <= set(saved)
+    assert any("running_mean" in name for name in rank1) and set(rank1) == set(saved)
     for name, value in rank1.items():
         assert torch.equal(value, saved[name]), name
+    state = torch.load(run / "checkpoints" / last["path"] / "state.pt", weights_only=True)
+    balancer1 = torch.load(dumps / "balancer-rank1.pt", weights_only=True)
+    assert balancer1.keys() == state["balancer"].keys()
+    for name, value in balancer1.items():
+        assert torch.equal(value, state["balancer"][name]), name
+    streams = [process["torch"] for process in state["rng_processes"]]
+    assert len(streams) == 2 and not torch.equal(streams[0], streams[1])  # dropout masks differ across ranks
+    assert torch.equal(state["rng"]["torch"], streams[0])
 
 
 def _record_writes(root: Path, log: list[str]) -> None:
@@ -103,8 +112,9 @@ def _worker(run: Path, dumps: Path) -> None:
     rank = trainer.dist.rank
     (dumps / f"writes-rank{rank}.json").write_text(json.dumps(writes))
     if rank == 1:  # rank 0's model now holds the selected (best) weights; its last ones are in the checkpoint
-        save_file({n: p.detach().contiguous() for n, p in trainer.model.named_parameters()},
+        save_file({n: p.detach().contiguous() for n, p in trainer.model.state_dict().items()},
                   str(dumps / f"params-rank{rank}.safetensors"))
+        torch.save(trainer.balancer.state_dict(), dumps / f"balancer-rank{rank}.pt")
     dist.destroy_process_group()
 
 

@@ -2,15 +2,17 @@
 
 Two paths, chosen from the method:
 
-* **loss weighting** (the method needs only the losses, or per-task gradients on the ``last_layer`` only: uniform,
-  static, UW, DWA, RLW, FAMO, STCH, IMTL-L, AvgNorm, GradNorm): the model runs inside
-  :class:`~torch.nn.parallel.DistributedDataParallel`, whose bucketed all-reduce overlaps the one backward of
-  ``Σ_i w_i L_i``. The weights agree on every process because they are computed from globally reduced losses and
-  last-layer Jacobians (the reducer).
-* **gradient methods** (``params`` or ``features`` source): no DDP. The per-task gradients are reduced once per step
-  by the balancer's reducer (the K×d Jacobian on ``params``, the K×K Gramian on ``features``), every process
-  aggregates the same global quantity and writes the same shared update; the remaining gradients (task-specific
-  parameters, the encoder on the ``features`` source) are averaged in one flat all-reduce.
+* **loss weighting** (the method needs only the losses: uniform, static, UW, DWA, RLW, FAMO, STCH, IMTL-L): the
+  model runs inside :class:`~torch.nn.parallel.DistributedDataParallel`, whose bucketed all-reduce overlaps the one
+  backward of ``Σ_i w_i L_i``. The weights agree on every process because they are computed from globally reduced
+  losses. On the steps that also measure per-task gradients (``diagnose``) the engine fills the heads from its
+  ``autograd.grad`` calls, which DDP's hooks do not see: those steps run under ``no_sync()`` and every gradient is
+  averaged in one flat all-reduce instead.
+* **gradient methods** (``params``, ``last_layer`` or ``features`` source: MGDA, PCGrad, ..., AvgNorm, GradNorm): no
+  DDP. The per-task gradients are reduced once per step by the balancer's reducer (the K×d Jacobian on ``params``
+  and ``last_layer``, the K×K Gramian on ``features``), every process decides on the same global quantity; the
+  gradients that are still local (task-specific parameters; the encoder on ``features`` and ``last_layer``) are
+  averaged in one flat all-reduce.
 
 Everything else the optimizer steps (the balancer's own parameters, URL adaptors) is averaged in that flat
 all-reduce too, and with local BatchNorm rank 0's buffers are broadcast every step (DDP's ``broadcast_buffers``).
@@ -18,7 +20,7 @@ all-reduce too, and with local BatchNorm rank 0's buffers are broadcast every st
 
 from __future__ import annotations
 
-from typing import Any, ContextManager, Iterable, Mapping
+from typing import Any, ContextManager, Iterable, Literal, Mapping
 
 import torch
 import torch.distributed as dist
@@ -27,12 +29,25 @@ from torch.nn.parallel import DistributedDataParallel
 
 from taskbalance.balancers import Balancer
 from taskbalance.tasks.losses import shared_normaliser
+from taskbalance.training.config import ConfigError
 from taskbalance.training.distributed import DistInfo, ProcessGroupReducer, average_gradients
 
 
 def uses_ddp(balancer: Balancer) -> bool:
-    """Whether the method's write-back is one backward of a weighted loss sum (the DDP path)."""
-    return balancer.requires == "losses" or balancer.source == "last_layer"
+    """Whether the method needs only the losses (the DDP path: its write-back is one backward of ``Σ_i w_i L_i``)."""
+    return balancer.requires == "losses"
+
+
+def wants_sync_batchnorm(setting: bool | Literal["auto"], info: DistInfo, device: torch.device) -> bool:
+    """Whether to use SyncBatchNorm: ``auto`` means yes when several processes train on GPUs."""
+    if not info.enabled or setting is False:
+        return False
+    if device.type != "cuda":
+        if setting is True:
+            raise ConfigError("distributed.sync_batchnorm: true needs GPUs (PyTorch's SyncBatchNorm does not run on the "
+                             "CPU); use auto or false")
+        return False
+    return True
 
 
 def convert_batchnorm(model: nn.Module, sync: bool) -> nn.Module:
@@ -64,9 +79,7 @@ class BalancerHooks:
         return self.balancer.needs_post_step_losses
 
     def post_step(self, losses: Mapping[str, Tensor]) -> None:
-        tasks = list(losses)
-        values = self.reducer.sum_losses(torch.stack([losses[t].detach().reshape(()) for t in tasks]))
-        self.balancer.post_step(dict(zip(tasks, values)))
+        self.balancer.post_step(losses, reducer=self.reducer)
 
     def epoch_end(self) -> None:
         self.balancer.epoch_end()
@@ -90,21 +103,31 @@ class DataParallel:
         self.info = info
         self.reducer = ProcessGroupReducer(info)
         self.ddp: DistributedDataParallel | None = None
+        self.unsynced = False  # this step's forward ran under no_sync(): gradient_hook averages the model too
         self.local_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
                                    for m in model.modules())
+        model_params = [p for p in model.parameters() if p.requires_grad]
         managed: set[int] = set()
         if uses_ddp(balancer):
             device_ids = [info.local_rank] if next(model.parameters()).is_cuda else None
             self.ddp = DistributedDataParallel(TrainingForward(model), device_ids=device_ids, bucket_cap_mb=bucket_mb)
-            managed = {id(p) for p in model.parameters()}
+            managed = {id(p) for p in model_params}
         elif balancer.source == "params":
             managed = {id(p) for p in balancer.shared_params}
-        model_params = [p for p in model.parameters() if p.requires_grad]
+        self.model_params = model_params
         self.averaged = [p for p in [*model_params, *replicated] if id(p) not in managed]
 
-    def forward_train(self, images: Tensor) -> Any:
-        """The model's training forward (through DDP on the loss-weighting path)."""
-        return self.ddp(images) if self.ddp is not None else self.model.forward_train(images)
+    def forward_train(self, images: Tensor, diagnose: bool = False) -> Any:
+        """The model's training forward (through DDP on the loss-weighting path; without DDP's gradient hooks when
+        the step measures per-task gradients, ``diagnose``)."""
+        if self.ddp is None:
+            return self.model.forward_train(images)
+        if torch.is_grad_enabled():
+            self.unsynced = diagnose
+        if diagnose:
+            with self.ddp.no_sync():
+                return self.ddp(images)
+        return self.ddp(images)
 
     def losses_context(self) -> ContextManager[Any]:
         """Compute the task losses inside this: masked means normalised by the global pixel count."""
@@ -112,17 +135,18 @@ class DataParallel:
 
     def gradient_hook(self) -> None:
         """After the balancer's backward: average what is not yet global; align local BatchNorm buffers."""
-        self.reducer.bytes_reduced += average_gradients(self.averaged, self.info)
+        tensors = [*self.model_params, *self.averaged] if self.unsynced else self.averaged
+        self.reducer.bytes_reduced += average_gradients(tensors, self.info)
         if self.ddp is None and self.local_batchnorm:
-            broadcast_buffers(self.model, self.info)
+            self.sync_buffers()
+
+    def sync_buffers(self) -> None:
+        """Copy rank 0's buffers to every process (what DDP does before each forward with ``broadcast_buffers``)."""
+        with torch.no_grad():
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
 
     def hooks(self, balancer: Balancer) -> BalancerHooks:
         """The method hooks for the step driver (post-step losses reduced)."""
         return BalancerHooks(balancer, self.reducer)
 
-
-def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
-    """Copy rank 0's buffers to every process (what DDP does before each forward with ``broadcast_buffers``)."""
-    with torch.no_grad():
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)

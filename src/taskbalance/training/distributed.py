@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -156,14 +156,17 @@ def broadcast_state(module: nn.Module, info: DistInfo) -> None:
             tensor.data.copy_(buffer)
 
 
+def gather_objects(value: Any, info: DistInfo) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order, on every process (``[value]`` in a single process)."""
+    if not info.enabled:
+        return [value]
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.enabled:
         dist.barrier()
 
-
-def broadcast_parameters(params: Iterable[Tensor], info: DistInfo) -> None:
-    """Copy rank 0's values of ``params`` to every process (the trainer moves to :func:`broadcast_state`)."""
-    if info.enabled:
-        for p in params:
-            dist.broadcast(p.data, src=0)

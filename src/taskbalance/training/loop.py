@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,12 +44,14 @@ from taskbalance.training.components import (
 )
 from taskbalance.training.config import ConfigError, RunConfig, config_differences, dump_config
 from taskbalance.training.diagnostics import diagnostic_record, format_summary, imbalance_summary, tensorboard_scalars
+from taskbalance.training.ddp import DataParallel, convert_batchnorm, wants_sync_batchnorm
 from taskbalance.training.distributed import (
     DistInfo,
-    average_gradients,
     barrier,
-    broadcast_parameters,
+    broadcast_state,
+    gather_objects,
     init_from_env,
+    process_seed,
 )
 from taskbalance.training.evaluate import autocast_context, evaluate, primary, selection_score, task_losses
 from taskbalance.training.presets import load_config
@@ -99,6 +102,8 @@ class Trainer:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         self._build()  # before the run directory is touched: a config that cannot be built writes nothing
+        if self.dist.enabled:  # dropout and other global-RNG draws differ across processes (the data order does not)
+            seed_everything(process_seed(config.seed, self.dist))
         self._lock = self.run.lock() if self.dist.is_main else None  # a second process on this run stops here
         try:
             self._prepare_directory(resume)
@@ -140,8 +145,9 @@ class Trainer:
         self.info = self.train_set.info  # type: ignore[attr-defined]
         self.val_set = build_split(config, "val", train=False) if self.info.has_val_split else None
         self.specs = build_specs(config, self.info, exact_edge=False)
-        self.model = build_model_for(config, self.info).to(self.device)
-        broadcast_parameters(self.model.parameters(), self.dist)
+        sync = wants_sync_batchnorm(config.distributed.sync_batchnorm, self.dist, self.device)
+        self.model = convert_batchnorm(build_model_for(config, self.info), sync).to(self.device)
+        broadcast_state(self.model, self.dist)
         self.balancer = build_balancer(config, self.model).to(self.device)
         self.aligner = self._build_aligner()
         self.sampler = EpochBatchSampler(len(self.train_set), config.data.batch_size, config.seed, self.dist.rank,
@@ -151,13 +157,23 @@ class Trainer:
         extra = {"aligner": self.aligner} if self.aligner is not None else {}
         optimization = build_optimization(config, self.model, self.balancer, extra, self.total_steps)
         self.optimizer, self.scheduler = optimization.optimizer, optimization.scheduler
+        self.parallel: DataParallel | None = None
+        if self.dist.enabled:
+            in_model = {id(p) for p in self.model.parameters()}
+            replicated = [p for group in self.optimizer.param_groups for p in group["params"] if id(p) not in in_model]
+            self.parallel = DataParallel(self.model, self.balancer, self.dist, replicated, config.distributed.bucket_mb)
 
     def _build_driver(self) -> StepDriver[StepResult]:
-        synced = [p for group in self.optimizer.param_groups for p in group["params"]]
+        parallel = self.parallel
         options = StepOptions(scheduler=self.scheduler, clip=list(self.model.parameters()),
                               max_norm=self.config.optim.grad_clip,
-                              gradient_hook=lambda: average_gradients(synced, self.dist))
-        return StepDriver.for_balancer(self.balancer, self.optimizer, options, steps_done=self.state.step)
+                              gradient_hook=parallel.gradient_hook if parallel is not None else None)
+        if parallel is None:
+            return StepDriver.for_balancer(self.balancer, self.optimizer, options, steps_done=self.state.step)
+        driver = StepDriver.for_balancer(self.balancer, self.optimizer, options, steps_done=self.state.step,
+                                         reducer=parallel.reducer)
+        driver.method = parallel.hooks(self.balancer)  # FAMO's post-step losses reduced to the global batch
+        return driver
 
     def _build_aligner(self) -> FeatureAligner | None:
         distill = self.config.distill
@@ -179,19 +195,30 @@ class Trainer:
         if self.aligner is not None:
             self.aligner.load_state_dict(saved["aligner"])
         self.state = LoopState(**saved["loop"])
-        ckpt.set_rng_state(saved["rng"])
+        self._restore_rng(saved)
         if self.dist.is_main:
             self.run.metrics.truncate_after(self.state.step)
             self.run.diagnostics.truncate_after(self.state.step)
         self.console.print(f"resuming {self.run.root} from step {self.state.step}/{self.total_steps}")
 
+    def _restore_rng(self, saved: Mapping[str, Any]) -> None:
+        """This process's RNG streams as saved; a run resumed on another number of processes reseeds them."""
+        per_process = saved.get("rng_processes")
+        if self.dist.enabled and per_process is not None and len(per_process) == self.dist.world_size:
+            ckpt.set_rng_state(per_process[self.dist.rank])
+            return
+        ckpt.set_rng_state(saved["rng"])
+        if self.dist.enabled:
+            seed_everything(process_seed(self.config.seed + self.state.step, self.dist))
+
     # ------------------------------------------------------------------ one step
-    def _forward(self, batch: Mapping[str, Any]) -> tuple[Forward, dict[str, torch.Tensor]]:
+    def _forward(self, batch: Mapping[str, Any], diagnose: bool) -> tuple[Forward, dict[str, torch.Tensor]]:
         """The step's forward pass and the URL feature distances (empty without distillation)."""
         images = batch["image"]
         with autocast_context(self.device, self.amp):
-            output = self.model.forward_train(images)
-        losses = task_losses(self.specs, output, batch)
+            output = self.parallel.forward_train(images, diagnose) if self.parallel else self.model.forward_train(images)
+        with self.parallel.losses_context() if self.parallel is not None else nullcontext():
+            losses = task_losses(self.specs, output, batch)  # masked means over the global batch
         distances: dict[str, torch.Tensor] = {}
         extra = None
         if self.aligner is not None:
@@ -207,7 +234,7 @@ class Trainer:
         first: list[dict[str, torch.Tensor]] = []
 
         def forward() -> Forward:
-            step_forward, distances = self._forward(batch)
+            step_forward, distances = self._forward(batch, diagnose)
             first.append(distances)
             return step_forward
 
@@ -278,6 +305,9 @@ class Trainer:
                     writer.add_scalar(f"val/{task}/{name}", value, state.step)
 
     def _save_last(self) -> None:
+        if self.parallel is not None:  # the checkpoint is the state of every process: rank 0's BatchNorm statistics
+            self.parallel.sync_buffers()
+        rng = gather_objects(ckpt.rng_state(), self.dist)  # every process's streams (dropout differs per process)
         if not self.dist.is_main:
             return
         state = {
@@ -285,8 +315,10 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "balancer": self.balancer.state_dict(),
             "loop": asdict(self.state),
-            "rng": ckpt.rng_state(),
+            "rng": rng[0],
         }
+        if self.dist.enabled:
+            state["rng_processes"] = rng
         if self.aligner is not None:
             state["aligner"] = self.aligner.state_dict()
         ckpt.save_checkpoint(self.run.checkpoints, "last", self.state.step, self.model, state)

@@ -77,9 +77,31 @@ def test_torchrun_two_ranks(tmp_path: Path):
     assert balancer1.keys() == state["balancer"].keys()
     for name, value in balancer1.items():
         assert torch.equal(value, state["balancer"][name]), name
+    # rank 0 evaluated the whole validation split: its logged metrics are those of the checkpointed weights on it
+    logged = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "val"][-1]
+    assert logged["step"] == 4
+    alone = _evaluate_alone(run / "checkpoints" / last["path"])
+    assert logged["metrics"].keys() == alone.keys()
+    for task, values in alone.items():
+        assert logged["metrics"][task] == pytest.approx(values, rel=1e-5), task
     streams = [process["torch"] for process in state["rng_processes"]]
     assert len(streams) == 2 and not torch.equal(streams[0], streams[1])  # dropout masks differ across ranks
     assert torch.equal(state["rng"]["torch"], streams[0])
+
+
+def _evaluate_alone(checkpoint: Path) -> dict[str, dict[str, float]]:
+    """The validation metrics of a checkpoint's weights, computed in this (single) process on the whole split."""
+    from torch.utils.data import DataLoader
+
+    from taskbalance.training.components import build_model_for, build_specs, build_split
+    from taskbalance.training.evaluate import evaluate
+    from taskbalance.training.presets import load_config
+
+    config = load_config("quick", TINY)
+    val = build_split(config, "val", train=False)
+    model = build_model_for(config, val.info)
+    model.load_state_dict(load_file(checkpoint / "model.safetensors"))
+    return evaluate(model, DataLoader(val, batch_size=3), build_specs(config, val.info), torch.device("cpu"))
 
 
 def _record_writes(root: Path, log: list[str]) -> None:

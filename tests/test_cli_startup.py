@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "torchvision", "timm", "scipy", "matplotlib", "pyEdgeEval")
+HEAVY = ("torch", "torchvision", "timm", "scipy", "matplotlib", "pyEdgeEval", "cv2")
 
 _PROBE = """
 import sys
@@ -52,3 +52,9 @@ def test_lazy_package_exports_still_resolve():
     assert "build_dataset" in dir(data) and "build_dataset" in data.__all__
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         data.nothing  # noqa: B018
+
+
+def test_describing_the_synthetic_split_imports_torch_only():
+    """``data info`` neither renders (tests/test_data_cli.py) nor loads torchvision, scipy, pyEdgeEval or cv2."""
+    code = "from taskbalance.data.describe import describe_dataset\nassert describe_dataset('synthetic')[1] == 24 * 16"
+    assert _heavy_modules_after(code) == ["torch"]

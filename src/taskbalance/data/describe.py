@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from taskbalance.data.base import DatasetInfo
-from taskbalance.data.registry import build_dataset
 from taskbalance.data.synthetic.dataset import describe_synthetic
 
 
@@ -15,5 +14,7 @@ def describe_dataset(name: str, split: str = "train", root: Path | str | None = 
     """``(info, number of items)`` of ``build_dataset(name, split, root=root, **options)``, computed cheaply."""
     if name == "synthetic" and root is None:
         return describe_synthetic(split, **options)
+    from taskbalance.data.registry import build_dataset  # the readers import pyEdgeEval: not for the synthetic case
+
     dataset = build_dataset(name, split, root=root, **options)
     return dataset.info, len(dataset)

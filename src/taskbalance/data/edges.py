@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from pyEdgeEval.preprocess.thin.bwmorph_thin import G123_LUT, G123P_LUT
-from scipy import ndimage
 from torch import Tensor
 
 __all__ = ["context_edges", "label_boundaries", "neighbour_mask", "thin"]
@@ -43,6 +40,9 @@ def thin(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     Both subiterations run until a whole iteration deletes nothing, as skimage does; pyEdgeEval's
     ``binary_thin`` stops as soon as one subiteration deletes nothing and can leave pixels skimage removes
     (and its ``bwmorph_thin`` fails on NumPy ≥ 2.4)."""
+    from pyEdgeEval.preprocess.thin.bwmorph_thin import G123_LUT, G123P_LUT  # here: the synthetic scenes need neither
+    from scipy import ndimage
+
     skeleton = mask.astype(np.uint8)
     while True:
         before = int(skeleton.sum())
@@ -64,5 +64,7 @@ def context_edges(label_map: Tensor) -> Tensor:
     pixel whose neighbours' labels sum to four times its own (e.g. the middle of a 1, 2, 3 ramp) is no edge."""
     if label_map.ndim != 2:
         raise ValueError(f"a label map must be H×W, got shape {tuple(label_map.shape)}")
+    import cv2
+
     laplacian = cv2.Laplacian(label_map.numpy().astype(np.float64), cv2.CV_64F)
     return torch.from_numpy(thin(laplacian != 0)).float()

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from taskbalance.conventions import IGNORE_VALUE
 
@@ -124,6 +123,8 @@ def color_jitter(
     hue: float = 0.05,
 ) -> Tensor:
     """Random brightness, contrast, saturation (factors in [1-s, 1+s]) and hue shift (in [-hue, hue])."""
+    from torchvision.transforms.v2 import functional as TF  # here: torchvision costs seconds to import
+
     if brightness:
         image = TF.adjust_brightness(image, _uniform(generator, 1 - brightness, 1 + brightness))
     if contrast:

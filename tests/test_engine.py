@@ -410,3 +410,74 @@ def test_last_layer_with_features_that_a_head_bypasses_falls_back_to_one_reweigh
     balancer.backward(losses, features=z)
     for p, g in zip(model.parameters(), expected):
         assert torch.allclose(p.grad, g, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- last layer through its output
+@pytest.mark.parametrize(
+    "layer",
+    [nn.Linear(6, 40), nn.Conv2d(3, 16, 3, padding=1, stride=2), nn.Conv2d(3, 16, 3, dilation=2, bias=False)],
+    ids=["linear", "conv-stride", "conv-dilation-no-bias"],
+)
+def test_layer_gramian_equals_the_gramian_of_the_weight_gradients(layer: nn.Module) -> None:
+    from taskbalance.balancers.engine import LayerCapture, layer_gramian
+
+    torch.manual_seed(0)
+    capture = LayerCapture(layer)
+    x = torch.randn(2, 5, 6) if isinstance(layer, nn.Linear) else torch.randn(2, 3, 7, 7)
+    y = layer(x)
+    taken = capture.take()
+    assert taken is not None and taken[1] is y
+    deltas = [torch.randn_like(y) for _ in range(3)]
+    params = [p for p in layer.parameters()]
+    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, params, d, retain_graph=True)]).double() for d in deltas]
+    expected = torch.stack(rows) @ torch.stack(rows).T
+    assert torch.allclose(layer_gramian(capture, taken[0], deltas), expected, rtol=1e-5)
+
+
+class ConvModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Tanh())
+        self.heads = nn.ModuleDict({t: nn.Conv2d(8, 1, 1) for t in TASKS})
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        z = self.encoder(x)
+        return z, {t: (head(z) - i).pow(2).mean() for i, (t, head) in enumerate(self.heads.items())}
+
+
+@pytest.mark.parametrize("give_features", [True, False])
+def test_last_layer_source_takes_the_gramian_from_the_layer_output(give_features: bool) -> None:
+    model = ConvModel()
+    x = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(3))
+    last = model.encoder[2]
+    _, losses = model(x)
+    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[t], list(last.parameters()), retain_graph=True)])
+            for t in TASKS]
+    expected_gramian = torch.stack(rows).double() @ torch.stack(rows).double().T
+    grads = [[torch.zeros_like(p) if g is None else g for p, g in zip(model.parameters(), torch.autograd.grad(
+        losses[t], list(model.parameters()), retain_graph=True, allow_unused=True))] for t in TASKS]
+    expected = combined(grads, WEIGHTS)
+    weight_grads: list[int] = []
+    last.weight.register_hook(lambda g: weight_grads.append(1))
+    balancer = FixedWeights(TASKS, shared=model.encoder, source="last_layer")
+    assert balancer.last_layer_name == "2"
+    z, losses = model(x)
+    balancer.backward(losses, features=z if give_features else None)
+    assert torch.allclose(balancer.seen[0].gramian, expected_gramian, rtol=1e-5)
+    assert len(weight_grads) == 1  # only the update's: no per-task weight gradient was formed
+    for p, g in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, g, atol=1e-6)
+
+
+def test_a_layer_run_twice_in_one_forward_falls_back_to_weight_gradients() -> None:
+    model = ConvModel()
+    balancer = FixedWeights(TASKS, shared=model.encoder, source="last_layer")
+    x = torch.randn(2, 2, 6, 6)
+    model.encoder[2](model.encoder[0](x))  # an extra call with autograd on: the capture is ambiguous
+    z, losses = model(x)
+    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[t], list(model.encoder[2].parameters()),
+                                                                  retain_graph=True)]) for t in TASKS]
+    balancer.backward(losses, features=z)
+    expected = torch.stack(rows).double() @ torch.stack(rows).double().T
+    assert torch.allclose(balancer.seen[0].gramian, expected, rtol=1e-5)

@@ -217,6 +217,9 @@ class Balancer(nn.Module):
         self.shared_params = _as_parameters(shared, "shared")
         last, self.last_layer_name = _resolve_last_layer(shared if self.shared_params else None, last_layer)
         self.last_layer_params = _as_parameters(last, "last_layer")
+        # on the last_layer source the engine takes the Gramian from the layer's input and output gradients
+        use_capture = isinstance(last, nn.Module) and self.source == "last_layer" and self.requires != "losses"
+        self.last_layer_capture = engine.LayerCapture(last) if use_capture else None
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
 
     @classmethod

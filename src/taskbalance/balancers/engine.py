@@ -59,7 +59,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 from taskbalance.balancers.types import (
     GRADIENT_SOURCES,
@@ -124,27 +125,27 @@ class TaskGradients:
     def num_tasks(self) -> int:
         return len(self.rows) if self.rows is not None else self.blocks[0].shape[0]  # type: ignore[index]
 
-    def _block(self, index: int, buffer: list[Tensor]) -> Tensor:
+    def _blocks(self) -> Iterable[Tensor]:
+        """K×n blocks of J: the stored blocks, or the rows stacked chunk by chunk into one small reused buffer
+        (:data:`GRAMIAN_BLOCK` columns: cache-resident, and no large fresh allocation to fault in)."""
+        k = self.num_tasks
         if self.blocks is not None:
-            return self.blocks[index].reshape(self.num_tasks, -1)
+            yield from (block.reshape(k, -1) for block in self.blocks)
+            return
         assert self.rows is not None
-        n = self.tensors[index].numel()
-        # stacked into one buffer reused across tensors (kept hot, allocated once)
-        out = buffer[0][: self.num_tasks * n].view(self.num_tasks, n)
-        return torch.stack([row[index].reshape(-1) for row in self.rows], out=out)
+        buffer: Tensor | None = None
+        for index in range(len(self.tensors)):
+            flats = [row[index].reshape(-1) for row in self.rows]
+            if buffer is None or buffer.dtype != flats[0].dtype:
+                buffer = torch.empty(k * GRAMIAN_BLOCK, dtype=flats[0].dtype, device=flats[0].device)
+            for start in range(0, flats[0].numel(), GRAMIAN_BLOCK):
+                width = min(GRAMIAN_BLOCK, flats[0].numel() - start)
+                out = buffer[: k * width].view(k, width)
+                yield torch.stack([flat[start : start + width] for flat in flats], out=out)
 
     def gramian(self) -> Tensor:
-        """``G = J Jᵀ`` (float64 CPU), one block per source tensor."""
-        buffer: list[Tensor] = []
-        if self.blocks is None:
-            assert self.rows is not None
-            first = self.rows[0]
-            size = self.num_tasks * max(t.numel() for t in self.tensors)
-            dtype = first[0].dtype
-            for piece in first[1:]:
-                dtype = torch.promote_types(dtype, piece.dtype)
-            buffer.append(torch.empty(size, dtype=dtype, device=first[0].device))
-        return gramian_of_blocks(self._block(i, buffer) for i in range(len(self.tensors)))
+        """``G = J Jᵀ`` (float64 CPU), one block per source tensor (or per chunk of it)."""
+        return gramian_of_blocks(self._blocks())
 
     def flat(self) -> Tensor:
         """J (K×d): materialised once; the rows become views of it."""
@@ -196,6 +197,83 @@ class TaskGradients:
             pieces.append(total)
         self.rows = None
         return pieces
+
+
+class LayerCapture:
+    """The input and output of the last shared layer's latest forward call with autograd on (a forward hook).
+
+    For a ``Linear`` or an ungrouped zero-padded ``Conv2d`` whose weight (and bias) is the whole last layer, the
+    Gramian of the per-task weight gradients follows from the layer's input and the per-task gradients on its
+    output (the autogram identity, :func:`layer_gramian`), so the per-task calls stop at the output and no weight
+    gradient is formed K times. :meth:`take` hands the capture to one step, or None when it cannot be used (no
+    such layer, or the layer ran more than once since the last step).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.calls: list[tuple[Tensor, Tensor]] = []
+        supported = isinstance(module, nn.Linear) or (
+            isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str)
+        )  # fmt: skip
+        self.handle = module.register_forward_hook(self._hook) if supported else None
+
+    def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        if isinstance(output, Tensor) and output.requires_grad and inputs and isinstance(inputs[0], Tensor):
+            self.calls = [*self.calls[-1:], (inputs[0].detach(), output)]
+
+    def take(self) -> tuple[Tensor, Tensor] | None:
+        """``(input, output)`` of the one forward call since the last step (then forgotten), or None."""
+        calls, self.calls = self.calls, []
+        return calls[0] if len(calls) == 1 else None
+
+    def positions(self, layer_input: Tensor) -> Tensor:
+        """The layer's input as one row per output position (im2col for a convolution): (positions × fan-in)."""
+        module = self.module
+        if isinstance(module, nn.Linear):
+            return layer_input.reshape(-1, layer_input.shape[-1])
+        assert isinstance(module, nn.Conv2d)
+        patches = F.unfold(layer_input, module.kernel_size, module.dilation, module.padding, module.stride)
+        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+
+    def usable(self, params: Sequence[Tensor], layer_output: Tensor) -> bool:
+        """Whether ``params`` are exactly the module's weight and bias, and the positions × positions kernel of
+        :func:`layer_gramian` is smaller than the weight (else the K weight gradients are the cheaper route)."""
+        module = self.module
+        own = [p for p in (module.weight, getattr(module, "bias", None)) if isinstance(p, Tensor) and p.requires_grad]
+        if len(own) != len(params) or {id(p) for p in own} != {id(p) for p in params}:
+            return False
+        channels = layer_output.shape[1] if isinstance(module, nn.Conv2d) else layer_output.shape[-1]
+        positions = layer_output.numel() // max(channels, 1)
+        return positions * positions <= module.weight.numel()
+
+
+def layer_gramian(capture: LayerCapture, layer_input: Tensor, deltas: Sequence[Tensor]) -> Tensor:
+    """``G_ij = ⟨∇_W L_i, ∇_W L_j⟩`` (weight and bias) of a linear layer ``y = W x + b`` from its input rows ``x_a``
+    and the per-task output gradients ``δ_i`` (one row per output position a):
+
+        ∇_W L_i = Σ_a δ_ia x_aᵀ  ⇒  G_ij = Σ_ab (δ_ia·δ_jb) (x_a·x_b + [bias])
+
+    Float32 products, float64 sum; used when the positions × positions kernel is smaller than the weight
+    (:meth:`LayerCapture.usable`).
+    """
+    module = capture.module
+    rows = capture.positions(layer_input)
+    count = rows.shape[0]
+    compute = torch.promote_types(rows.dtype, torch.float32)
+    kernel = (rows.to(compute) @ rows.to(compute).T).double()
+    if getattr(module, "bias", None) is not None and module.bias.requires_grad:
+        kernel = kernel + 1.0
+    if isinstance(module, nn.Conv2d):  # N×C×H×W, positions in the order of the unfolded input: (n, h, w)
+        out = [d.to(compute).permute(0, 2, 3, 1).reshape(count, -1) for d in deltas]
+    else:
+        out = [d.to(compute).reshape(count, -1) for d in deltas]
+    k = len(deltas)
+    gram = torch.empty(k, k, dtype=torch.float64, device=kernel.device)
+    for i in range(k):
+        for j in range(i, k):
+            gram[i, j] = gram[j, i] = ((out[i] @ out[j].T).double() * kernel).sum()
+    return gram.cpu()
 
 
 def task_gradients(
@@ -439,6 +517,8 @@ def backward(
     reducer: GradientReducer | None = None,
 ) -> StepResult:
     """Compute what ``method`` needs, let it aggregate, write ``.grad`` (see the module docstring)."""
+    capture = method.last_layer_capture
+    taken = capture.take() if isinstance(capture, LayerCapture) else None  # every step: never keep a graph alive
     loss_list = _ordered_losses(method, losses)
     values = loss_values(method, torch.stack([loss.detach() for loss in loss_list]), reducer)
     needs_gradients = method.requires != "losses"
@@ -449,7 +529,7 @@ def backward(
     gradient_source: GradientSource | None = source if needs_gradients else diagnose
     gradients = None
     if gradient_source is not None:
-        gradients = _gradients(method, loss_list, gradient_source, features, needs_gradients, reducer)
+        gradients = _gradients(method, loss_list, gradient_source, features, needs_gradients, reducer, taken)
 
     def write(aggregation: Aggregation) -> StepResult:
         result = _result(method, values, aggregation, gradients)
@@ -470,6 +550,7 @@ def _gradients(
     features: Tensor | Sequence[Tensor] | None,
     needs_gradients: bool,
     reducer: GradientReducer | None,
+    taken: tuple[Tensor, Tensor] | None = None,
 ) -> _Gradients:
     """Per-task gradients on ``source``, and the pieces of the update when they can come from the same calls.
 
@@ -492,16 +573,30 @@ def _gradients(
     # the graph is still needed after these calls by a reweighted backward, or by the encoder backward from the
     # features when the calls went past them into the encoder (last_layer)
     retain = heads is None or source == "last_layer"
-    task, extra_grads = task_gradients(loss_list, tensors, extra, retain, method.is_grads_batched)
-    if reducer is not None and source != "features":
-        task.set_flat(reducer.sum_jacobian(task.flat()))
-    gram = task.gramian()
+    capture = method.last_layer_capture
+    through_layer = (
+        source == "last_layer" and taken is not None and isinstance(capture, LayerCapture)
+        and method.requires != "jacobian" and reducer is None and capture.usable(tensors, taken[1])
+    )  # fmt: skip
+    if through_layer:  # the calls stop at the layer's output: G from its input and the output gradients
+        assert taken is not None and isinstance(capture, LayerCapture)
+        task, extra_grads = task_gradients(loss_list, [taken[1]], extra, retain, method.is_grads_batched)
+        assert task.rows is not None or task.blocks is not None
+        deltas = [row[0] for row in task.rows] if task.rows is not None else list(task.blocks[0])  # type: ignore[index]
+        gram = layer_gramian(capture, taken[0], deltas)
+    else:
+        task, extra_grads = task_gradients(loss_list, tensors, extra, retain, method.is_grads_batched)
+        if reducer is not None and source != "features":
+            task.set_flat(reducer.sum_jacobian(task.flat()))
+        gram = task.gramian()
     if reducer is not None and source == "features":
         gram = reducer.sum_gramian(gram).to(torch.float64).cpu()
     finite = torch.isfinite(gram.diagonal())  # G_ii = ‖g_i‖²: finite exactly when g_i is
     if not bool(finite.all()):
         raise NonFiniteGradientError([t for t, ok in zip(method.tasks, finite) if not ok], int(method.step_count))
-    gradients = _Gradients(source, task if source != "last_layer" or method.requires == "jacobian" else None, gram)
+    # last_layer: the (local) last-layer gradients give that layer's share of the update, unless summed by a reducer
+    keep = source != "last_layer" or method.requires == "jacobian" or (heads is not None and reducer is None and not through_layer)
+    gradients = _Gradients(source, task if keep else None, gram)
     if heads is None:
         return gradients
     count = len(feature_list)
@@ -553,6 +648,14 @@ def _write_direction(method: StepMethod, gradients: _Gradients, aggregation: Agg
         pieces, owned = _split(explicit, tensors), False
     else:
         pieces, owned = update.combined(aggregation.weights), True
+    shared = method.shared_params
+    if gradients.source == "last_layer" and gradients.task is not None:
+        # the last layer's share of the update is Σ_i w_i g_i, already at hand: the encoder backward skips it
+        last = {id(p) for p in method.last_layer_params}
+        if last <= {id(p) for p in shared}:
+            for param, piece in zip(gradients.task.tensors, gradients.task.combined(aggregation.weights)):
+                _accumulate(param, piece, owned=True)
+            shared = [p for p in shared if id(p) not in last]
     gradients.task = gradients.update = None  # the last use of J: free it before the heads and the encoder backward
     for index, param in enumerate(gradients.head_params):
         parts = [float(h) * grads[index] for h, grads in zip(heads, gradients.head_grads) if grads[index] is not None]
@@ -566,7 +669,7 @@ def _write_direction(method: StepMethod, gradients: _Gradients, aggregation: Agg
     # Back-propagating the scalar Σ ⟨z, dz⟩ (dz constant) gives the encoder exactly the gradient of ``dz``; unlike
     # ``backward(tensors, grad_tensors=...)`` it does not make torch import sympy (seconds) on first use.
     surrogate = sum(((z * dz.to(z.dtype)).sum() for z, dz in zip(tensors, pieces)), torch.zeros((), device=tensors[0].device))
-    torch.autograd.backward(surrogate, inputs=method.shared_params or None)
+    torch.autograd.backward(surrogate, inputs=shared or None)
 
 
 def _weighted_sum(losses: Sequence[Tensor], coefficients: Tensor) -> Tensor:

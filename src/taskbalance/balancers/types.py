@@ -159,6 +159,8 @@ class StepMethod(Protocol):
     is_grads_batched: bool
     shared_params: list[Tensor]
     last_layer_params: list[Tensor]
+    #: the engine's ``LayerCapture`` of the last layer's forward (None: the per-task weight gradients are used)
+    last_layer_capture: object | None
     step_count: Tensor
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:

@@ -20,7 +20,7 @@ all-reduce too, and with local BatchNorm rank 0's buffers are broadcast every st
 
 from __future__ import annotations
 
-from typing import Any, ContextManager, Iterable, Literal, Mapping
+from typing import Any, ContextManager, Iterable, Literal
 
 import torch
 import torch.distributed as dist
@@ -65,24 +65,6 @@ class TrainingForward(nn.Module):
 
     def forward(self, images: Tensor) -> Any:
         return self.model.forward_train(images)
-
-
-class BalancerHooks:
-    """The balancer's step hooks with the post-step losses reduced to the global batch (FAMO learns from them)."""
-
-    def __init__(self, balancer: Balancer, reducer: ProcessGroupReducer) -> None:
-        self.balancer = balancer
-        self.reducer = reducer
-
-    @property
-    def needs_post_step_losses(self) -> bool:
-        return self.balancer.needs_post_step_losses
-
-    def post_step(self, losses: Mapping[str, Tensor]) -> None:
-        self.balancer.post_step(losses, reducer=self.reducer)
-
-    def epoch_end(self) -> None:
-        self.balancer.epoch_end()
 
 
 class DataParallel:
@@ -145,8 +127,4 @@ class DataParallel:
         with torch.no_grad():
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, src=0)
-
-    def hooks(self, balancer: Balancer) -> BalancerHooks:
-        """The method hooks for the step driver (post-step losses reduced)."""
-        return BalancerHooks(balancer, self.reducer)
 

@@ -168,12 +168,8 @@ class Trainer:
         options = StepOptions(scheduler=self.scheduler, clip=list(self.model.parameters()),
                               max_norm=self.config.optim.grad_clip,
                               gradient_hook=parallel.gradient_hook if parallel is not None else None)
-        if parallel is None:
-            return StepDriver.for_balancer(self.balancer, self.optimizer, options, steps_done=self.state.step)
-        driver = StepDriver.for_balancer(self.balancer, self.optimizer, options, steps_done=self.state.step,
-                                         reducer=parallel.reducer)
-        driver.method = parallel.hooks(self.balancer)  # FAMO's post-step losses reduced to the global batch
-        return driver
+        return StepDriver.for_balancer(self.balancer, self.optimizer, options, steps_done=self.state.step,
+                                       reducer=parallel.reducer if parallel is not None else None)
 
     def _build_aligner(self) -> FeatureAligner | None:
         distill = self.config.distill

@@ -152,3 +152,11 @@ def test_arms_that_differ_only_in_unlisted_config_are_told_apart_by_their_arm_ha
     seed_1 = run("c", 1, method="uniform", semseg=3.0).model_copy(update={"meta": {**lr_a.meta, "seed": 1}})
     arms = group_runs([lr_a, lr_b, seed_1])
     assert [(a.name, a.seeds) for a in arms] == [("uniform [config aaaaaaaa]", (0, 1)), ("uniform [config bbbbbbbb]", (0,))]
+
+
+def test_a_seed_with_incomplete_single_task_runs_uses_the_single_task_mean():
+    stl = STL + [run("stl-semseg", 2, kind="stl", semseg=60.0)]  # seed 2 has no depth run
+    arms = group_runs([run("quick", 2, method="uniform", semseg=45.0, depth=0.45)])
+    table = results_table(arms, baseline_arm(stl))
+    assert table.rows[0].n == 2 and table.row("uniform").seed_delta_m == pytest.approx({2: 0.0})
+    assert "1 of 1 runs have no single-task runs of their seed" in table.notes[0]

@@ -193,8 +193,10 @@ def results_table(
     """
     arms = [single_arm(r) if isinstance(r, RunResult) else r for r in runs]
     base = single_arm(baseline) if isinstance(baseline, RunResult) else baseline
-    first = base.runs[base.seeds[0]]
-    columns = _columns(arms, first, tasks)
+    widest = max(base.runs.values(), key=lambda run: len(run.tasks))
+    columns = _columns(arms, widest, tasks)
+    # a seed whose single-task runs miss a column's task is left out of the baseline (its runs use the mean)
+    base = Arm(base.name, {seed: run for seed, run in base.runs.items() if all(c.task in run.tasks for c in columns)})
     per_seed = {seed: _values(run, columns) for seed, run in base.runs.items()}
     mean = {c.task: sum(v[c.task] for v in per_seed.values()) / len(per_seed) for c in columns}
     refs = _References(per_seed, mean)

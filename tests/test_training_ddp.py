@@ -15,10 +15,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from taskbalance.balancers import create
+from taskbalance.balancers import StepResult, create
 from taskbalance.tasks import build_task
 from taskbalance.tasks.losses import shared_normaliser
-from taskbalance.training.ddp import DataParallel, uses_ddp
+from taskbalance.training.config import ConfigError
+from taskbalance.training.ddp import DataParallel, convert_batchnorm, uses_ddp, wants_sync_batchnorm
 from taskbalance.training.distributed import DistInfo, ProcessGroupReducer, broadcast_state
 from taskbalance.training.evaluate import task_losses
 
@@ -79,8 +80,9 @@ def _tiny_model() -> nn.Module:
     return copy.deepcopy(_initial_model())
 
 
-def _train(method: str, source: str | None, info: DistInfo | None) -> tuple[Tensor, list[dict[str, float]], list[dict[str, float]]]:
-    """STEPS SGD steps on the global batch (its shard when ``info`` is given); flat parameters, weights, losses."""
+def _train(method: str, source: str | None, diagnose: str | None, info: DistInfo | None) -> tuple[Tensor, list[StepResult]]:
+    """STEPS SGD steps on the global batch (its shard when ``info`` is given), the middle one measuring per-task
+    gradients on ``diagnose``; the flat parameters and each step's result."""
     model = _tiny_model()
     specs = _specs()
     balancer = create(method, tasks=TASKS, shared=model.shared_parameters(), last_layer=model.last_shared_layer(),
@@ -92,54 +94,64 @@ def _train(method: str, source: str | None, info: DistInfo | None) -> tuple[Tens
         broadcast_state(model, info)
         data_parallel = DataParallel(model, balancer, info, replicated=list(balancer.parameters()))
         batch = _shard(batch, info.rank)
-    weights, losses = [], []
-    for _ in range(STEPS):
+    results = []
+    for step in range(STEPS):
+        measure = diagnose if step == STEPS // 2 else None
         optimizer.zero_grad(set_to_none=True)
         if data_parallel is None:
             output = model.forward_train(batch["image"])
             step_losses = task_losses(specs, output, batch)
-            result = balancer.backward(step_losses, features=output.features)
+            result = balancer.backward(step_losses, features=output.features, diagnose=measure)
         else:
-            output = data_parallel.forward_train(batch["image"])
+            output = data_parallel.forward_train(batch["image"], diagnose=measure is not None)
             with data_parallel.losses_context():
                 step_losses = task_losses(specs, output, batch)
-            result = balancer.backward(step_losses, features=output.features, reducer=data_parallel.reducer)
+            result = balancer.backward(step_losses, features=output.features, diagnose=measure,
+                                       reducer=data_parallel.reducer)
             data_parallel.gradient_hook()
         optimizer.step()
-        weights.append(result.weights)
-        losses.append(result.losses)
-    return _flat(model), weights, losses
+        results.append(result)
+    return _flat(model), results
 
 
 def _flat(model: nn.Module) -> Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def _exactness_worker(rank: int, store: str, method: str, source: str | None) -> None:
+def _exactness_worker(rank: int, store: str, method: str, source: str | None, diagnose: str | None) -> None:
     info = _join(rank, store)
     try:
-        params, weights, losses = _train(method, source, info)
+        params, results = _train(method, source, diagnose, info)
         gathered = [torch.empty_like(params) for _ in range(WORLD)]
         dist.all_gather(gathered, params)
         assert torch.equal(gathered[0], gathered[1]), "the processes' parameters differ"
         if rank == 0:
-            reference, ref_weights, ref_losses = _train(method, source, None)
+            reference, expected = _train(method, source, diagnose, None)
             update = float((reference - _flat(_tiny_model())).norm())
             difference = float((params - reference).norm())
             print(f"{method}: |Δθ| {update:.3e}, 2-process vs 1-process {difference:.3e}")
             assert difference <= 1e-5 * float(reference.norm()), f"{method}: parameters differ by {difference:.2e}"
             assert difference <= 1e-3 * update, f"{method}: the difference is not small against the update {update:.2e}"
-            for got, want in zip(weights, ref_weights):
-                assert got == pytest.approx(want, rel=1e-5, abs=1e-7), (got, want)
-            for got, want in zip(losses, ref_losses):
-                assert got == pytest.approx(want, rel=1e-5), (got, want)
+            gramians = 0
+            for got, want in zip(results, expected):  # logged weights, losses and diagnostics: the global step's
+                assert got.weights == pytest.approx(want.weights, rel=1e-5, abs=1e-7)
+                assert got.losses == pytest.approx(want.losses, rel=1e-5)
+                assert (got.gramian is None) == (want.gramian is None)
+                if want.gramian is not None:
+                    gramians += 1
+                    assert torch.allclose(got.gramian, want.gramian, rtol=1e-4, atol=1e-10 * float(want.gramian.abs().max()))
+            assert gramians > 0
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize(("method", "source"), [("uniform", None), ("mgda", "params"), ("pcgrad", "params"), ("mgda", "features")])
-def test_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path, method: str, source: str | None):
-    _spawn(_exactness_worker, tmp_path, method, source)
+@pytest.mark.parametrize(("method", "source", "diagnose"), [
+    ("uniform", None, "params"),  # DDP, and a diagnostics step under no_sync
+    ("mgda", "params", None), ("pcgrad", "params", None), ("mgda", "features", None),
+])
+def test_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path, method: str, source: str | None,
+                                                             diagnose: str | None):
+    _spawn(_exactness_worker, tmp_path, method, source, diagnose)
 
 
 def _reducer_worker(rank: int, store: str) -> None:
@@ -211,3 +223,15 @@ def test_only_methods_that_weigh_losses_take_the_ddp_path():
                 ("gradnorm", "last_layer"): False, ("mgda", "params"): False, ("pcgrad", "features"): False}
     for (method, source), ddp in expected.items():
         assert uses_ddp(create(method, tasks=TASKS, shared=model, source=source)) is ddp, method
+
+
+def test_sync_batchnorm_is_the_default_on_gpus_only_and_refused_on_the_cpu():
+    two, one = DistInfo(rank=0, world_size=2), DistInfo()
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert wants_sync_batchnorm("auto", two, gpu) and wants_sync_batchnorm(True, two, gpu)
+    assert not wants_sync_batchnorm("auto", two, cpu) and not wants_sync_batchnorm(False, two, gpu)
+    assert not wants_sync_batchnorm("auto", one, gpu) and not wants_sync_batchnorm(True, one, cpu)
+    with pytest.raises(ConfigError, match="needs GPUs"):
+        wants_sync_batchnorm(True, two, cpu)
+    model = convert_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)), sync=True)
+    assert isinstance(model[1], nn.SyncBatchNorm)

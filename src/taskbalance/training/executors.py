@@ -9,6 +9,10 @@ Every backend runs :func:`execute_run` on a picklable :class:`RunTask` and hands
   arrays with partition, GPUs per job, time limit and array parallelism.
 * ``submitit-local``: the same submitit code path with submitit's local executor (one machine, no SLURM): what
   the tests exercise.
+
+The study waits for its jobs. Interrupted, the submitted jobs go on; the same command run later finds the finished
+runs in their directories, and a run whose job still trains is reported as locked by it (the run directory's lock)
+rather than trained twice.
 """
 
 from __future__ import annotations
@@ -189,9 +193,14 @@ class SubmititBackend:
         return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform says, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def thread_budget(jobs: int, cores: int | None = None) -> int:
-    """Torch threads per run when ``jobs`` runs share the machine's cores."""
-    return max(1, (cores or os.cpu_count() or 1) // jobs)
+    """Torch threads per run when ``jobs`` runs share ``cores`` (default: :func:`usable_cores`)."""
+    return max(1, (cores or usable_cores()) // jobs)
 
 
 def build_backend(name: str, jobs: int = 1, console: Console | None = None, show_progress: bool = True,

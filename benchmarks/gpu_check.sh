@@ -36,7 +36,7 @@ REPORT="$WORK/report.md"
 FAILED=0
 
 if [ "$QUICK" = 1 ]; then
-  SIZE=48x64 STEPS=3 BATCH=2 PRESET=quick TRAIN_METHODS="uniform mgda" AMP_METHODS=uniform,mgda SCALE=256
+  SIZE=48x64 STEPS=3 BATCH=2 PRESET=quick TRAIN_METHODS=mgda AMP_METHODS=mgda SCALE=256
   STEP_ARGS=(--quick --no-memory --rows uniform,mgda:params) MODELS=(resnet18)
 else
   SIZE=448x576 STEPS=50 BATCH=2 PRESET=nyud-resnet18 TRAIN_METHODS="uniform avgnorm mgda nashmtl famo"

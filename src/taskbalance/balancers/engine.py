@@ -21,14 +21,17 @@ Cost (what keeps the ``params`` source at the floor of K backward passes):
 
 * The per-task gradients are kept as ``autograd.grad`` returns them, one tensor per source tensor and task (no
   list of flat rows, no concatenated K×d copy, no float64 copy). The Gramian is summed in float64 from one K×n
-  block per source tensor (parameter or feature tensor), stacked into one reused buffer and multiplied in its own
-  precision (at least float32): :func:`gramian_of_blocks`, the one place it is computed. The flat K×d J is formed
+  block per source tensor (parameter or feature tensor), stacked chunk by chunk (:data:`GRAMIAN_BLOCK` columns)
+  into one small reused buffer and multiplied in its own precision (at least float32): :func:`gramian_of_blocks`, the one place it is computed. The flat K×d J is formed
   only for a method that needs it (``requires == "jacobian"``) or for a reducer.
 * Which form of ``d = Jᵀw`` (the rule): the Gramian needs every pair of gradients, so all K of them coexist
   whatever order they are computed in. When they cover the shared update (``params``, ``features``) ``d`` is
   combined from them in place (``g_1`` becomes ``d``: no K×d product buffer, no clone into ``.grad``), which costs
   less time than a (K+1)-th backward pass and no memory beyond the gradients. When they do not (``last_layer``)
-  and the features are passed to ``backward``, the same calls also take each task's gradient on the features and
+  the calls stop at the last layer's output when the layer is a ``Linear`` or ``Conv2d`` run once per forward
+  and its positions × positions kernel is smaller than its weight: the Gramian then follows from the layer's input
+  and the K output gradients (:func:`layer_gramian`, the autogram identity), and no weight gradient is formed K
+  times. When the features are passed to ``backward``, the same calls also take each task's gradient on them and
   the encoder gets one backward of their combination ``dz = Σ_i w_i ∂L_i/∂z`` (no head is traversed twice);
   without features (or when a head reads a shared tensor around them), one reweighted backward of ``Σ_i w_i L_i``.
 * Each task's head gradient comes from that task's own ``autograd.grad`` call (the heads' ``Σ_i h_i ∇L_i`` is

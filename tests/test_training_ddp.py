@@ -148,6 +148,7 @@ def _exactness_worker(rank: int, store: str, method: str, source: str | None, di
 @pytest.mark.parametrize(("method", "source", "diagnose"), [
     ("uniform", None, "params"),  # DDP, and a diagnostics step under no_sync
     ("mgda", "params", None), ("pcgrad", "params", None), ("mgda", "features", None),
+    ("gradnorm", "last_layer", None),  # weights learned from the global last-layer Gramian
 ])
 def test_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path, method: str, source: str | None,
                                                              diagnose: str | None):

@@ -269,7 +269,8 @@ class Balancer(nn.Module):
 
         Args:
             losses: one scalar loss per task (keys: the balancer's tasks).
-            features: the shared representation (needed when the source, or ``diagnose``, is ``features``).
+            features: the shared representation (needed when the source, or ``diagnose``, is ``features``; with
+                ``last_layer`` it spares a second pass through the heads).
             source: override the balancer's gradient source for this call (refused for loss-only methods).
             diagnose: also compute the per-task gradients on this source for logging, when the method itself
                 does not need gradients (loss-weighting methods); ignored when the method computes them anyway.
@@ -284,11 +285,6 @@ class Balancer(nn.Module):
         that learn from them (``needs_post_step_losses``, FAMO); a no-op for the others."""
         if self.needs_post_step_losses:
             self.learn_after_step(engine.loss_values(self, losses, reducer))
-
-    # ----------------------------------------------------------------- helpers
-    def check_source(self, source: str) -> GradientSource:
-        """``source`` if it is a gradient source this method supports, else a :class:`BalancerError`."""
-        return engine.check_source(self, source)
 
     def extra_repr(self) -> str:
         return f"tasks={self.tasks}, source={self.source}, options={self.options.model_dump()}"

@@ -151,8 +151,9 @@ def test_scheduler_runs_single_task_first_and_reports_failures_by_name(tmp_path:
     backend = _FakeBackend(failing={"stl-depth/seed-1"}, killed={"rlw/seed-0"})
     console = Console(record=True, width=300)
     state = execute(spec, plan(spec), tmp_path / "out", backend, console, show_bar=False)
-    assert backend.submitted[:4] == ["stl-depth/seed-0", "stl-normals/seed-0", "stl-depth/seed-1", "stl-normals/seed-1"]
-    assert set(backend.submitted[4:]) == {"uniform/seed-0", "rlw/seed-0"}  # seed 1's MTL runs need stl-depth/seed-1
+    # seed by seed, each run after the single-task runs it needs; seed 1's MTL runs need the failed stl-depth/seed-1
+    assert backend.submitted == ["stl-depth/seed-0", "stl-normals/seed-0", "uniform/seed-0", "rlw/seed-0",
+                                 "stl-depth/seed-1", "stl-normals/seed-1"]
     assert state.failed == {
         "stl-depth/seed-1": "TrainingDiverged: loss is nan",
         "rlw/seed-0": "job ended without a result (RuntimeError: job 42 was killed (CANCELLED))",

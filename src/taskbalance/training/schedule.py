@@ -1,7 +1,8 @@
 """Running a study's plan: skip what is finished, set aside what is stale, execute the rest in dependency order.
 
-A run is submitted once the runs it ``needs`` (its seed's single-task runs) are finished; single-task runs go
-first. Up to the backend's ``capacity`` runs execute at once. A failed run is reported by name and the runs that
+A run is submitted once the runs it ``needs`` (its seed's single-task runs) are finished. Seed by seed: a seed's
+single-task runs, then its other runs, with later seeds' runs filling free slots, so a study stopped early has whole
+seeds. Up to the backend's ``capacity`` runs execute at once. A failed run is reported by name and the runs that
 need it are skipped; everything else goes on, and the next invocation retries what is not finished (resuming from
 its last checkpoint). Finished runs (``results.json``) are never re-run, so adding a seed runs only the new seed.
 Progress and per-run logs: ``<out>/logs/<run>.log``; the study's wall time is printed at the end.
@@ -67,7 +68,8 @@ def _outcome(run: PlannedRun, handle: Handle) -> RunOutcome:
 def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Backend, console: Console,
             show_bar: bool) -> SchedulerState:
     """Execute ``todo`` (plan order, single-task runs first) on ``backend``; returns what happened."""
-    state = SchedulerState(list(todo))
+    seeds = list(dict.fromkeys(run.seed for run in todo))
+    state = SchedulerState(sorted(todo, key=lambda r: (seeds.index(r.seed), r.kind != "stl")))  # stable: plan order
     bar = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[running]}"), console=console, disable=not show_bar, transient=False)
     with bar:

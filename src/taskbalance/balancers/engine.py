@@ -581,12 +581,9 @@ def _gradients(
         source == "last_layer" and taken is not None and isinstance(capture, LayerCapture)
         and method.requires != "jacobian" and reducer is None and capture.usable(tensors, taken[1])
     )  # fmt: skip
-    if through_layer:  # the calls stop at the layer's output: G from its input and the output gradients
+    if through_layer:
         assert taken is not None and isinstance(capture, LayerCapture)
-        task, extra_grads = task_gradients(loss_list, [taken[1]], extra, retain, method.is_grads_batched)
-        assert task.rows is not None or task.blocks is not None
-        deltas = [row[0] for row in task.rows] if task.rows is not None else list(task.blocks[0])  # type: ignore[index]
-        gram = layer_gramian(capture, taken[0], deltas)
+        task, extra_grads, gram = _layer_gradients(method, loss_list, capture, taken, extra, retain)
     else:
         task, extra_grads = task_gradients(loss_list, tensors, extra, retain, method.is_grads_batched)
         if reducer is not None and source != "features":
@@ -610,6 +607,25 @@ def _gradients(
     else:
         gradients.update, gradients.through_features = task, source == "features"
     return gradients
+
+
+def _layer_gradients(
+    method: StepMethod,
+    loss_list: list[Tensor],
+    capture: LayerCapture,
+    taken: tuple[Tensor, Tensor],
+    extra: Sequence[Tensor],
+    retain: bool,
+) -> tuple[TaskGradients, list[list[Tensor | None]], Tensor]:
+    """Per-task calls that stop at the last layer's output; G from its input and the output gradients."""
+    layer_input, layer_output = taken
+    task, extra_grads = task_gradients(loss_list, [layer_output], extra, retain, method.is_grads_batched)
+    if task.rows is not None:
+        deltas = [row[0] for row in task.rows]
+    else:
+        assert task.blocks is not None
+        deltas = list(task.blocks[0])
+    return task, extra_grads, layer_gramian(capture, layer_input, deltas)
 
 
 def _write_weighted_losses(method: StepMethod, loss_list: Sequence[Tensor], aggregation: Aggregation, heads: Tensor) -> None:

@@ -131,7 +131,8 @@ def test_missing_diagnostics_say_why(tmp_path: Path):
 
 
 def test_plots_do_not_import_training():
-    """plots <-> training import circle: importing the figures must not load the training package."""
+    """plots <-> training import circle: importing the figures must not load the training package (the static
+    check of every import, deferred ones included, is tests/test_import_cycles.py)."""
     import subprocess
     import sys
 

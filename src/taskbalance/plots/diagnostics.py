@@ -12,8 +12,8 @@ One panel per run (the paper's columns: Uniform, Grid Search, CAGrad, NashMTL, .
 Curves are averaged over windows of logged steps (the paper averages over 2k / 10k iterations). Runs given the
 same label are the seeds of one arm: their panel draws the mean over seeds as a line and ± one sample std as a band.
 Each panel has its own y scale (the cosines share [-1, 1]); norms, and weights spanning more than 20x, are on a log
-scale. A study folder is expanded into its runs. This package does not import :mod:`taskbalance.training` at module
-level (training's report imports it).
+scale. A study folder is expanded into its runs. This package does not import :mod:`taskbalance.training` (whose
+report imports it): the logs are read with :mod:`taskbalance.jsonlines`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import yaml
 
 from taskbalance.conventions import PAIR_SEPARATOR, TASK_LABELS
+from taskbalance.jsonlines import JsonLines
 from taskbalance.results.stats import summarize
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+#: A run directory's gradient-diagnostics log (``RunDir.diagnostics`` in training).
+DIAGNOSTICS_FILE = "diagnostics.jsonl"
 #: quantity -> (file stem, y label, per-pair?)
 FIGURES: dict[str, tuple[str, str, bool]] = {
     "cos_to_update": ("cos_to_update", "cos(task gradient, combined update)", False),
@@ -55,12 +58,6 @@ _STALE = ".stale-"
 Curve = tuple[list[float], list[float]]
 
 
-def _run_dir(path: Path) -> Any:
-    from taskbalance.training.rundir import RunDir  # on use: plots must not import training at module level
-
-    return RunDir(Path(path))
-
-
 def _diagnostics_every(path: Path) -> Any:
     """``diagnostics.every`` of the run's config.yaml (None when unreadable)."""
     try:
@@ -73,7 +70,7 @@ def _diagnostics_every(path: Path) -> Any:
 def load_records(path: Path) -> list[dict[str, Any]]:
     """A run's diagnostic records; raises, saying why, if the folder has none."""
     path = Path(path)
-    records = _run_dir(path).diagnostics.read()
+    records = JsonLines(path / DIAGNOSTICS_FILE).read()
     if records:
         return records
     if not path.exists():
@@ -93,13 +90,13 @@ def find_runs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
     path inside the folder without the ``seed-<n>`` level, so that the seeds of an arm share a label."""
     runs: list[Path] = []
     labels: list[str] = []
-    direct = [Path(p) for p in paths if (Path(p) / "diagnostics.jsonl").is_file() or not Path(p).is_dir()]
+    direct = [Path(p) for p in paths if (Path(p) / DIAGNOSTICS_FILE).is_file() or not Path(p).is_dir()]
     for path in map(Path, paths):
         if path in direct:
             runs.append(path)
             labels.append(run_labels(direct)[direct.index(path)])
             continue
-        found = sorted(f.parent for f in path.rglob("diagnostics.jsonl") if _STALE not in str(f.relative_to(path)))
+        found = sorted(f.parent for f in path.rglob(DIAGNOSTICS_FILE) if _STALE not in str(f.relative_to(path)))
         if not found:
             load_records(path)  # raises with the reason
         for run in found:

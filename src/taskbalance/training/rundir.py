@@ -19,16 +19,16 @@ one (a dataset folder, say). A run directory whose run stopped before its first 
 from __future__ import annotations
 
 import fcntl
-import json
-import math
 import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any
 
-from taskbalance.atomic import atomic_write_text
+from taskbalance.jsonlines import JsonLines, write_json
+
+__all__ = ["JsonLines", "RunDir", "RunDirError", "RunLock", "RunLockedError", "run_dir_for", "write_json"]
 
 LOCK_NAME = "run.lock"
 
@@ -47,56 +47,6 @@ def run_dir_for(parent: Path, name: str) -> Path:
         raise RunDirError(f"run name {name!r} must be a plain folder name (no '/', '..' or absolute path): "
                           f"runs are written inside {parent}")
     return parent / name
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomically write a JSON document."""
-    atomic_write_text(path, json.dumps(_clean(data), indent=2) + "\n")
-
-
-class JsonLines:
-    """An append-only JSON-lines log whose records carry a ``step``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record and flush it to disk."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(_clean(record)) + "\n")
-            handle.flush()
-
-    def read(self) -> list[dict[str, Any]]:
-        """All records (a torn last line, from a crash, is skipped)."""
-        return list(self)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with open(self.path) as handle:
-            for line in handle:
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-
-    def truncate_after(self, step: int) -> None:
-        """Drop the records logged after ``step`` (they are re-logged when a run resumes from ``step``)."""
-        if self.path.exists():
-            kept = [json.dumps(r) + "\n" for r in self if int(r.get("step", 0)) <= step]
-            atomic_write_text(self.path, "".join(kept))
 
 
 @dataclass(frozen=True)

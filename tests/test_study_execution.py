@@ -233,3 +233,15 @@ def test_validation_curves_average_the_seeds_of_an_arm(tmp_path: Path):
     path = plot_validation_curves(tmp_path, runs, tmp_path / "curves.png")
     assert path is not None and path.stat().st_size > 0
     assert plot_validation_curves(tmp_path, [SimpleNamespace(name="none/seed-0", arm="none")], tmp_path / "x.png") is None
+
+
+def test_a_resumed_study_goes_on_seed_by_seed_in_the_presets_order(tmp_path: Path):
+    spec = load_study(_study_file(tmp_path), seeds=2)
+    out = tmp_path / "out"
+    for name in ("stl-depth/seed-0", "stl-normals/seed-0"):  # seed 0's single-task runs finished before a stop
+        (out / name).mkdir(parents=True)
+        (out / name / "results.json").write_text("{}")
+    todo = [r for r in plan(spec) if not (out / r.name / "results.json").is_file()]
+    backend = _FakeBackend(failing=set(), killed=set())
+    execute(spec, todo, out, backend, Console(record=True), show_bar=False)
+    assert backend.submitted == ["uniform/seed-0", "stl-depth/seed-1", "stl-normals/seed-1", "uniform/seed-1"]

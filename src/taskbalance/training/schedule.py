@@ -68,7 +68,7 @@ def _outcome(run: PlannedRun, handle: Handle) -> RunOutcome:
 def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Backend, console: Console,
             show_bar: bool) -> SchedulerState:
     """Execute ``todo`` (plan order, single-task runs first) on ``backend``; returns what happened."""
-    seeds = list(dict.fromkeys(run.seed for run in todo))
+    seeds = list(dict.fromkeys([*spec.seeds, *(run.seed for run in todo)]))
     state = SchedulerState(sorted(todo, key=lambda r: (seeds.index(r.seed), r.kind != "stl")))  # stable: plan order
     bar = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[running]}"), console=console, disable=not show_bar, transient=False)

@@ -481,3 +481,15 @@ def test_a_layer_run_twice_in_one_forward_falls_back_to_weight_gradients() -> No
     balancer.backward(losses, features=z)
     expected = torch.stack(rows).double() @ torch.stack(rows).double().T
     assert torch.allclose(balancer.seen[0].gramian, expected, rtol=1e-5)
+
+
+def test_a_conv_subclass_that_transforms_its_weight_uses_the_weight_gradients() -> None:
+    from taskbalance.balancers.engine import LayerCapture
+
+    class Standardized(nn.Conv2d):
+        def forward(self, x: Tensor) -> Tensor:
+            w = (self.weight - self.weight.mean()) / (self.weight.std() + 1e-5)
+            return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
+
+    assert LayerCapture(Standardized(2, 2, 3)).handle is None
+    assert LayerCapture(nn.Conv2d(2, 2, 3)).handle is not None

@@ -215,8 +215,9 @@ class LayerCapture:
     def __init__(self, module: nn.Module) -> None:
         self.module = module
         self.calls: list[tuple[Tensor, Tensor]] = []
-        supported = isinstance(module, nn.Linear) or (
-            isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+        # exact types: a subclass may transform its weight or input first (timm's StdConv2d, Conv2dSame)
+        supported = type(module) is nn.Linear or (
+            type(module) is nn.Conv2d and module.groups == 1 and module.padding_mode == "zeros"
             and not isinstance(module.padding, str)
         )  # fmt: skip
         self.handle = module.register_forward_hook(self._hook) if supported else None

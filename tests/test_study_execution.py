@@ -104,6 +104,13 @@ def test_adding_a_seed_runs_one_more_per_arm_and_stale_runs_are_set_aside(tmp_pa
     aside = sorted(out.glob("uniform/seed-0.stale-*"))
     assert len(aside) == 1 and load_run_result(aside[0]).meta["steps"] == 4
 
+    # a report of the 4-step study leaves the (now 2-step) seed-0 runs out, trains and moves nothing
+    code, text = _cli(str(study), "--out", str(out), "--seeds", "2", "--set", "optim.iterations=4", "--report-only")
+    assert code == 0, text
+    assert text.count("left out of the report") == 3 and "6 runs" not in text and "3 runs (3 finished, 0 to run)" in text
+    assert load_run_result(out / "uniform/seed-0").meta["steps"] == 2
+    assert "| uniform | 1 |" in (out / "report.md").read_text()
+
 
 class _Job:
     """A handle whose result is known in advance (or whose job died)."""

@@ -32,6 +32,7 @@ def study_command(
     seeds: Annotated[Optional[int], typer.Option(help="run every arm with seeds 0..N-1 (default: the preset's seeds)")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="run only these arms (plus the single-task ones)")] = None,
     plan_only: Annotated[bool, typer.Option("--plan", help="list the runs and their status, train nothing")] = False,
+    report_only: Annotated[bool, typer.Option("--report-only", help="write the report of the finished runs, train nothing")] = False,
     jobs: Annotated[int, typer.Option(min=1, help="runs at once on this machine, each with cores/N torch threads")] = 1,
     executor: Annotated[ExecutorName, typer.Option(help="local processes, SLURM jobs (submitit), or submitit's local executor")] = ExecutorName.local,
     partition: Annotated[Optional[str], typer.Option(help="SLURM partition")] = None,
@@ -61,6 +62,9 @@ def study_command(
             for run in plan(spec):
                 status = "finished" if RunDir(target / run.name).is_finished() else "to do"
                 console.print(f"{run.name:36s} {run.raw['method']['name']:12s} {status}")
+            return
+        if report_only:
+            run_study(spec, target, console=console, only=only, train=False)
             return
         cluster = ClusterOptions(log_folder or target / "jobs", partition, gpus_per_job, cpus_per_job, time_min,
                                  array_parallelism)

@@ -22,7 +22,7 @@ from taskbalance.results import ResultsError
 from taskbalance.training.curves import plot_validation_curves
 from taskbalance.training.executors import Backend, Handle, RunOutcome, RunTask, build_backend
 from taskbalance.training.rundir import RunDir
-from taskbalance.training.staleness import set_aside_if_stale
+from taskbalance.training.staleness import set_aside_if_stale, stale_differences
 
 if TYPE_CHECKING:
     from taskbalance.training.study import PlannedRun, StudySpec
@@ -109,34 +109,59 @@ def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Bac
     return state
 
 
-def run_plan(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, show_progress: bool = True,
-             executor: Backend | None = None) -> dict[str, Any]:
-    """Set aside stale runs, execute the unfinished ones, write the report (of whatever is finished)."""
-    from taskbalance.training.report import write_report
-    from taskbalance.training.study import describe_arms, expected_config
+def _current_runs(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, set_aside: bool) -> list[PlannedRun]:
+    """The runs whose directories hold no run of another config: stale ones are moved aside (``set_aside``) or left
+    out and named."""
+    from taskbalance.training.study import expected_config
 
+    current = []
+    for run in runs:
+        planned = expected_config(run, spec, out)
+        if set_aside:
+            stale = set_aside_if_stale(run.name, RunDir(out / run.name), planned)
+            if stale is not None:
+                console.print(f"[yellow]stale[/yellow] {stale.describe()}")
+        else:
+            differences, _ = stale_differences(RunDir(out / run.name), planned)
+            if differences:
+                console.print(f"[yellow]stale[/yellow] {run.name}: trained under another config ({', '.join(differences[:6])});"
+                              " left out of the report (running the study trains it anew)")
+                continue
+        current.append(run)
+    return current
+
+
+def _report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, redraw: bool) -> dict[str, Any]:
+    from taskbalance.training.report import write_report
+    from taskbalance.training.study import describe_arms
+
+    curves = out / "figures" / "validation_curves.png"
+    if redraw and plot_validation_curves(out, runs, curves) is not None:
+        console.print(f"validation curves: {curves}")
+    try:
+        return write_report(spec, list(runs), out, console=console, draw_figures=redraw, arms=describe_arms(list(runs)))
+    except ResultsError as error:  # e.g. no single-task run has finished yet
+        console.print(f"[yellow]no report:[/yellow] {error}")
+        return {}
+
+
+def run_plan(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, show_progress: bool = True,
+             executor: Backend | None = None, train: bool = True) -> dict[str, Any]:
+    """Set aside stale runs, execute the unfinished ones, write the report (of whatever is finished). With
+    ``train=False`` only the report is written, of the finished runs that match the plan."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    for run in runs:
-        stale = set_aside_if_stale(run.name, RunDir(out / run.name), expected_config(run, spec, out))
-        if stale is not None:
-            console.print(f"[yellow]stale[/yellow] {stale.describe()}")
+    runs = _current_runs(spec, runs, out, console, set_aside=train)
     todo = [r for r in runs if not RunDir(out / r.name).is_finished()]
     console.print(f"{len(runs)} runs ({len(runs) - len(todo)} finished, {len(todo)} to run) in {out}")
+    if not train:
+        return _report(spec, runs, out, console, redraw=True)
     backend = executor or build_backend("local", 1, console, show_progress)
     try:
         state = execute(spec, todo, out, backend, console, show_bar=show_progress and backend.capacity > 1)
     finally:
         backend.close()
-    redraw = bool(state.done) or not (out / "report.md").is_file()
-    curves = out / "figures" / "validation_curves.png"
-    if redraw and plot_validation_curves(out, runs, curves) is not None:
-        console.print(f"validation curves: {curves}")
-    try:
-        report = write_report(spec, list(runs), out, console=console, draw_figures=redraw, arms=describe_arms(list(runs)))
-    except ResultsError as error:  # e.g. no single-task run has finished yet
-        console.print(f"[yellow]no report:[/yellow] {error}")
-        report = {}
+    report = _report(spec, runs, out, console, redraw=bool(state.done) or not (out / "report.md").is_file())
     wall = time.perf_counter() - started
     console.print(f"study: {len(state.done)} runs trained, {len(state.failed)} failed, {wall / 60:.1f} min wall "
                   f"(this invocation); report in {out / 'report.md'}")

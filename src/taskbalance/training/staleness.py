@@ -40,18 +40,22 @@ def differing_keys(stored: RunConfig, planned: RunConfig) -> list[str]:
             if not any(key == k or key.startswith(f"{k}.") for k in DERIVED_KEYS)]
 
 
-def set_aside_if_stale(name: str, run_dir: RunDir, planned: RunConfig) -> StaleRun | None:
-    """Move ``run_dir`` aside when its stored config differs from ``planned`` (or cannot be read); None when it is
-    current or does not exist."""
+def stale_differences(run_dir: RunDir, planned: RunConfig) -> tuple[list[str], str]:
+    """The keys in which ``run_dir``'s stored config differs from ``planned`` (empty when current or when there is
+    no run), and the stored config's short hash (``unreadable`` when config.yaml cannot be read)."""
     if not run_dir.config.is_file():
-        return None
+        return [], ""
     try:
         stored = load_config(run_dir.config)
     except ConfigError as error:
-        differences, digest = [f"unreadable config.yaml: {error}"], "unreadable"
-    else:
-        differences = differing_keys(stored, planned)
-        digest = config_hash(stored)[:12]
+        return [f"unreadable config.yaml: {error}"], "unreadable"
+    return differing_keys(stored, planned), config_hash(stored)[:12]
+
+
+def set_aside_if_stale(name: str, run_dir: RunDir, planned: RunConfig) -> StaleRun | None:
+    """Move ``run_dir`` aside when its stored config differs from ``planned`` (or cannot be read); None when it is
+    current or does not exist."""
+    differences, digest = stale_differences(run_dir, planned)
     if not differences:
         return None
     target = run_dir.root.with_name(f"{run_dir.root.name}.stale-{digest}")

@@ -213,8 +213,9 @@ def describe_arms(runs: list[PlannedRun]) -> list[dict[str, Any]]:
 
 
 def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_progress: bool = True,
-              only: list[str] | None = None, executor: Any = None) -> dict[str, Any]:
-    """Run every unfinished run of the study into ``out`` and write the report; returns the report data.
+              only: list[str] | None = None, executor: Any = None, train: bool = True) -> dict[str, Any]:
+    """Run every unfinished run of the study into ``out`` and write the report; returns the report data. With
+    ``train=False``, only write the report of the finished runs (a study still running, or jobs still queued).
 
     ``executor`` is a :class:`~taskbalance.training.executors.Backend` (default: one run at a time in this
     process). Runs whose stored config differs from the plan are moved aside first (see
@@ -228,4 +229,4 @@ def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_p
         if unknown:
             raise ConfigError(f"--only names arms the study does not have: {', '.join(unknown)}")
         runs = [r for r in runs if r.arm in only or r.kind == "stl"]
-    return run_plan(spec, runs, out, console or Console(), show_progress=show_progress, executor=executor)
+    return run_plan(spec, runs, out, console or Console(), show_progress=show_progress, executor=executor, train=train)

@@ -5,7 +5,8 @@ from taskbalance.training.diagnostics import diagnostic_record, format_summary, 
 from taskbalance.training.loop import RunExistsError, Trainer, TrainingDiverged, train
 from taskbalance.training.presets import available_presets, load_config
 from taskbalance.training.rundir import RunDir
-from taskbalance.training.study import StudySpec, load_study, plan, run_study
+from taskbalance.training.schedule import run_study
+from taskbalance.training.study import StudySpec, load_study, plan
 
 __all__ = [
     "ConfigError",

@@ -13,19 +13,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taskbalance.results import ResultsError
+from taskbalance.training.config import ConfigError
 from taskbalance.training.curves import plot_validation_curves
 from taskbalance.training.executors import Backend, Handle, RunOutcome, RunTask, build_backend
 from taskbalance.training.rundir import RunDir
 from taskbalance.training.staleness import set_aside_if_stale, stale_differences
+from taskbalance.training.study import PlannedRun, StudySpec, describe_arms, expected_config, finalize, plan
 
-if TYPE_CHECKING:
-    from taskbalance.training.study import PlannedRun, StudySpec
 
 
 class StudyIncomplete(RuntimeError):
@@ -51,8 +51,6 @@ def _blocked_by(run: PlannedRun, failed: dict[str, str]) -> str | None:
 
 
 def _task(run: PlannedRun, spec: StudySpec, out: Path, threads: int) -> RunTask:
-    from taskbalance.training.study import finalize
-
     config = finalize(run, spec, out).model_dump(mode="json")
     return RunTask(run.name, str(out / run.name), config, threads, str(out / "logs" / f"{run.name}.log"))
 
@@ -112,8 +110,6 @@ def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Bac
 def _current_runs(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, set_aside: bool) -> list[PlannedRun]:
     """The runs whose directories hold no run of another config: stale ones are moved aside (``set_aside``) or left
     out and named."""
-    from taskbalance.training.study import expected_config
-
     current = []
     for run in runs:
         planned = expected_config(run, spec, out)
@@ -133,7 +129,6 @@ def _current_runs(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, consol
 
 def _report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, redraw: bool) -> dict[str, Any]:
     from taskbalance.training.report import write_report
-    from taskbalance.training.study import describe_arms
 
     curves = out / "figures" / "validation_curves.png"
     if redraw and plot_validation_curves(out, runs, curves) is not None:
@@ -169,3 +164,21 @@ def run_plan(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Co
         names = "; ".join(f"{name}: {why}" for name, why in state.failed.items())
         raise StudyIncomplete(f"{len(state.failed)} runs did not finish ({names}); the same command retries them")
     return report
+
+
+def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_progress: bool = True,
+              only: list[str] | None = None, executor: Backend | None = None, train: bool = True) -> dict[str, Any]:
+    """Run every unfinished run of the study into ``out`` and write the report; returns the report data. With
+    ``train=False``, only write the report of the finished runs (a study still running, or jobs still queued).
+
+    ``executor`` is a :class:`~taskbalance.training.executors.Backend` (default: one run at a time in this
+    process). Runs whose stored config differs from the plan are moved aside first (see
+    :mod:`taskbalance.training.staleness`); failed runs are reported by name and retried by the next invocation.
+    """
+    runs = plan(spec)
+    if only:
+        unknown = sorted(set(only) - {r.arm for r in runs})
+        if unknown:
+            raise ConfigError(f"--only names arms the study does not have: {', '.join(unknown)}")
+        runs = [r for r in runs if r.arm in only or r.kind == "stl"]
+    return run_plan(spec, runs, out, console or Console(), show_progress=show_progress, executor=executor, train=train)

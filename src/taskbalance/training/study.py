@@ -10,7 +10,8 @@ Runs, per variant (prefix ``<variant>/`` when there are variants) and per seed, 
 ``grid-<i>``, each method and ``url`` (distillation from the same seed's single-task runs). The seed sets the
 initialisation, the data order, the augmentation and the method's own random numbers. Once a seed's single-task
 runs are finished, their validation metrics become the ``baseline`` of that seed's MTL runs, so model selection
-maximises validation Δm against single-task. Running them is :mod:`taskbalance.training.schedule`'s job.
+maximises validation Δm against single-task. Running them is :mod:`taskbalance.training.schedule`'s job
+(:func:`~taskbalance.training.schedule.run_study`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from rich.console import Console
 
 from taskbalance.training.config import (
     ConfigError,
@@ -210,23 +210,3 @@ def describe_arms(runs: list[PlannedRun]) -> list[dict[str, Any]]:
             "arch": config.model.arch, "seeds": []})
         entry["seeds"].append(run.seed)
     return list(arms.values())
-
-
-def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_progress: bool = True,
-              only: list[str] | None = None, executor: Any = None, train: bool = True) -> dict[str, Any]:
-    """Run every unfinished run of the study into ``out`` and write the report; returns the report data. With
-    ``train=False``, only write the report of the finished runs (a study still running, or jobs still queued).
-
-    ``executor`` is a :class:`~taskbalance.training.executors.Backend` (default: one run at a time in this
-    process). Runs whose stored config differs from the plan are moved aside first (see
-    :mod:`taskbalance.training.staleness`); failed runs are reported by name and retried by the next invocation.
-    """
-    from taskbalance.training.schedule import run_plan
-
-    runs = plan(spec)
-    if only:
-        unknown = sorted(set(only) - {r.arm for r in runs})
-        if unknown:
-            raise ConfigError(f"--only names arms the study does not have: {', '.join(unknown)}")
-        runs = [r for r in runs if r.arm in only or r.kind == "stl"]
-    return run_plan(spec, runs, out, console or Console(), show_progress=show_progress, executor=executor, train=train)

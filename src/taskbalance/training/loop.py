@@ -42,7 +42,7 @@ from taskbalance.training.components import (
     build_split,
     resolve_device,
 )
-from taskbalance.training.config import ConfigError, RunConfig, config_differences, dump_config
+from taskbalance.training.config import ConfigError, RunConfig, config_differences, config_hash, dump_config
 from taskbalance.training.diagnostics import diagnostic_record, format_summary, imbalance_summary, tensorboard_scalars
 from taskbalance.training.ddp import DataParallel, convert_batchnorm, wants_sync_batchnorm
 from taskbalance.training.distributed import (
@@ -441,6 +441,7 @@ class Trainer:
                 "dataset": config.data.name,
                 "dataset_info": dict(self.info.metadata),
                 "seed": config.seed,
+                "config_sha256": config_hash(config),
                 "imbalance": summary,
             },
         })

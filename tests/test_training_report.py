@@ -118,3 +118,20 @@ def test_report_does_not_import_the_study_runner():
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert "taskbalance.results" in imported
     assert "taskbalance.training.study" not in imported and "taskbalance.training.schedule" not in imported
+
+
+def test_imbalance_ratio_of_a_weight_near_zero_is_reported_not_averaged():
+    assert report_module._imbalance_cell("norm_ratio_late", [2.0, 4.0]).startswith("3 ± 1.41")
+    capped = report_module._imbalance_cell("norm_ratio_late", [3.0, 1e59, 2e58])
+    assert capped == "> 1e+06 in 2 of 3 seeds (a weight ≈ 0)"
+    assert report_module._imbalance_cell("cos_spread_late", []) == "n/a"
+
+
+def test_figures_the_study_drew_before_the_report_are_listed(tmp_path: Path):
+    runs = _study(tmp_path, (0, 1))
+    (tmp_path / "figures").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "figures" / "validation_curves.png")
+    write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=True, arms=ARMS)
+    assert "![validation_curves](figures/validation_curves.png)" in (tmp_path / "report.md").read_text()

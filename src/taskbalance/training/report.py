@@ -158,6 +158,20 @@ _IMBALANCE = (("max/min w_i‖g_i‖", "norm_ratio_late"), ("max/min ‖g_i‖",
               ("spread cos(g_i, d)", "cos_spread_late"))
 
 
+#: Norm ratios above this come from a task weight driven to about 0 (MGDA); their mean would be meaningless.
+RATIO_CAP = 1e6
+
+
+def _imbalance_cell(key: str, values: Sequence[float]) -> str:
+    """Mean ± std over seeds; a norm ratio beyond :data:`RATIO_CAP` in any seed is reported as such instead."""
+    if not values:
+        return "n/a"
+    beyond = sum(v > RATIO_CAP for v in values)
+    if key.endswith("ratio_late") and beyond:
+        return f"> {RATIO_CAP:.0e} in {beyond} of {len(values)} seeds (a weight ≈ 0)"
+    return format_mean_std(summarize(values), lambda v: f"{v:.3g}")
+
+
 def _imbalance_table(rows: Sequence[tuple[str, Sequence[RunResult]]]) -> tuple[Table, str]:
     """The imbalance summary of each arm, mean ± std over its seeds."""
     headers = ["method", *(label for label, _ in _IMBALANCE)]
@@ -172,7 +186,7 @@ def _imbalance_table(rows: Sequence[tuple[str, Sequence[RunResult]]]) -> tuple[T
         cells = []
         for _, key in _IMBALANCE:
             values = [s[key] for s in summaries if s.get(key) is not None]
-            cells.append(format_mean_std(summarize(values), lambda v: f"{v:.3g}") if values else "n/a")
+            cells.append(_imbalance_cell(key, values))
         table.add_row(escape(name), *cells)
         lines.append([name, *cells])
     return table, markdown_table(headers, lines)
@@ -316,6 +330,7 @@ def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console
 
     if draw_figures:
         figures = _draw_figures(spec, finished, table, out)
+        figures += [p for p in sorted(out.glob("figures/*.png")) if p not in figures]  # e.g. the study's curves
     else:
         figures = sorted([*out.glob("radar.png"), *out.glob("figures/*.png")])
     atomic_write_text(out / "table.csv", to_csv(table))

@@ -16,17 +16,17 @@ from taskbalance.balancers import create
 from taskbalance.balancers.driver import Forward, StepDriver, StepOptions, TrainingDiverged
 from taskbalance.protocols import protocol_preset, run_protocol
 
-ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _example() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", ARCHITECTURE.read_text(encoding="utf-8"), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     return next(block for block in blocks if "StepDriver" in block)
 
 
 def test_the_documented_user_loop_runs_and_famo_learns():
     namespace: dict = {}
-    exec(compile(_example(), str(ARCHITECTURE), "exec"), namespace)
+    exec(compile(_example(), str(README), "exec"), namespace)
     driver, balancer = namespace["driver"], namespace["balancer"]
     assert driver.steps_done == 12 and int(balancer.step_count) == 12
     assert float(balancer.logits.abs().max()) > 0  # post_step ran after every step

@@ -41,6 +41,14 @@ def _join(rank: int, store: str) -> DistInfo:
     return DistInfo(rank=rank, world_size=WORLD)
 
 
+def _leave() -> None:
+    """Tear the group down together: a process that destroys its Gloo group and exits while its peer still works
+    (rank 0 trains the 1-process reference after the 2-process run) can abort the peer ("terminate called without
+    an active exception", seen as a SIGABRT under load)."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _global_batch() -> dict[str, Tensor]:
     """Four images whose two halves have very different numbers of ignored pixels (rank 1's half: most)."""
     generator = torch.Generator().manual_seed(3)
@@ -142,7 +150,7 @@ def _exactness_worker(rank: int, store: str, method: str, source: str | None, di
                     assert torch.allclose(got.gramian, want.gramian, rtol=1e-4, atol=1e-10 * float(want.gramian.abs().max()))
             assert gramians > 0
     finally:
-        dist.destroy_process_group()
+        _leave()
 
 
 @pytest.mark.parametrize(("method", "source", "diagnose"), [
@@ -169,7 +177,7 @@ def _reducer_worker(rank: int, store: str) -> None:
         assert torch.allclose(reducer.sum_gramian(rows @ rows.T), whole @ whole.T)
         assert reducer.bytes_reduced == 2 * 4 + 4 * 4 + 4 * 4
     finally:
-        dist.destroy_process_group()
+        _leave()
 
 
 def test_reducer_gives_the_global_quantities(tmp_path: Path):
@@ -211,7 +219,7 @@ def _masked_mean_worker(rank: int, store: str) -> None:
             if name in ("semseg", "depth"):  # the per-process masked means would have been wrong
                 assert abs(float(reducer.sum_losses(plain.reshape(1))) - float(single)) > 1e-3 * abs(float(single)), name
     finally:
-        dist.destroy_process_group()
+        _leave()
 
 
 def test_masked_means_with_unequal_ignore_counts_equal_the_single_process_loss(tmp_path: Path):

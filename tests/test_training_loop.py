@@ -354,3 +354,13 @@ def test_gradient_methods_advance_their_state_every_step(stand_ins, tmp_path: Pa
     else:  # the EMA of the log-loss gradients over all shared parameters
         shared = sum(p.numel() for p in trainer.model.shared_parameters())
         assert balancer.ema.shape == (2, shared) and bool((balancer.ema.norm(dim=1) > 0).all())
+
+
+def test_results_record_an_arm_hash_shared_by_seeds_and_changed_by_training_settings(stand_ins, tmp_path):
+    seed_3 = run(config(), tmp_path / "a").meta
+    seed_4 = run(config(seed=4, name="tiny-4", threads=2), tmp_path / "b").meta
+    other_lr = run(config(optim={"lr": 2e-2, "iterations": 12, "eval_every": 4, "checkpoint_every": 2}),
+                   tmp_path / "c").meta
+    assert seed_3["arm_sha256"] == seed_4["arm_sha256"]  # seed, name and execution settings are not the arm
+    assert seed_3["config_sha256"] != seed_4["config_sha256"]
+    assert other_lr["arm_sha256"] != seed_3["arm_sha256"]

@@ -321,6 +321,9 @@ def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
 
 #: Keys that say how a run executes, not what it computes: left out of :func:`config_hash`.
 EXECUTION_KEYS: tuple[str, ...] = ("threads", "data.num_workers", "distributed.bucket_mb")
+#: Keys that may differ between a stored and a planned study run: execution settings, and what the study derives
+#: from its own runs or folder (the baseline, the teachers' paths).
+DERIVED_KEYS: tuple[str, ...] = (*EXECUTION_KEYS, "baseline", "distill.teachers")
 
 
 def config_hash(config: RunConfig, ignore: Sequence[str] = EXECUTION_KEYS) -> str:

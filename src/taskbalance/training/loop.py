@@ -42,7 +42,7 @@ from taskbalance.training.components import (
     build_split,
     resolve_device,
 )
-from taskbalance.training.config import ConfigError, RunConfig, config_differences, config_hash, dump_config
+from taskbalance.training.config import DERIVED_KEYS, ConfigError, RunConfig, config_differences, config_hash, dump_config
 from taskbalance.training.diagnostics import diagnostic_record, format_summary, imbalance_summary, tensorboard_scalars
 from taskbalance.training.ddp import DataParallel, convert_batchnorm, wants_sync_batchnorm
 from taskbalance.training.distributed import (
@@ -442,6 +442,8 @@ class Trainer:
                 "dataset_info": dict(self.info.metadata),
                 "seed": config.seed,
                 "config_sha256": config_hash(config),
+                # the same for every seed of a study arm: tells arms apart that differ outside the listed meta
+                "arm_sha256": config_hash(config, ignore=(*DERIVED_KEYS, "seed", "name")),
                 "imbalance": summary,
             },
         })

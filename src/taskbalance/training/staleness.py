@@ -12,13 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from taskbalance.training.config import EXECUTION_KEYS, ConfigError, RunConfig, config_differences, config_hash
+from taskbalance.training.config import DERIVED_KEYS, ConfigError, RunConfig, config_differences, config_hash
 from taskbalance.training.presets import load_config
 from taskbalance.training.rundir import RunDir
-
-#: Keys that may differ between a stored and a planned study run: execution settings, and what the study derives
-#: from its own runs or folder (the baseline, the teachers' paths).
-DERIVED_KEYS: tuple[str, ...] = (*EXECUTION_KEYS, "baseline", "distill.teachers")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ owns a seeded generator and saves its state. ``supported_sources`` lists the gra
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
@@ -220,6 +221,8 @@ class Balancer(nn.Module):
         # on the last_layer source the engine takes the Gramian from the layer's input and output gradients
         use_capture = isinstance(last, nn.Module) and self.source == "last_layer" and self.requires != "losses"
         self.last_layer_capture = engine.LayerCapture(last) if use_capture else None
+        # the hook goes with the balancer: the finalizer holds the capture, never the balancer
+        self._release = weakref.finalize(self, self.last_layer_capture.close) if use_capture else None
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
 
     @classmethod
@@ -285,6 +288,18 @@ class Balancer(nn.Module):
         that learn from them (``needs_post_step_losses``, FAMO); a no-op for the others."""
         if self.needs_post_step_losses:
             self.learn_after_step(engine.loss_values(self, losses, reducer))
+
+    def close(self) -> None:
+        """Remove the forward hook on the last layer and drop its capture (also done on garbage collection and by
+        ``with``). The balancer stays usable: its later ``last_layer`` steps take the exact per-task gradients."""
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> Balancer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def extra_repr(self) -> str:
         return f"tasks={self.tasks}, source={self.source}, options={self.options.model_dump()}"

@@ -1,5 +1,6 @@
-"""Atomic file output for every writer of the package: write to a temporary file in the destination folder, then
-``os.replace`` it into place, so a reader (or a crash) never sees half a file."""
+"""Atomic, durable file output for every writer of the package: write to a temporary file in the destination folder,
+flush it to disk (``fsync``), ``os.replace`` it into place and flush the folder, so that neither a reader nor a crash
+(of the process or of the machine) ever sees half a file. A failed write removes its temporary file."""
 
 from __future__ import annotations
 
@@ -8,6 +9,27 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+class WriteError(OSError):
+    """A file or folder could not be written: the message is one line saying what, where and why."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """``strerror`` of an OS error (``No space left on device``), or its text when it has none."""
+    if error.strerror:
+        return error.strerror
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file's (or a folder's) data and metadata to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -24,6 +46,7 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     the format from the extension (``matplotlib.savefig``, PIL) still work. The file gets the usual permissions
     (0666 minus the umask), not the private 0600 of ``mkstemp`` or of writers that themselves write to a temporary
     file and rename it over the path they are given (``safetensors`` does): the mode is set once the writer is done.
+    The file is fsynced before the rename and the folder after it, so a completed write survives a power cut.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +55,9 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
+        fsync_path(tmp)
         os.replace(tmp, target)
+        fsync_path(target.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -21,9 +21,11 @@ def _fail(error: Exception, code: int = 1) -> typer.Exit:
 def _user_errors() -> tuple[type[Exception], ...]:
     from taskbalance.balancers import BalancerError
     from taskbalance.training import ConfigError, RunExistsError, TrainingDiverged
+    from taskbalance.atomic import WriteError
     from taskbalance.training.rundir import RunLockedError
 
-    return (ConfigError, RunExistsError, RunLockedError, TrainingDiverged, BalancerError, FileNotFoundError, ValueError)
+    return (ConfigError, RunExistsError, RunLockedError, TrainingDiverged, BalancerError, FileNotFoundError, ValueError,
+            WriteError)
 
 
 def train_command(
@@ -32,11 +34,14 @@ def train_command(
     overrides: SetOption = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/train/<name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+    resume_if_exists: Annotated[bool, typer.Option(
+        "--resume-if-exists", help="continue the run in --out if there is one, else start it (restarts, requeues)")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     list_presets: Annotated[bool, typer.Option("--list", help="list the packaged training presets and exit")] = False,
 ) -> None:
     """Train one model: balancer, diagnostics, checkpoints, final evaluation (results.json) in a run directory."""
     from taskbalance.training import RunDir, available_presets, load_config, train
+    from taskbalance.training.preemption import PREEMPTED_EXIT_CODE, Preempted
     from taskbalance.training.rundir import run_dir_for
 
     if list_presets:
@@ -51,9 +56,16 @@ def train_command(
             raise ValueError(f"{target} is not a run directory (no config.yaml); give the config to start a run there")
         cfg = load_config(config or RunDir(target).config, overrides or [])
         target = out or run_dir_for(Path("runs") / "train", cfg.name)
-        result = train(cfg, target, resume=resume, console=console, show_progress=progress)
+        if resume and not resume_if_exists and not RunDir(target).config.is_file():
+            raise ValueError(f"{target} holds no run to resume (no config.yaml); start it without --resume, or pass "
+                             "--resume-if-exists to start or continue it")
+        result = train(cfg, target, resume=resume or resume_if_exists, console=console, show_progress=progress)
     except _user_errors() as error:
         raise _fail(error) from None
+    except Preempted as stop:  # a signal asked for it: not an error, but the run is not finished
+        console.print(f"[yellow]stopped:[/yellow] {stop}; continue with: taskbalance train --resume --out {target}",
+                      soft_wrap=True, highlight=False)
+        raise typer.Exit(PREEMPTED_EXIT_CODE) from None
     except KeyboardInterrupt:
         hint = f"; continue with: taskbalance train --resume --out {target}" if target is not None else ""
         raise _fail(KeyboardInterrupt(f"interrupted{hint}"), 130) from None

@@ -3,8 +3,10 @@ file that is loaded back with ``weights_only=True`` (plain containers and tensor
 
 A checkpoint named ``last`` or ``best`` is a folder ``<name>-<step>/`` holding its files and a ``manifest.json`` with
 the step and the sha256 of every file, written last; the folder is staged under a hidden name and renamed into
-place once complete, then the pointer ``<name>.json`` is replaced atomically. The previous checkpoint is kept (one
-older folder); older ones are deleted.
+place once complete (every file and folder fsynced), then the pointer ``<name>.json`` is replaced atomically. The
+previous checkpoint is kept (one older folder); older ones are deleted. A save that fails (a full disk, any OS error)
+removes its staging folder and raises :class:`CheckpointWriteError`: one line naming the checkpoint, the folder, the
+reason, and the previous checkpoint, which is intact.
 
 Loading verifies every file against its manifest. A damaged (truncated, altered) or missing file, or an unreadable
 pointer, is named in one line and the newest intact checkpoint of that name is used instead; when none is intact,
@@ -14,9 +16,12 @@ pointer, is named in one line and the newest intact checkpoint of that name is u
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import pickle
 import random
+import re
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from taskbalance.atomic import atomic_target
+from taskbalance.atomic import WriteError, atomic_target, atomic_write_bytes, describe_os_error, fsync_path
 from taskbalance.training.rundir import write_json
 
 WEIGHTS = "model.safetensors"
@@ -41,6 +46,10 @@ KEEP = 2
 
 class CheckpointError(ValueError):
     """No intact checkpoint: the message names the damaged or missing file."""
+
+
+class CheckpointWriteError(WriteError):
+    """A checkpoint could not be written; the message says where, why, and which previous checkpoint is intact."""
 
 
 class CheckpointWarning(UserWarning):
@@ -83,25 +92,65 @@ def _folders(folder: Path, name: str) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-def save_checkpoint(folder: Path, name: str, step: int, model: nn.Module, state: dict[str, Any] | None = None) -> Checkpoint:
-    """Save ``model`` (and ``state`` when given) as checkpoint ``name`` at ``step``, atomically, with its manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}-{step:08d}"
-    staging = folder / f".{target.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+def _as_os_error(error: SafetensorError) -> OSError | None:
+    """The OS error inside a safetensors write error (``... (os error 28)``), if it names one."""
+    found = re.search(r"os error (\d+)", str(error))
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1)))) if found else None
+
+
+def _write(staging: Path, model: nn.Module, state: dict[str, Any] | None, step: int) -> None:
+    """The checkpoint's files in ``staging``, each fsynced (the state is serialised in memory first, so that a write
+    failure is the OS error itself rather than torch's archive error)."""
     with atomic_target(staging / WEIGHTS) as weights:  # safetensors alone leaves the file private (0600)
-        save_model(model, str(weights))
+        try:
+            save_model(model, str(weights))
+        except SafetensorError as error:
+            raise _as_os_error(error) or error from None
     if state is not None:
-        torch.save(state, staging / STATE)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(staging / STATE, buffer.getvalue())
     files = sorted(p.name for p in staging.iterdir())
     write_json(staging / MANIFEST, {"step": step, "sha256": {f: file_sha256(staging / f) for f in files}})
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    write_json(folder / f"{name}.json", {"step": step, "path": target.name})
+
+
+def save_checkpoint(folder: Path, name: str, step: int, model: nn.Module, state: dict[str, Any] | None = None) -> Checkpoint:
+    """Save ``model`` (and ``state`` when given) as checkpoint ``name`` at ``step``, atomically, with its manifest.
+
+    Raises :class:`CheckpointWriteError` (one line; the staging folder removed, the previous checkpoint untouched)
+    when a file cannot be written.
+    """
+    target = folder / f"{name}-{step:08d}"
+    staging = folder / f".{target.name}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        _write(staging, model, state, step)
+        fsync_path(staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        fsync_path(folder)
+        write_json(folder / f"{name}.json", {"step": step, "path": target.name})
+    except (OSError, SafetensorError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = describe_os_error(error) if isinstance(error, OSError) else str(error).splitlines()[0]
+        raise CheckpointWriteError(f"cannot write checkpoint {target.name} in {folder}: {reason}; "
+                                   f"{intact_note(folder)}") from None
     for old in _folders(folder, name)[KEEP:]:
         shutil.rmtree(old, ignore_errors=True)
     return Checkpoint(target, step)
+
+
+def intact_note(folder: Path) -> str:
+    """The last checkpoint in ``folder`` that a resume would use, as the end of a one-line error message."""
+    try:
+        found = find_checkpoint(folder, "last", on_damage=lambda message: None)
+    except CheckpointError:
+        found = None
+    if found is None:
+        return "no checkpoint was saved yet"
+    return f"the last checkpoint {found.path.name} (step {found.step}) in {folder} is intact"
 
 
 def verify_checkpoint(path: Path) -> str | None:

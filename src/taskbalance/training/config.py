@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # lr: .inf or .nan is refused
 
 
 class DataConfig(_Strict):
@@ -188,6 +188,9 @@ class RunConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="bfloat16 autocast on GPU (ignored on CPU)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    stop_signals: tuple[str, ...] = Field(
+        ("SIGTERM", "SIGUSR1"), description="signals that stop the run after its current step, with a checkpoint "
+        "(preemption; see taskbalance.training.preemption)")
     log_every: int = Field(10, ge=1, description="write training losses and weights every N steps")
     task_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="task -> build_task options")
     data: DataConfig = Field(default_factory=DataConfig)
@@ -212,6 +215,13 @@ class RunConfig(_Strict):
         if unknown or not tasks or len(set(tasks)) != len(tasks):
             raise ValueError(f"tasks must be distinct names from {', '.join(names)}, got {list(tasks)}")
         return tasks
+
+    @field_validator("stop_signals")
+    @classmethod
+    def _catchable_signals(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from taskbalance.training.preemption import signal_number
+
+        return tuple(signal_number(name).name for name in names)
 
     @field_validator("task_options")
     @classmethod
@@ -320,7 +330,7 @@ def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
 
 
 #: Keys that say how a run executes, not what it computes: left out of :func:`config_hash`.
-EXECUTION_KEYS: tuple[str, ...] = ("threads", "data.num_workers", "distributed.bucket_mb")
+EXECUTION_KEYS: tuple[str, ...] = ("threads", "stop_signals", "data.num_workers", "distributed.bucket_mb")
 #: Keys that may differ between a stored and a planned study run: execution settings, and what the study derives
 #: from its own runs or folder (the baseline, the teachers' paths).
 DERIVED_KEYS: tuple[str, ...] = (*EXECUTION_KEYS, "baseline", "distill.teachers")

@@ -170,3 +170,12 @@ def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
 
+
+
+def any_process(flag: bool, info: DistInfo) -> bool:
+    """Whether ``flag`` is true on any process (a max all-reduce of one integer; ``flag`` itself in one process)."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([int(flag)], device=communication_device(info))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -15,12 +15,13 @@ uninterrupted run bit for bit.
 
 from __future__ import annotations
 
+import errno
 import random
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ from taskbalance.training.diagnostics import diagnostic_record, format_summary, 
 from taskbalance.training.ddp import DataParallel, convert_batchnorm, wants_sync_batchnorm
 from taskbalance.training.distributed import (
     DistInfo,
+    any_process,
     barrier,
     broadcast_state,
     gather_objects,
@@ -54,8 +56,9 @@ from taskbalance.training.distributed import (
     process_seed,
 )
 from taskbalance.training.evaluate import autocast_context, evaluate, primary, selection_score, task_losses
+from taskbalance.training.preemption import Preempted, StopRequest, signal_number
 from taskbalance.training.presets import load_config
-from taskbalance.atomic import atomic_write_text
+from taskbalance.atomic import WriteError, atomic_write_text, describe_os_error
 from taskbalance.training.rundir import RunDir, write_json
 from taskbalance.training.url import FeatureAligner, load_teacher
 
@@ -90,7 +93,9 @@ class Trainer:
     """One run. Build it with a config and an output directory, then call :meth:`fit`."""
 
     def __init__(self, config: RunConfig, out: Path, resume: bool = False, console: Console | None = None,
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, also_stop_on: Sequence[int] = ()) -> None:
+        # signals that stop the run after the current step, with a checkpoint (taskbalance.training.preemption)
+        self.stop_signals = [*(signal_number(name) for name in config.stop_signals), *also_stop_on]
         self.config = config
         self.run = RunDir(Path(out))
         self.console = console or Console()
@@ -237,9 +242,7 @@ class Trainer:
         try:
             result = self.driver.step(forward, diagnose=self.config.diagnostics.source if diagnose else None)
         except TrainingDiverged as error:
-            last = ckpt.find_checkpoint(self.run.checkpoints, "last")
-            where = f"the last checkpoint (step {last.step}) in {self.run.checkpoints} is intact" if last else "no checkpoint was saved yet"
-            raise TrainingDiverged(f"training stopped: {error}; {where}") from None
+            raise TrainingDiverged(f"training stopped: {error}; {ckpt.intact_note(self.run.checkpoints)}") from None
         return result, {t: float(v.detach()) for t, v in first[0].items()}
 
     # ------------------------------------------------------------------ logging
@@ -331,6 +334,8 @@ class Trainer:
                 self._train(writer)
                 barrier(self.dist)
                 result = self._final(writer) if self.dist.is_main else None
+            except OSError as error:
+                raise self._write_failure(error) from None
             finally:
                 if writer is not None:
                     writer.close()
@@ -338,6 +343,18 @@ class Trainer:
             return result
         finally:
             self.release()
+
+    def _write_failure(self, error: OSError) -> OSError:
+        """A failed write into the run directory (a full disk, a read-only file system) as one line saying what,
+        where, and which checkpoint is intact; any other OS error as it is."""
+        if isinstance(error, WriteError):
+            return error
+        inside = error.filename is not None and Path(str(error.filename)).resolve().is_relative_to(self.run.root.resolve())
+        if not inside and error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            return error
+        where = f" {error.filename}" if error.filename is not None else f" into {self.run.root}"
+        return WriteError(error.errno, f"cannot write{where}: {describe_os_error(error)}; "
+                                       f"{ckpt.intact_note(self.run.checkpoints)}")
 
     def _warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
@@ -382,7 +399,7 @@ class Trainer:
         config, state = self.config, self.state
         every, eval_every, ckpt_every = config.diagnostics.every, config.optim.eval_every, config.optim.checkpoint_every
         self._announce_last_layer()
-        with self._progress() as progress:
+        with self._progress() as progress, StopRequest(self.stop_signals) as stop:
             bar = progress.add_task(config.name, total=self.total_steps, completed=state.step, info="")
             tic, images_seen = time.perf_counter(), 0
             while state.step < self.total_steps:
@@ -398,12 +415,24 @@ class Trainer:
                     evaluate_now = finished or (state.step % eval_every == 0 if eval_every else epoch_done)
                     if evaluate_now:
                         self._validate(writer)
-                    if evaluate_now or (ckpt_every is not None and state.step % ckpt_every == 0):
+                    stopping = any_process(stop.received is not None, self.dist)  # every process stops alike
+                    if evaluate_now or stopping or (ckpt_every is not None and state.step % ckpt_every == 0):
                         state.train_seconds += time.perf_counter() - tic
                         tic, images_seen = time.perf_counter(), 0
                         self._save_last()
+                    if stopping:
+                        raise self._preempted(stop.received)
                     if finished:
                         break
+
+    def _preempted(self, signum: int | None) -> Preempted:
+        """The stop after a signal, once the checkpoint of this step is written (and verified, on rank 0)."""
+        path = self.run.checkpoints / f"last-{self.state.step:08d}"
+        problem = ckpt.verify_checkpoint(path) if self.dist.is_main else None
+        if problem is not None:
+            raise ckpt.CheckpointError(f"stopping after a signal: {problem}")
+        barrier(self.dist)
+        return Preempted(signum, self.state.step, path)
 
     def _final(self, writer: SummaryWriter | None) -> RunResult:
         config, state = self.config, self.state
@@ -456,6 +485,8 @@ class Trainer:
 
 
 def train(config: RunConfig, out: Path, resume: bool = False, console: Console | None = None,
-          show_progress: bool = True) -> RunResult | None:
-    """Train one run into ``out`` (see :class:`Trainer`); returns its final result (None on ranks other than 0)."""
-    return Trainer(config, out, resume=resume, console=console, show_progress=show_progress).fit()
+          show_progress: bool = True, also_stop_on: Sequence[int] = ()) -> RunResult | None:
+    """Train one run into ``out`` (see :class:`Trainer`); returns its final result (None on ranks other than 0).
+    Raises :class:`~taskbalance.training.preemption.Preempted` when a stop signal ended it after a checkpoint."""
+    return Trainer(config, out, resume=resume, console=console, show_progress=show_progress,
+                   also_stop_on=also_stop_on).fit()

@@ -353,8 +353,7 @@ class Trainer:
         if not inside and error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
             return error
         where = f" {error.filename}" if error.filename is not None else f" into {self.run.root}"
-        return WriteError(error.errno, f"cannot write{where}: {describe_os_error(error)}; "
-                                       f"{ckpt.intact_note(self.run.checkpoints)}")
+        return WriteError(f"cannot write{where}: {describe_os_error(error)}; {ckpt.intact_note(self.run.checkpoints)}")
 
     def _warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)

@@ -74,7 +74,7 @@ def test_runs_group_by_arm_and_seed_with_per_seed_delta_m():
             run("quick", 0, method="famo", options={"gamma": 0.001}, semseg=40.0, depth=0.5)]
     arms = group_runs(runs)
     assert [(a.name, a.seeds) for a in arms] == [("uniform", (0, 1)), ("famo (gamma=0.01)", (0, 2)), ("famo (gamma=0.001)", (0,))]
-    table = results_table(arms, baseline_arm(STL))
+    table = results_table(arms, baseline_arm(STL), baseline_mode="per-seed")
     uniform, famo = table.row("uniform"), table.row("famo (gamma=0.01)")
     # uniform seed 0: M = (+10, -10) -> 0; seed 1 against seed 1's STL (50, 0.4): M = (0, -10) -> -5
     assert uniform.seed_delta_m == pytest.approx({0: 0.0, 1: -5.0})
@@ -121,7 +121,8 @@ def test_cli_table_groups_seeds_labels_rows_and_warns(tmp_path):
     runs += [run("quick", 0, method="famo", steps=30, semseg=41.0, depth=0.5)]
     for i, r in enumerate(runs):
         save_run_result(r, tmp_path / "runs" / f"run-{i}")
-    result = CliRunner().invoke(app, ["results", "table", str(tmp_path / "runs"), "-b", str(tmp_path / "stl"), "-f", "markdown"])
+    result = CliRunner().invoke(app, ["results", "table", str(tmp_path / "runs"), "-b", str(tmp_path / "stl"), "-f", "markdown",
+                                        "--baseline-mode", "per-seed"])
     assert result.exit_code == 0, result.output
     assert "| uniform (steps=400) | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 | +0.00 ± 0.00 |" in result.output
     assert "| famo (steps=30) | 1 |" in result.output
@@ -136,7 +137,7 @@ def test_cli_table_of_a_study_folder_takes_its_single_task_runs(tmp_path):
         save_run_result(run("uniform/seed", s, method="uniform", semseg=40.0 + 10 * s, depth=0.5 - 0.1 * s), study / "uniform" / f"seed-{s}")
     # a run the study set aside as stale (same arm and seed) is not read
     save_run_result(run("uniform/seed", 0, method="uniform", semseg=1.0, depth=1.0), study / "uniform" / "seed-0.stale-abc")
-    result = CliRunner().invoke(app, ["results", "table", str(study), "-f", "markdown"])
+    result = CliRunner().invoke(app, ["results", "table", str(study), "-f", "markdown", "--baseline-mode", "per-seed"])
     assert result.exit_code == 0, result.output
     assert "| Single-task | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 |" in result.output
     assert "| uniform | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 | +0.00 ± 0.00 |" in result.output
@@ -157,6 +158,62 @@ def test_arms_that_differ_only_in_unlisted_config_are_told_apart_by_their_arm_ha
 def test_a_seed_with_incomplete_single_task_runs_uses_the_single_task_mean():
     stl = STL + [run("stl-semseg", 2, kind="stl", semseg=60.0)]  # seed 2 has no depth run
     arms = group_runs([run("quick", 2, method="uniform", semseg=45.0, depth=0.45)])
-    table = results_table(arms, baseline_arm(stl))
+    table = results_table(arms, baseline_arm(stl), baseline_mode="per-seed")
     assert table.rows[0].n == 2 and table.row("uniform").seed_delta_m == pytest.approx({2: 0.0})
     assert "1 of 1 runs have no single-task runs of their seed" in table.notes[0]
+
+
+def test_mean_baseline_takes_every_run_against_the_single_task_mean_over_seeds():
+    # STL mean over seeds 0, 1: semseg 45, depth 0.45. uniform seed 0 (44, 0.55): M = (44-45)/45*100 = -2.222,
+    # (0.45-0.55)/0.45*100 = -22.222 -> Δm -12.222; seed 1 (50, 0.44): M = +11.111, +2.222 -> Δm +6.667
+    runs = [run("quick", 0, method="uniform", semseg=44.0, depth=0.55), run("quick", 1, method="uniform", semseg=50.0, depth=0.44)]
+    table = results_table(group_runs(runs), baseline_arm(STL))
+    assert table.baseline_mode == "mean" and "against the mean over seeds of the single-task runs" in table.notes[0]
+    assert table.row("uniform").seed_delta_m == pytest.approx({0: -110 / 9, 1: 60 / 9})
+    # the baseline row against its own mean: per-seed Δm ±(50/45 - 1)*100/2 ... mean exactly 0, spread > 0
+    base = table.rows[0]
+    assert base.delta_m.mean == pytest.approx(0.0) and base.delta_m.std > 0
+    assert base.seed_delta_m[0] == pytest.approx(((40 - 45) / 45 + (0.45 - 0.5) / 0.45) * 50)
+    with pytest.raises(ResultsError, match="unknown baseline mode 'median'"):
+        results_table(group_runs(runs), baseline_arm(STL), baseline_mode="median")
+
+
+def test_t_test_p_and_holm_against_hand_values():
+    from taskbalance.results.stats import holm, interval_at, t_test_p
+
+    # [1, 2, 3, 6]: mean 3, s = sqrt(14/3), t = 3 / (s / 2) = 2.7775; two-sided p with 3 df (scipy-free check below)
+    s = summarize([1.0, 2.0, 3.0, 6.0])
+    t = 3 / (math.sqrt(14 / 3) / 2)
+    from scipy import stats
+
+    assert t_test_p(s) == pytest.approx(2 * stats.t.sf(t, 3))
+    assert 0.05 < t_test_p(s) < 0.1  # t = 2.78 lies between t_{0.95,3} = 2.353 and t_{0.975,3} = 3.182
+    assert t_test_p(summarize([2.0, 2.0])) == 0.0 and t_test_p(summarize([0.0, 0.0])) == 1.0
+    assert t_test_p(summarize([1.0])) is None
+    # Holm: sorted 0.01, 0.02, 0.04 -> 3 * 0.01 = 0.03, max(0.03, 2 * 0.02) = 0.04, max(0.04, 1 * 0.04) = 0.04
+    assert holm({"a": 0.04, "b": 0.01, "c": 0.02, "d": None}) == pytest.approx({"a": 0.04, "b": 0.03, "c": 0.04, "d": None})
+    assert holm({"a": 0.5, "b": 0.9}) == pytest.approx({"a": 1.0, "b": 1.0})
+    low, high = interval_at(s, 0.90)
+    assert low == pytest.approx(3 - 2.353363434801823 * math.sqrt(14 / 3) / 2) and high == pytest.approx(6 - low)
+
+
+def test_star_against_uniform_is_holm_corrected_across_arms():
+    # uniform Δm 0 on every seed (semseg 40 + s against STL 40 + s, per seed); two arms with the same paired
+    # differences +1, +2, +3 (p = 0.0742 > 0.05 alone) and one with +3.0, +3.1, +3.2 (p ≈ 0.0004): only the last
+    # keeps its star after Holm; an arm with +1, +1.1, +1.2 (p = 0.0016) is significant alone and after Holm (x3)
+    stl = [run("s", s, kind="stl", semseg=40.0 + s, depth=0.5) for s in range(3)]
+    uniform = [run("u", s, method="uniform", semseg=40.0 + s, depth=0.5) for s in range(3)]
+
+    def arm(method, deltas):  # Δm = M_seg / 2 -> semseg = (40 + s) * (1 + 2 * Δm / 100)
+        return [run(method, s, method=method, semseg=(40.0 + s) * (1 + 2 * d / 100), depth=0.5) for s, d in enumerate(deltas)]
+
+    runs = uniform + arm("famo", [1, 2, 3]) + arm("uw", [3.0, 3.1, 3.2]) + arm("mgda", [1.0, 1.1, 1.2])
+    table = results_table(group_runs(runs), baseline_arm(stl), baseline_mode="per-seed")
+    famo, uw, mgda = table.row("famo"), table.row("uw"), table.row("mgda")
+    assert famo.versus_p == pytest.approx(0.0742, abs=1e-4) and not famo.versus_significant
+    assert uw.versus_p_holm == pytest.approx(3 * uw.versus_p) and uw.versus_significant
+    assert mgda.versus_p_holm == pytest.approx(2 * mgda.versus_p) and mgda.versus_significant
+    markdown = render_text(table, "markdown")
+    assert next(l for l in markdown.splitlines() if l.startswith("| uw")).endswith(" * |")
+    assert not next(l for l in markdown.splitlines() if l.startswith("| famo")).endswith(" * |")
+    assert "after Holm's correction across the 3 arms compared with uniform" in markdown

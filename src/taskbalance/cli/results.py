@@ -38,6 +38,15 @@ BASELINE_HELP = (
     "runs (e.g. a study folder)."
 )
 TASKS_HELP = "Comma-separated task columns (default: every baseline task that all runs report)."
+MODE_HELP = ("Δm's single-task reference: 'mean' (the single-task mean over seeds, the paper's fixed reference) or "
+             "'per-seed' (each run against the same seed's single-task runs).")
+
+
+class BaselineModeOption(str, Enum):
+    """The single-task references of ``--baseline-mode``."""
+
+    mean = "mean"
+    per_seed = "per-seed"
 
 
 class TableFormat(str, Enum):
@@ -49,7 +58,8 @@ class TableFormat(str, Enum):
     latex = "latex"
 
 
-def _table(runs: list[Path], baseline: Optional[list[Path]], tasks: Optional[str]) -> ResultsTable:
+def _table(runs: list[Path], baseline: Optional[list[Path]], tasks: Optional[str],
+           mode: BaselineModeOption = BaselineModeOption.mean) -> ResultsTable:
     """Runs grouped into arms (seeds of one config together), against the single-task runs per seed (``baseline``,
     or the single-task runs among ``runs``); warns on stderr when the runs differ in training length, dataset or
     resolution."""
@@ -61,7 +71,7 @@ def _table(runs: list[Path], baseline: Optional[list[Path]], tasks: Optional[str
         raise ResultsError("no single-task run among the runs: pass the single-task runs with --baseline")
     for warning in comparability_warnings([*stl, *loaded]):
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False)
-    return results_table(group_runs(loaded), baseline_arm(stl), tasks=columns)
+    return results_table(group_runs(loaded), baseline_arm(stl), tasks=columns, baseline_mode=mode.value)
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -77,11 +87,12 @@ def table_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file (atomically) instead of stdout."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
     title: Optional[str] = typer.Option(None, "--title", help="Title of the rich table."),
+    mode: BaselineModeOption = typer.Option(BaselineModeOption.mean, "--baseline-mode", help=MODE_HELP),
 ) -> None:
     """Print the paper-style table: one row per arm (method and the config values that differ), each task's primary
     metric (↑/↓) and Δm% as mean ± std over seeds, Δm's 95% t-interval and the paired comparison with uniform."""
     try:
-        table = _table(runs, baseline, tasks)
+        table = _table(runs, baseline, tasks, mode)
     except ResultsError as error:
         raise _fail(error) from None
     if fmt is TableFormat.rich:

@@ -48,14 +48,15 @@ def format_interval(summary: Summary | None) -> str:
     return f"[{format_delta(summary.low)}, {format_delta(summary.high)}]"
 
 
-def format_paired(summary: Summary | None) -> str:
-    """The paired difference: ``+0.50 [+0.10, +0.90] *`` (marker when the interval excludes 0), ``—`` when absent."""
+def format_paired(summary: Summary | None, significant: bool) -> str:
+    """The paired difference: ``+0.50 [+0.10, +0.90] *`` (marker when ``significant``: Holm-adjusted p < 0.05),
+    ``—`` when absent."""
     if summary is None:
         return "—"
     text = format_delta(summary.mean)
     if summary.low is not None:
         text += f" {format_interval(summary)}"
-    return text + (f" {SIGNIFICANT}" if summary.excludes_zero else "")
+    return text + (f" {SIGNIFICANT}" if significant else "")
 
 
 def _headers(table: ResultsTable) -> list[str]:
@@ -69,7 +70,7 @@ def _cells(table: ResultsTable) -> list[list[str]]:
         cells = [row.name, str(row.n), *(format_mean_std(v) for v in row.values),
                  format_mean_std(row.delta_m, format_delta), format_interval(row.delta_m)]
         if table.reference:
-            cells.append("(reference)" if row.name == table.reference else format_paired(row.versus_reference))
+            cells.append("(reference)" if row.name == table.reference else format_paired(row.versus_reference, row.versus_significant))
         rows.append(cells)
     return rows
 
@@ -106,13 +107,15 @@ def _numbers(summary: Summary | None, interval: bool) -> list[str]:
 
 def to_csv(table: ResultsTable) -> str:
     """CSV with full-precision numbers: per metric its mean and std, Δm's mean, std and interval, the paired
-    difference's mean, interval and whether it excludes 0; the notes follow as ``#`` comment lines."""
+    difference's mean, interval, p-value, Holm-adjusted p-value and whether that is below 0.05; the notes follow as
+    ``#`` comment lines."""
     headers = ["Method", "n"]
     for column in table.columns:
         headers += [f"{column.header} {column.arrow} mean", f"{column.header} {column.arrow} std"]
     headers += [f"{DELTA_HEADER} {part}" for part in ("mean", "std", "CI low", "CI high")]
     if table.reference:
-        headers += [f"vs {table.reference} {part}" for part in ("mean", "std", "CI low", "CI high", "excludes 0")]
+        headers += [f"vs {table.reference} {part}" for part in ("mean", "std", "CI low", "CI high", "p", "p Holm",
+                                                                "significant (Holm)")]
     lines = []
     for row in table.rows:
         cells = [row.name, str(row.n)]
@@ -121,7 +124,9 @@ def to_csv(table: ResultsTable) -> str:
         cells += _numbers(row.delta_m, interval=True)
         if table.reference:
             versus = row.versus_reference
-            cells += _numbers(versus, interval=True) + ["" if versus is None else str(versus.excludes_zero)]
+            cells += _numbers(versus, interval=True) + ["" if row.versus_p is None else repr(row.versus_p),
+                                                        "" if row.versus_p_holm is None else repr(row.versus_p_holm),
+                                                        "" if versus is None else str(row.versus_significant)]
         lines.append(cells)
     return csv_table(headers, lines) + "".join(f"# {note}\n" for note in table.notes)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -65,6 +65,12 @@ class StudySpec(BaseModel):
     feature_distance: bool = Field(False, description="measure every MTL run's feature distance to the STL models (Fig. 6)")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> dotted-key overrides (Table V)")
     diagnostics_runs: list[str] | None = Field(None, description="arms drawn in the diagnostics figures (default: all MTL arms)")
+    equivalence_margin: float = Field(2.0, gt=0, allow_inf_nan=False, description=(
+        "δ in Δm points, fixed before the study runs: the equivalence margin of claim (b) (AvgNorm − grid within ±δ), "
+        "the non-inferiority margin of claim (a) and the difference every power statement refers to"))
+    delta_m_baseline: Literal["mean", "per-seed"] = Field("mean", description=(
+        "Δm's single-task reference in the report: the mean over seeds (the paper's fixed reference) or each seed's "
+        "own single-task runs"))
 
     @field_validator("seeds")
     @classmethod

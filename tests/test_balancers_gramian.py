@@ -4,6 +4,8 @@ and the path through ``backward()`` on a tiny model."""
 
 from __future__ import annotations
 
+import warnings
+
 import math
 
 import cvxpy as cp
@@ -287,25 +289,28 @@ def test_nashmtl_state_warm_start_and_update_every() -> None:
 def test_nashmtl_reuses_the_previous_weights_when_infeasible() -> None:
     balancer = create("nashmtl", tasks=tasks(3), max_norm=0.0)
     degenerate = random_jacobian(0)
-    degenerate[1] = 0  # α_2 (G α)_2 = 0 < 1: no feasible point
-    _, w = balancer.combine(degenerate)
+    degenerate[1] = 0  # α_2 (G α)_2 = 0 < 1: no solution
+    with pytest.warns(RuntimeWarning, match="no solution"):
+        _, w = balancer.combine(degenerate)
     assert torch.equal(w, torch.ones(3, dtype=torch.float64))  # first step: the official start α = 1
     _, solved = balancer.combine(random_jacobian(4))
-    _, w = balancer.combine(degenerate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per balancer
+        _, w = balancer.combine(degenerate)
     assert torch.equal(w, solved)
 
 
-def test_nashmtl_skips_when_the_first_subproblem_is_unbounded() -> None:
-    # (G 1)_1 < 0: the linearisation at the official start α = 1 has a negative coefficient and the first convex
-    # sub-problem is unbounded; like the official code the step keeps α = 1 (the "skipping" the IMGrad paper reports)
+def test_nashmtl_solves_where_the_official_first_subproblem_is_unbounded() -> None:
+    # (G 1)_1 < 0: the official CCP's linearisation at its start α = 1 has a negative coefficient and the first convex
+    # sub-problem is unbounded, so the official code keeps α = 1; the Newton solver reaches the solution
     jacobian = random_jacobian(12, k=3, dim=4)
     gramian = jacobian @ jacobian.T
     assert float(gramian.sum(dim=1)[1]) < 0
     _, w = combine("nashmtl", jacobian, max_norm=0.0)
-    assert torch.equal(w, torch.ones(3, dtype=torch.float64))
-    # a solution exists (FairGrad with α = 1 solves the same equation)
+    torch.testing.assert_close(w * (gramian @ w), torch.ones(3, dtype=torch.float64), rtol=0, atol=1e-8)
+    # the same solution as FairGrad's with α = 1 (the same equation)
     solution = combine("fairgrad", jacobian, alpha=1.0, max_norm=0.0)[1] / 3
-    assert torch.allclose(solution * (gramian @ solution), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(w, solution, rtol=1e-8, atol=0)
 
 
 # --------------------------------------------------------------------------------------------- FairGrad

@@ -15,12 +15,19 @@ Solver: SLSQP from ``1/K`` with bounds ``[0, 1]`` and ``Σ x = 1`` like the offi
 only make the same problem better solved: the analytic gradient of the objective, a tight ``ftol``, and the solve on
 the trace-normalised Gramian ``G / tr G`` (the minimiser ``w*`` and ``λ`` do not depend on a global scale of G; on
 the raw Gramian the official absolute ``+1e-8`` safeguards dominate once gradients are ~1e-4). The safeguards become
-relative to ``tr G``: ``‖g_0‖ = √(bᵀAb + ε)``, ``√φ = c ‖g_0‖ + ε``, objective ``√(xᵀAx + ε)``, ``λ = √φ / (‖g_w‖ +
-ε)`` with ``ε = 1e-12`` on the unit-trace Gramian (with gradients of norm ~1, as in the official NYUv2 runs, the
-official 1e-8 is of that relative size). When ``‖g_w*‖ ≤ 1e-6`` on that scale (Pareto-stationary gradients, e.g. a
-task with a zero gradient, which ``w*`` then selects), ``λ = 0`` and ``d = K g_0 / rescale``: the official code
-gives the same direction there (``λ g_w* → 0``) but with weights up to 1e8 whose float32 combination is rounding
-noise; TorchJD returns d = 0 in that case. An all-zero Gramian (every gradient zero) returns the ``c = 0`` weights
+relative to ``tr G``: ``√φ = c ‖g_0‖ + ε``, objective ``√(xᵀAx + ε)``, ``λ = √φ / (‖g_w‖ + ε)`` with ``ε = 1e-12``
+on the unit-trace Gramian (with gradients of norm ~1, as in the official NYUv2 runs, the official 1e-8 is of that
+relative size).
+
+Deviation (factored form): the quadratic forms are evaluated as ``xᵀAx = ‖Fᵀx‖²`` with ``F Fᵀ`` the nearest positive
+semi-definite matrix to ``A`` (eigenvalues clamped at 0, :func:`~taskbalance.balancers.solvers.psd_factor`). The
+float64 Gramian of a float32 J is often slightly indefinite; the official ``√(xᵀAx + ε)`` then evaluates to NaN at
+some SLSQP iterates (9–40 per solve were seen) and the solver wanders. Pareto-stationary gradients: when ``‖g_w*‖ ≤
+1e-3`` on the unit-trace scale (about three times the rounding of ``‖g_w‖`` in a Gramian summed from float32
+products, ``√eps_32``; e.g. a task with a zero gradient, which ``w*`` then selects), ``λ = 0`` and ``d = K g_0 /
+rescale``. Below that threshold the official ``λ g_w*`` (norm ``√φ``) points along ``g_w*/‖g_w*‖``, which rounding
+decides, with weights up to 1e8 (the official threshold is ``‖g_w*‖ = 0``); TorchJD returns d = 0 in that case.
+With this threshold the same J in float32 and in float64 gives the same ``min_i g_iᵀd`` (tested). An all-zero Gramian (every gradient zero) returns the ``c = 0`` weights
 scaled by the rescale factor (``d = 0`` either way). c → ∞ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a
 stationary point of the average loss. Stateless, deterministic.
 """
@@ -36,14 +43,14 @@ from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
 from taskbalance.balancers.registry import register_balancer
-from taskbalance.balancers.solvers import minimize_on_simplex, trace_normalized
+from taskbalance.balancers.solvers import minimize_on_simplex, psd_factor, trace_normalized
 
 Rescale = Literal[0, 1, 2]
 #: Safeguard added under square roots and to denominators (the official code's 1e-8 on the raw Gramian), relative
 #: to the unit-trace Gramian.
 EPS = 1e-12
 #: ``‖g_w*‖`` (on the unit-trace Gramian) below which the gradients count as Pareto-stationary.
-PARETO_STATIONARY = 1e-6
+PARETO_STATIONARY = 1e-3
 
 
 class CAGradOptions(BaseModel):
@@ -70,19 +77,23 @@ def conflict_averse_weights(
     divisor = rescale_factor(c, rescale)
     if trace == 0.0:
         return torch.ones(k, dtype=torch.float64) / divisor
-    a = normalized.numpy()
+    factor = psd_factor(normalized.numpy())
+    a = factor @ factor.T
     b = np.full(k, 1.0 / k)
     pull = a @ b
-    sqrt_phi = c * float(np.sqrt(b @ pull + EPS)) + EPS
+    sqrt_phi = c * float(np.linalg.norm(factor.T @ b)) + EPS
+
+    def norm(x: np.ndarray) -> float:  # ‖g_x‖ = ‖Fᵀx‖: never the square root of a negative rounding error
+        return float(np.sqrt((factor.T @ x) @ (factor.T @ x) + EPS))
 
     def objective(x: np.ndarray) -> float:
-        return float(linear_coef * (x @ pull) + norm_coef * sqrt_phi * np.sqrt(x @ a @ x + EPS))
+        return float(linear_coef * (x @ pull) + norm_coef * sqrt_phi * norm(x))
 
     def gradient(x: np.ndarray) -> np.ndarray:
-        return linear_coef * pull + norm_coef * sqrt_phi * (a @ x) / np.sqrt(x @ a @ x + EPS)
+        return linear_coef * pull + norm_coef * sqrt_phi * (a @ x) / norm(x)
 
     w = minimize_on_simplex(objective, gradient, k)
-    gw_norm = float(np.sqrt(max(w @ a @ w, 0.0)))
+    gw_norm = float(np.linalg.norm(factor.T @ w))
     # ‖g_w*‖ ≈ 0 (Pareto-stationary up to float32 precision): λ g_w* vanishes, and λ w* would only carry huge
     # weights whose float32 combination is rounding noise
     lam = sqrt_phi / (gw_norm + EPS) if gw_norm > PARETO_STATIONARY else 0.0

@@ -52,20 +52,8 @@ from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
 from taskbalance.balancers.registry import register_balancer
-from taskbalance.balancers.solvers import clip_to_norm
+from taskbalance.balancers.solvers import clip_to_norm, fairness_newton, relative_residual
 
-#: Relative residual ``max_i |(G w)_i · w_i^{1/α} − 1|`` at which the Newton iteration stops.
-TOLERANCE = 1e-10
-#: Largest relative residual accepted when it is within the rounding of ``(G w)_i`` (strong cancellation).
-ROUNDING_LIMIT = 1e-6
-#: Newton steps before the equation counts as having no positive solution.
-MAX_STEPS = 100
-#: Step halvings before a line search gives up.
-MAX_HALVINGS = 60
-#: Sufficient-decrease constant of the Armijo test.
-ARMIJO = 1e-4
-#: Largest fraction of the distance to ``w = 0`` that one step covers.
-TO_BOUNDARY = 0.9
 #: Squared gradient norm, relative to the largest, below which a task counts as having a zero gradient.
 ZERO_GRADIENT = 1e-20
 
@@ -76,66 +64,13 @@ class FairGradOptions(BaseModel):
     max_norm: float = Field(1.0, ge=0, description="clip ‖Jᵀw‖ of the shared update to this norm (0: no clipping)")
 
 
-def relative_residual(gramian: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
-    """``|(G w)_i · w_i^{1/α} − 1|`` per task: the residual of ``(G w)_i = w_i^{−1/α}`` relative to its right side."""
-    return np.abs(gramian @ w * w ** (1.0 / alpha) - 1.0)
-
-
-def _converged(gramian: np.ndarray, w: np.ndarray, alpha: float) -> bool:
-    rounding = w.size * np.finfo(float).eps * (np.abs(gramian) @ w) * w ** (1.0 / alpha)
-    residual = relative_residual(gramian, w, alpha)
-    return bool(np.all(residual <= TOLERANCE + rounding) and residual.max() <= ROUNDING_LIMIT)
-
-
-def _potential_change(gramian: np.ndarray, w: np.ndarray, step: np.ndarray, alpha: float) -> float:
-    """``f(w + step) − f(w)``, summed from per-task differences so that it does not cancel against ``f`` itself."""
-    log_ratio = np.log1p(step / w)
-    if alpha == 1.0:
-        barrier = float(log_ratio.sum())
-    else:
-        p = (alpha - 1.0) / alpha
-        barrier = float((w**p * np.expm1(p * log_ratio)).sum() / p)
-    return float(step @ (gramian @ w + 0.5 * (gramian @ step))) - barrier
-
-
-def _newton_step(gramian: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray | None:
-    """One damped Newton step on the potential from ``w``; None when the line search finds no acceptable step."""
-    q = w ** (1.0 - 1.0 / alpha)
-    gradient = w * (gramian @ w) - q  # ∇f in the coordinates v = w' / w, at v = 1
-    hessian = w[:, None] * gramian * w[None, :] + np.diag(q / alpha)
-    scale = 1.0 / np.sqrt(hessian.diagonal())
-    try:
-        relative = -scale * np.linalg.solve(scale[:, None] * hessian * scale[None, :], scale * gradient)
-    except np.linalg.LinAlgError:  # singular to working precision: w has run off along a null direction of G
-        return None
-    slope = float(gradient @ relative)
-    t = min(1.0, TO_BOUNDARY / float(-relative.min())) if relative.min() < 0 else 1.0
-    residual = float(relative_residual(gramian, w, alpha).max())
-    for _ in range(MAX_HALVINGS):
-        step = t * w * relative
-        trial = w + step
-        if _potential_change(gramian, w, step, alpha) <= ARMIJO * t * slope:
-            return trial
-        if float(relative_residual(gramian, trial, alpha).max()) <= 0.5 * residual:
-            return trial
-        t *= 0.5
-    return None
-
-
 def solve_fairness_equation(gramian: np.ndarray, alpha: float) -> np.ndarray:
     """``w > 0`` with ``(G w)_i = w_i^{−1/α}`` for a Gramian with a positive diagonal (Newton on the potential).
 
     Falls back to the official least-squares point, with a ``RuntimeWarning``, when no positive solution is found.
     """
-    w = gramian.diagonal() ** (-alpha / (alpha + 1.0))
-    for _ in range(MAX_STEPS):
-        if _converged(gramian, w, alpha):
-            return w
-        trial = _newton_step(gramian, w, alpha)
-        if trial is None or not np.all(np.isfinite(trial)):
-            break
-        w = trial
-    if _converged(gramian, w, alpha):
+    w, converged = fairness_newton(gramian, alpha)
+    if converged:
         return w
     newton_residual = float(relative_residual(gramian, w, alpha).max())
     k = gramian.shape[0]

@@ -8,7 +8,11 @@
   starting point, then projected gradient steps with an exact line search. Used by MGDA and IMGrad.
 * :func:`minimize_on_simplex`: ``scipy.optimize.minimize`` with SLSQP from the uniform point, bounds ``[0, 1]`` and
   ``Σ x = 1``, the solver call of the official CAGrad and IMGrad code.
+* :func:`fairness_newton`: ``w > 0`` with ``(G w)_i = w_i^{−1/α}`` by damped Newton on a convex potential (FairGrad;
+  α = 1 is Nash-MTL's bargaining equation).
 * :func:`clip_to_norm`: the Nash-MTL/FairGrad ``clip_grad_norm_(shared, max_norm)`` as a rescaling of the weights.
+* :func:`psd_factor`: a factor ``F`` of the nearest positive semi-definite matrix, ``G ≈ F Fᵀ``, so that quadratic
+  forms ``‖Fᵀx‖²`` of a rounded (slightly indefinite) Gramian stay non-negative.
 * :func:`trace_normalized`: ``G / tr(G)`` (the solutions of the scale-free problems do not depend on ``tr(G)``,
   and solving them on a unit-trace Gramian keeps the official absolute epsilons negligible).
 
@@ -34,6 +38,16 @@ def trace_normalized(gramian: Tensor) -> tuple[Tensor, float]:
     if not trace > ZERO_TRACE:
         return torch.zeros_like(gramian), 0.0
     return gramian / trace, trace
+
+
+def psd_factor(gramian: np.ndarray) -> np.ndarray:
+    """``F`` (K×K) with ``F Fᵀ`` the nearest positive semi-definite matrix to the symmetric ``gramian``.
+
+    The float64 Gramian of a float32 J can be slightly indefinite (rounding); a quadratic form written as ``‖Fᵀx‖²``
+    is never negative, so its square root is never NaN. ``F = V √max(Λ, 0)`` from the eigendecomposition.
+    """
+    eigenvalues, vectors = np.linalg.eigh(0.5 * (gramian + gramian.T))
+    return vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
 
 
 def _project_to_simplex(y: np.ndarray) -> np.ndarray:
@@ -137,6 +151,90 @@ def minimize_on_simplex(
     if not np.all(np.isfinite(x)):
         return start
     return _project_to_simplex(x)
+
+
+#: Relative residual ``max_i |(G w)_i · w_i^{1/α} − 1|`` at which the Newton iteration stops.
+TOLERANCE = 1e-10
+#: Largest relative residual accepted when it is within the rounding of ``(G w)_i`` (strong cancellation).
+ROUNDING_LIMIT = 1e-6
+#: Newton steps before the equation counts as having no positive solution.
+MAX_STEPS = 100
+#: Step halvings before a line search gives up.
+MAX_HALVINGS = 60
+#: Sufficient-decrease constant of the Armijo test.
+ARMIJO = 1e-4
+#: Largest fraction of the distance to ``w = 0`` that one step covers.
+TO_BOUNDARY = 0.9
+
+
+def relative_residual(gramian: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    """``|(G w)_i · w_i^{1/α} − 1|`` per task: the residual of ``(G w)_i = w_i^{−1/α}`` relative to its right side."""
+    return np.abs(gramian @ w * w ** (1.0 / alpha) - 1.0)
+
+
+def _converged(gramian: np.ndarray, w: np.ndarray, alpha: float) -> bool:
+    rounding = w.size * np.finfo(float).eps * (np.abs(gramian) @ w) * w ** (1.0 / alpha)
+    residual = relative_residual(gramian, w, alpha)
+    return bool(np.all(residual <= TOLERANCE + rounding) and residual.max() <= ROUNDING_LIMIT)
+
+
+def _potential_change(gramian: np.ndarray, w: np.ndarray, step: np.ndarray, alpha: float) -> float:
+    """``f(w + step) − f(w)``, summed from per-task differences so that it does not cancel against ``f`` itself."""
+    log_ratio = np.log1p(step / w)
+    if alpha == 1.0:
+        barrier = float(log_ratio.sum())
+    else:
+        p = (alpha - 1.0) / alpha
+        barrier = float((w**p * np.expm1(p * log_ratio)).sum() / p)
+    return float(step @ (gramian @ w + 0.5 * (gramian @ step))) - barrier
+
+
+def _newton_step(gramian: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray | None:
+    """One damped Newton step on the potential from ``w``; None when the line search finds no acceptable step."""
+    q = w ** (1.0 - 1.0 / alpha)
+    gradient = w * (gramian @ w) - q  # ∇f in the coordinates v = w' / w, at v = 1
+    hessian = w[:, None] * gramian * w[None, :] + np.diag(q / alpha)
+    scale = 1.0 / np.sqrt(hessian.diagonal())
+    try:
+        relative = -scale * np.linalg.solve(scale[:, None] * hessian * scale[None, :], scale * gradient)
+    except np.linalg.LinAlgError:  # singular to working precision: w has run off along a null direction of G
+        return None
+    slope = float(gradient @ relative)
+    t = min(1.0, TO_BOUNDARY / float(-relative.min())) if relative.min() < 0 else 1.0
+    residual = float(relative_residual(gramian, w, alpha).max())
+    for _ in range(MAX_HALVINGS):
+        step = t * w * relative
+        trial = w + step
+        if _potential_change(gramian, w, step, alpha) <= ARMIJO * t * slope:
+            return trial
+        if float(relative_residual(gramian, trial, alpha).max()) <= 0.5 * residual:
+            return trial
+        t *= 0.5
+    return None
+
+def fairness_newton(
+    gramian: np.ndarray, alpha: float, start: np.ndarray | None = None, max_steps: int = MAX_STEPS
+) -> tuple[np.ndarray, bool]:
+    """Damped Newton on the potential ``f(w) = ½ wᵀGw − Σ_i φ(w_i)`` for ``(G w)_i = w_i^{−1/α}``: ``(w, converged)``.
+
+    ``φ(w) = log w`` for α = 1 (Nash-MTL's bargaining equation), ``α/(α−1) · w^{(α−1)/α}`` otherwise (FairGrad): f is
+    strictly convex on ``w > 0``, so its stationary point is the unique solution, which exists unless a non-negative,
+    non-zero combination of the gradients vanishes. Steps are taken in relative coordinates ``w' / w`` (log space to
+    first order: scale-equivariant, so G needs no normalisation), with the Newton system equilibrated; a step goes
+    at most 90% of the way to ``w = 0`` and is halved until f decreases (Armijo, f's change summed from per-task
+    differences) or the residual halves. ``start`` defaults to the root for orthogonal gradients,
+    ``w_i = G_ii^{−α/(α+1)}``. Converged: the relative residual ``max_i |(G w)_i · w_i^{1/α} − 1|`` is ≤ 1e-10, or
+    within the rounding of ``(G w)_i`` and ≤ 1e-6. Otherwise the last iterate comes back with ``False``.
+    """
+    w = gramian.diagonal() ** (-alpha / (alpha + 1.0)) if start is None else np.asarray(start, dtype=np.float64)
+    for _ in range(max_steps):
+        if _converged(gramian, w, alpha):
+            return w, True
+        trial = _newton_step(gramian, w, alpha)
+        if trial is None or not np.all(np.isfinite(trial)):
+            break
+        w = trial
+    return w, _converged(gramian, w, alpha)
 
 
 def clip_to_norm(weights: Tensor, gramian: Tensor, max_norm: float) -> Tensor:

@@ -2,12 +2,12 @@
 
 import typer
 
-from taskbalance.cli import data, models, results, study, toy, train
+from taskbalance.cli import data, doctor, models, results, study, toy, train
 from taskbalance.protocols import cli as protocols
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multi-task balancing, diagnostics and the imbalance study.")
 
-for group in (toy, results, data, models, train, study, protocols):
+for group in (toy, results, data, models, train, study, doctor, protocols):
     group.register(app)
 
 

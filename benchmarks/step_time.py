@@ -9,9 +9,15 @@ A step is ``zero_grad + forward + losses + balancer.backward`` (plus the no-grad
 methods that declare ``needs_post_step_losses``). The optimizer step is left out: it is the same for every method
 and the floor below does not contain it.
 
-* **Floor.** The ``params`` source needs T backward passes through the trunk, so no method on it can beat
-  ``(f + T·b) / (f + b)`` times uniform, with ``f`` and ``b`` uniform's forward and backward, timed separately in
-  the same rounds. (``b`` includes all heads, so the floor is slightly generous.)
+* **Gradients.** The timm encoder is built with ``zero_init_last=False``: timm's default zero-initialises the
+  scale of each residual block's last BatchNorm, which leaves the last shared convolution (``layer4.1.conv2``)
+  without gradient, so AvgNorm would weigh all-zero gradients. Before timing, every row's warm-up step must leave
+  a non-zero gradient on the last shared layer's weight; the benchmark stops with the row's name otherwise.
+* **Floor.** The ``params`` source needs T backward passes through the trunk. The ``floor`` row *measures* them:
+  one forward, then T ``backward(retain_graph=True)`` calls, one per task loss, timed interleaved with the other
+  rows. Its ratio to uniform is the "× floor" reference; the formula ``(f + T·b) / (f + b)``, with ``f`` and ``b``
+  uniform's forward and backward timed separately, is printed beside it (``b`` includes all heads, so the formula
+  overstates what T trunk backward passes cost).
 * **Timing.** On CPU the clock is the process's CPU time (``time.process_time``; single-threaded by default, so
   it is the step's own work, not the time it waited for a core on a shared machine); on CUDA wall time after
   ``torch.cuda.synchronize``. Every row gets its own copy of the model. Rounds run one step of every row in a shuffled order, so
@@ -27,7 +33,8 @@ and the floor below does not contain it.
   min-norm solve, and the combined gradient written back parameter by parameter (LibMTL ``AbsWeighting``
   ``_compute_grad(mode="backward")``, ``_grad2vec``, ``_reset_grad``), implemented here as a peer baseline.
 
-Rows are ``method[:source]`` (``mgda:params``); ``all`` adds every method at its default source.
+Rows are ``method[:source]`` (``mgda:params``), ``floor`` and ``libmtl-mgda``; ``all`` adds every method at its
+default source. ``uniform`` and ``floor`` are always timed.
 
     .venv/bin/python benchmarks/step_time.py                         # the issue's setting, default rows
     .venv/bin/python benchmarks/step_time.py --quick                 # a 64×80 smoke run (seconds)
@@ -54,11 +61,14 @@ from torch.nn import functional as F
 
 from taskbalance.atomic import atomic_write_text
 from taskbalance.balancers import Balancer, BalancerError, available, create, get
+from taskbalance.balancers.base import infer_last_layer
 from taskbalance.balancers.solvers import min_norm_point
 
 CHANNELS = (40, 1, 3, 1, 13, 2, 5, 1)  # semseg-, depth-, normals-, edge-like outputs; cycled for T > 4
-DEFAULT_ROWS = "uniform,avgnorm,mgda:params,mgda:features,libmtl-mgda"
+DEFAULT_ROWS = "uniform,floor,avgnorm,mgda:params,mgda:features,libmtl-mgda"
 LIBMTL = "libmtl-mgda"
+FLOOR = "floor"
+SCHEMES = (LIBMTL, FLOOR)  # rows without a balancer
 
 
 class TimmDense(nn.Module):
@@ -68,7 +78,9 @@ class TimmDense(nn.Module):
         super().__init__()
         import timm
 
-        self.encoder = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(4,))
+        # zero_init_last=False: timm's zero-initialised last BatchNorm scales give layer4.1.conv2 no gradient
+        self.encoder = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(4,),
+                                         zero_init_last=False)
         width = self.encoder.feature_info.channels()[-1]
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, CHANNELS[i % len(CHANNELS)], 1))
@@ -110,6 +122,22 @@ def shared_of(model: nn.Module) -> tuple[nn.Module | list[Tensor], nn.Module | N
     return model.encoder, None  # type: ignore[return-value]
 
 
+def last_shared_layer(model: nn.Module) -> tuple[str, nn.Module]:
+    """(name, module) of the benchmark model's last shared layer: what AvgNorm and GradNorm take gradients on."""
+    if isinstance(model, PackageModel):
+        return "last shared layer", model.model.last_shared_layer()
+    return infer_last_layer(model.encoder)  # type: ignore[arg-type]
+
+
+def check_gradients(row: "Row") -> None:
+    """Stop the benchmark when ``row``'s last step left no gradient on the last shared layer's weight."""
+    name, layer = last_shared_layer(row.model)
+    grad = layer.weight.grad  # type: ignore[union-attr]
+    if grad is None or not bool(grad.ne(0).any()):
+        raise SystemExit(f"{row.label}: the last shared layer {name} got {'no' if grad is None else 'an all-zero'} "
+                         "gradient, so this row would time a step that learns nothing")
+
+
 @dataclass
 class Row:
     """One row of the table: a method on a source (or LibMTL's scheme), its model copy and measurements."""
@@ -129,9 +157,7 @@ def parse_rows(spec: str) -> list[str]:
     rows = [item.strip() for item in spec.split(",") if item.strip()]
     if "all" in rows:
         rows = [r for r in rows if r != "all"] + [m for m in available() if m not in rows]
-    if "uniform" not in rows:
-        rows.insert(0, "uniform")  # the reference of every ratio
-    return list(dict.fromkeys(rows))
+    return list(dict.fromkeys(["uniform", FLOOR, *rows]))  # uniform and the measured floor: every ratio's references
 
 
 def build_rows(labels: list[str], template: nn.Module, tasks: tuple[str, ...], device: torch.device) -> list[Row]:
@@ -140,7 +166,7 @@ def build_rows(labels: list[str], template: nn.Module, tasks: tuple[str, ...], d
     for label in labels:
         model = copy.deepcopy(template).to(device)
         balancer = None
-        if label != LIBMTL:
+        if label not in SCHEMES:
             method, _, source = label.partition(":")
             shared, last_layer = shared_of(model)
             kwargs: dict[str, object] = {"shared": shared, "last_layer": last_layer}
@@ -192,6 +218,13 @@ def libmtl_backward(model: nn.Module, losses: dict[str, Tensor]) -> None:
         offset += size
 
 
+def floor_backward(losses: dict[str, Tensor]) -> None:
+    """The floor every ``params`` method pays: one backward pass per task loss through the whole model."""
+    values = list(losses.values())
+    for index, loss in enumerate(values):
+        loss.backward(retain_graph=index + 1 != len(values))
+
+
 def clock_for(device: torch.device) -> Callable[[], float]:
     """CPU time of this process on CPU (what a single-threaded step costs, whatever else the machine runs; the
     profiler is off while timing), wall time with synchronisation on CUDA."""
@@ -208,8 +241,10 @@ def run_step(row: Row, images: Tensor, targets: list[Tensor], device: torch.devi
     losses = mse_losses(predictions, targets, row.tasks)
     sync(device)
     middle = clock()
-    if row.balancer is None:
+    if row.label == LIBMTL:
         libmtl_backward(row.model, losses)
+    elif row.label == FLOOR:
+        floor_backward(losses)
     else:
         row.balancer.backward(losses, features=features)
         if row.balancer.needs_post_step_losses:
@@ -295,7 +330,9 @@ def benchmark(settings: Settings, console: Console) -> tuple[list[Row], int]:
             except (BalancerError, FloatingPointError, RuntimeError) as error:
                 row.error = f"{type(error).__name__}: {error}".splitlines()[0][:80]
                 continue
-            if rounds > 1:
+            if rounds == 1:
+                check_gradients(row)
+            else:
                 row.times.append(forward + backward)
                 row.forward.append(forward)
                 row.backward.append(backward)
@@ -316,21 +353,24 @@ def benchmark(settings: Settings, console: Console) -> tuple[list[Row], int]:
 
 
 def render(rows: list[Row], settings: Settings, rounds: int) -> tuple[Table, str]:
-    uniform = rows[0]
+    uniform, floor_row = rows[0], rows[1]
     f, b = statistics.median(uniform.forward), statistics.median(uniform.backward)
     t = settings.tasks
-    floor = (f + t * b) / (f + b)
+    formula = (f + t * b) / (f + b)
+    floor, floor_width = median_ratio(floor_row.times, uniform.times, settings.seed)
     title = (
         f"{settings.model} {settings.size[0]}×{settings.size[1]} batch {settings.batch}, T={t}, {settings.device}, "
         f"{torch.get_num_threads()} thread(s), {rounds} interleaved rounds; uniform f = {1000 * f:.0f} ms, "
-        f"b = {1000 * b:.0f} ms, floor (f + T·b)/(f + b) = {floor:.2f}"
+        f"b = {1000 * b:.0f} ms; floor measured (T backward passes) = {floor:.2f} ± {floor_width:.2f}× uniform, "
+        f"formula (f + T·b)/(f + b) = {formula:.2f}"
     )
-    columns = ["row", "median ms", "× uniform", "× floor", f"× {LIBMTL}", "peak extra MiB", "memory × uniform"]
+    columns = ["row", "median ms", "× uniform", "× floor (measured)", "× floor (formula)", f"× {LIBMTL}",
+               "peak extra MiB", "memory × uniform"]
     libmtl = next((r for r in rows if r.label == LIBMTL and r.error is None), None)
     lines: list[list[str]] = []
     for row in rows:
         if row.error is not None:
-            lines.append([row.label, "-", row.error, "", "", "", ""])
+            lines.append([row.label, "-", row.error, *[""] * (len(columns) - 3)])
             continue
         ratio, width = median_ratio(row.times, uniform.times, settings.seed)
         to_libmtl = "-"
@@ -343,7 +383,7 @@ def render(rows: list[Row], settings: Settings, rounds: int) -> tuple[Table, str
                 memory_ratio = f"{row.peak_bytes / uniform.peak_bytes:.2f}"
         lines.append([
             row.label, f"{1000 * statistics.median(row.times):.0f}", f"{ratio:.2f} ± {width:.2f}",
-            f"{ratio / floor:.2f}", to_libmtl, memory, memory_ratio,
+            f"{ratio / floor:.2f}", f"{ratio / formula:.2f}", to_libmtl, memory, memory_ratio,
         ])  # fmt: skip
     table = Table(title=title)
     for column in columns:
@@ -383,11 +423,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = parse_rows(args.rows)
-    unknown = [r for r in rows if r != LIBMTL and r.partition(":")[0] not in available()]
+    unknown = [r for r in rows if r not in SCHEMES and r.partition(":")[0] not in available()]
     if unknown or args.tasks < 2:
         parser.error(f"unknown rows {unknown} or --tasks < 2; methods: {', '.join(available())}")
     for label in rows:
-        if label != LIBMTL and get(label.partition(":")[0]).requires == "losses" and ":" in label:
+        if label not in SCHEMES and get(label.partition(":")[0]).requires == "losses" and ":" in label:
             parser.error(f"{label}: a loss-weighting method takes no gradient source")
     if args.quick:
         args.size, args.min_rounds, args.max_rounds = (64, 80), 3, 3

@@ -18,7 +18,7 @@ from torch import nn
 
 import taskbalance.balancers as package
 from taskbalance.balancers import Aggregation, Balancer, BalancerError, StepInputs, available, create, get, register_balancer
-from taskbalance.balancers.registry import METHOD_MODULES
+from taskbalance.balancers.registry import INFRASTRUCTURE, method_modules
 
 PACKAGE_DIR = Path(package.__file__).parent
 TASKS = ("a", "b")
@@ -32,9 +32,21 @@ class Probe(Balancer):
         return Aggregation(weights=torch.ones(self.num_tasks, dtype=torch.float64))
 
 
-def test_only_decorated_classes_of_the_listed_modules_are_methods() -> None:
+METHOD_MODULES = method_modules()
+
+
+def test_the_method_modules_are_found_without_a_list() -> None:
+    """Every module of the package is scanned except the infrastructure, and the methods come exactly from the
+    scanned modules that decorate a class with @register_balancer (the rule that makes a module a method)."""
+    files = {path.stem for path in PACKAGE_DIR.glob("*.py")} - {"__init__"}
+    assert set(METHOD_MODULES) == files - INFRASTRUCTURE
+    registering = {m for m in METHOD_MODULES if "@register_balancer" in (PACKAGE_DIR / f"{m}.py").read_text()}
+    assert {"uniform", "avgnorm", "mgda", "famo", "nashmtl"} <= registering
+    assert {get(name).__module__.rsplit(".", 1)[1] for name in available()} == registering
+
+
+def test_only_decorated_classes_of_the_package_are_methods() -> None:
     methods = {get(name) for name in available()}
-    assert {cls.__module__.rsplit(".", 1)[1] for cls in methods} == set(METHOD_MODULES)
     # importing every other module of the package (engine, solvers, a runner's helper, ...) registers nothing
     for info in pkgutil.iter_modules([str(PACKAGE_DIR)]):
         importlib.import_module(f"{package.__name__}.{info.name}")

@@ -1,25 +1,32 @@
 """Finding methods by name, by explicit registration (the timm style).
 
-A method module decorates its class with :func:`register_balancer`; only decorated classes are methods, so a helper
-module (or a test's subclass) is never mistaken for one. The method modules are listed in :data:`METHOD_MODULES`
-and imported on the first lookup (``available``, ``get``, ``create``), by name, so importing the package stays
-cheap (several methods import scipy or quadprog) and this module imports nothing above the ``base`` layer.
+A method is a class decorated with :func:`register_balancer`; only decorated classes are methods, so a helper
+module (or a test's subclass) is never mistaken for one. On the first lookup (``available``, ``get``, ``create``)
+the registry imports every module of :mod:`taskbalance.balancers` except the :data:`INFRASTRUCTURE` (importing a
+module that registers nothing is harmless), then the entry points of the group ``taskbalance.balancers``
+(:mod:`taskbalance.plugins`). A new method is one new module: nothing lists it. Importing happens on the first
+lookup, not with the package, so ``import taskbalance.balancers`` stays cheap (several methods import scipy or
+quadprog), and this module imports nothing above the ``base`` layer.
+
+A user's plugin module registers its methods with the same decorator when it is imported (``--plugin``,
+``plugins:`` in a config, or an entry point); see docs/plugins.md.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from taskbalance.balancers.base import Balancer, BalancerError
+from taskbalance.plugins import load_entry_points
 
-#: The modules of :mod:`taskbalance.balancers` that register methods (add a new method's module here).
-METHOD_MODULES: tuple[str, ...] = (
-    "aligned_mtl", "avgnorm", "cagrad", "db_mtl", "dwa", "fairgrad", "famo", "graddrop", "gradnorm", "gradvac",
-    "imgrad", "imtl", "mgda", "nashmtl", "pcgrad", "rlw", "static", "stch", "uniform", "upgrad", "uw",
-)  # fmt: skip
+#: Modules of :mod:`taskbalance.balancers` that are not scanned for methods: the layers below the methods, the
+#: shared numerics and the step driver above them. Every other module of the package is imported on first lookup.
+INFRASTRUCTURE: frozenset[str] = frozenset({"types", "engine", "base", "registry", "driver", "solvers"})
 
 _REGISTRY: dict[str, type[Balancer]] = {}
 _loaded = False
@@ -27,24 +34,40 @@ _loaded = False
 B = TypeVar("B", bound=type[Balancer])
 
 
+def _same_definition(a: type, b: type) -> bool:
+    """Whether ``a`` and ``b`` are one class defined twice (its module re-imported or reloaded)."""
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
 def register_balancer(cls: B) -> B:
-    """Class decorator: make ``cls`` available under ``cls.name`` (a non-empty, unique name and a description)."""
+    """Class decorator: make ``cls`` available under ``cls.name`` (a non-empty, unique name and a description).
+
+    Re-registering the same class (same module and qualified name, e.g. after ``importlib.reload``) replaces it.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Balancer)):
         raise TypeError(f"register_balancer takes a Balancer subclass, got {cls!r}")
     if not cls.name or not cls.description:
         raise TypeError(f"{cls.__qualname__} needs a non-empty name and description to be registered")
     registered = _REGISTRY.get(cls.name)
-    if registered is not None and registered is not cls:
-        raise TypeError(f"two balancers are named {cls.name!r}: {registered.__qualname__} and {cls.__qualname__}")
+    if registered is not None and not _same_definition(registered, cls):
+        raise TypeError(f"two balancers are named {cls.name!r}: {registered.__module__}.{registered.__qualname__} "
+                        f"and {cls.__module__}.{cls.__qualname__}")
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def method_modules() -> tuple[str, ...]:
+    """The modules of :mod:`taskbalance.balancers` imported on the first lookup (all but :data:`INFRASTRUCTURE`)."""
+    found = pkgutil.iter_modules([str(Path(__file__).parent)])
+    return tuple(sorted(m.name for m in found if m.name not in INFRASTRUCTURE and not m.name.startswith("_")))
 
 
 def _methods() -> dict[str, type[Balancer]]:
     global _loaded
     if not _loaded:
-        for module in METHOD_MODULES:
+        for module in method_modules():
             importlib.import_module(f"{__package__}.{module}")
+        load_entry_points()  # a broken one raises PluginError; the next lookup tries again
         _loaded = True
     return dict(sorted(_REGISTRY.items()))
 

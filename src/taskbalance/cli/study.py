@@ -30,6 +30,8 @@ def study_command(
     out: Annotated[Optional[Path], typer.Option(help="study directory (default: runs/<preset>)")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key of every run: key=value (YAML value), repeatable")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="run every arm with seeds 0..N-1 (default: the preset's seeds)")] = None,
+    plugins: Annotated[Optional[list[str]], typer.Option("--plugin", metavar="MODULE", help="import MODULE in every run: methods of one's own for the study's methods (docs/plugins.md), repeatable")] = None,
+    methods: Annotated[Optional[list[str]], typer.Option("--method", metavar="NAME", help="add an arm for this method (default options), repeatable")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="run only these arms (plus the single-task ones)")] = None,
     plan_only: Annotated[bool, typer.Option("--plan", help="list the runs and their status, train nothing")] = False,
     report_only: Annotated[bool, typer.Option("--report-only", help="write the report of the finished runs, train nothing")] = False,
@@ -57,7 +59,7 @@ def study_command(
                     f"`taskbalance protocol run {preset} --root DATA -m METHOD ...` (--cpu for the stand-in data)", 2)
     target = out or Path("runs") / Path(preset).stem
     try:
-        spec = load_study(preset, overrides or [], seeds)
+        spec = load_study(preset, overrides or [], seeds, plugins or [], methods or [])
         if plan_only:
             for run in plan(spec):
                 status = "finished" if RunDir(target / run.name).is_finished() else "to do"

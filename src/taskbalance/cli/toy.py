@@ -51,6 +51,9 @@ def toy(
         None, help=f"Arithmetic of x, losses, gradients and Adam: {', '.join(DTYPES)} (default {DEFAULT_DTYPE}, as the papers)."
     ),
     out: Path = typer.Option(DEFAULT_OUT, help="Output directory."),
+    plugins: list[str] | None = typer.Option(
+        None, "--plugin", metavar="MODULE", help="Import MODULE first: methods of one's own (docs/plugins.md), repeatable."
+    ),
 ) -> None:
     """Run the toy problem from the published initial points and write trajectories.png and results.{md,csv,json}."""
     import torch  # here, not at the top: `taskbalance --help` must not import torch
@@ -61,6 +64,12 @@ def toy(
     from taskbalance.toy.report import summarize, table_rows
     from taskbalance.toy.runner import run_toy
 
+    from taskbalance.plugins import PluginError, import_plugins
+
+    try:
+        import_plugins(plugins or [])
+    except PluginError as error:
+        raise typer.BadParameter(str(error), param_hint="--plugin") from None
     try:
         settings = resolve_settings(preset, methods=methods, steps=steps, scaling=scaling, starts=starts, dtype=dtype)
     except ValueError as error:

@@ -11,6 +11,8 @@ from rich.console import Console
 console = Console()
 
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: key=value (YAML value), repeatable")]
+PluginOption = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable")]
 
 
 def _fail(error: Exception, code: int = 1) -> typer.Exit:
@@ -32,6 +34,7 @@ def train_command(
     config: Annotated[Optional[str], typer.Argument(help="YAML config file, or the name of a packaged preset (e.g. quick); "
                                                     "with --resume --out RUN, RUN's own config.yaml by default")] = None,
     overrides: SetOption = None,
+    plugins: PluginOption = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/train/<name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
     resume_if_exists: Annotated[bool, typer.Option(
@@ -54,7 +57,7 @@ def train_command(
     try:
         if config is None and not RunDir(target).config.is_file():
             raise ValueError(f"{target} is not a run directory (no config.yaml); give the config to start a run there")
-        cfg = load_config(config or RunDir(target).config, overrides or [])
+        cfg = load_config(config or RunDir(target).config, overrides or [], plugins or [])
         target = out or run_dir_for(Path("runs") / "train", cfg.name)
         if resume and not resume_if_exists and not RunDir(target).config.is_file():
             raise ValueError(f"{target} holds no run to resume (no config.yaml); start it without --resume, or pass "

@@ -182,6 +182,8 @@ class RunConfig(_Strict):
     """Everything one training run needs; written resolved into the run directory."""
 
     name: str = "run"
+    plugins: tuple[str, ...] = Field(
+        (), description="modules imported before validation: methods of one's own (docs/plugins.md)")  # before method
     tasks: tuple[str, ...]
     single_task: bool = False
     seed: int = 0
@@ -204,6 +206,14 @@ class RunConfig(_Strict):
     baseline: dict[str, dict[str, float]] | None = Field(
         None, description="single-task metrics per task: model selection then maximises Δm against them"
     )
+
+    @field_validator("plugins")
+    @classmethod
+    def _import_plugins(cls, plugins: tuple[str, ...]) -> tuple[str, ...]:
+        from taskbalance.plugins import import_plugins
+
+        import_plugins(plugins)  # registers their methods before `method` is checked (fields validate in order)
+        return plugins
 
     @field_validator("tasks")
     @classmethod
@@ -267,7 +277,15 @@ def format_validation_error(error: ValidationError) -> str:
 
 
 def validate_config(raw: Mapping[str, Any]) -> RunConfig:
-    """Build a :class:`RunConfig` from a plain mapping; errors name the dotted key."""
+    """Build a :class:`RunConfig` from a plain mapping; errors name the dotted key. A plugin that cannot be imported
+    is the only error reported (an unknown method name would follow from it)."""
+    from taskbalance.plugins import PluginError, import_plugins
+
+    plugins = raw.get("plugins") or ()
+    try:
+        import_plugins(plugins if isinstance(plugins, (list, tuple)) else ())  # a wrong type: pydantic's error below
+    except PluginError as error:
+        raise ConfigError(f"invalid config: plugins: {error}") from None
     try:
         return RunConfig.model_validate(dict(raw))
     except ValidationError as error:
@@ -308,6 +326,16 @@ def apply_settings(raw: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[
     return result
 
 
+def add_plugins(raw: Mapping[str, Any], plugins: Sequence[str]) -> dict[str, Any]:
+    """``raw`` with ``plugins`` (``--plugin``) added to its ``plugins`` list, each module once."""
+    from taskbalance.plugins import merge_plugins
+
+    if not plugins:
+        return dict(raw)
+    given = raw.get("plugins") or []
+    return {**raw, "plugins": merge_plugins([given] if isinstance(given, str) else given, plugins)}
+
+
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply command-line ``key=value`` overrides (values parsed as YAML) to a raw config mapping."""
     settings = {}
@@ -329,8 +357,9 @@ def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
     return sorted(k for k in left.keys() | right.keys() if left.get(k) != right.get(k))
 
 
-#: Keys that say how a run executes, not what it computes: left out of :func:`config_hash`.
-EXECUTION_KEYS: tuple[str, ...] = ("threads", "stop_signals", "data.num_workers", "distributed.bucket_mb")
+#: Keys that say how a run executes, not what it computes: left out of :func:`config_hash` (``plugins`` says where
+#: the method's code is found; the method is ``method.name``).
+EXECUTION_KEYS: tuple[str, ...] = ("threads", "stop_signals", "plugins", "data.num_workers", "distributed.bucket_mb")
 #: Keys that may differ between a stored and a planned study run: execution settings, and what the study derives
 #: from its own runs or folder (the baseline, the teachers' paths).
 DERIVED_KEYS: tuple[str, ...] = (*EXECUTION_KEYS, "baseline", "distill.teachers")

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from taskbalance.training.config import ConfigError, RunConfig, apply_overrides, deep_merge, validate_config
+from taskbalance.training.config import ConfigError, RunConfig, add_plugins, apply_overrides, deep_merge, validate_config
 
 STUDY_PREFIX = "study-"
 
@@ -74,6 +74,7 @@ def load_raw(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
     return deep_merge(load_raw(base_path if base_path.suffix else base, _seen + (path.resolve(),)), data)
 
 
-def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """Load, merge, override and validate a training config."""
-    return validate_config(apply_overrides(load_raw(name_or_path), overrides))
+def load_config(name_or_path: str | Path, overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> RunConfig:
+    """Load, merge, override and validate a training config; ``plugins`` (``--plugin``) join its ``plugins`` list
+    and are imported before the method is checked."""
+    return validate_config(add_plugins(apply_overrides(load_raw(name_or_path), overrides), plugins))

@@ -22,9 +22,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from taskbalance.plugins import merge_plugins
 from taskbalance.training.config import (
     ConfigError,
     RunConfig,
+    add_plugins,
     apply_settings,
     deep_merge,
     format_validation_error,
@@ -55,6 +57,7 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str = ""
     base: str = Field(description="training preset (or YAML path) every run starts from")
+    plugins: list[str] = Field(default_factory=list, description="modules with methods of one's own, in every run's config")
     set: dict[str, Any] = Field(default_factory=dict, description="dotted-key overrides for every run")
     seeds: list[int] = Field(default_factory=lambda: [0], description="every arm runs once per seed")
     single_task: bool = True
@@ -111,9 +114,11 @@ def stl_arm(variant: str, task: str) -> str:
     return f"{variant}/stl-{task}" if variant else f"stl-{task}"
 
 
-def load_study(name_or_path: str | Path, overrides: list[str] | None = None, seeds: int | None = None) -> StudySpec:
+def load_study(name_or_path: str | Path, overrides: list[str] | None = None, seeds: int | None = None,
+               plugins: list[str] | None = None, methods: list[str] | None = None) -> StudySpec:
     """Read and validate a study preset; ``overrides`` (``key=value``) go into its ``set``; ``seeds=N`` replaces
-    its seeds by 0..N-1."""
+    its seeds by 0..N-1; ``plugins`` (``--plugin``) join its ``plugins``; ``methods`` (``--method``) add one arm
+    each, with the method's default options."""
     path = resolve_path(name_or_path, study=True)
     raw = read_yaml(path)
     if seeds is not None:
@@ -127,6 +132,15 @@ def load_study(name_or_path: str | Path, overrides: list[str] | None = None, see
     if overrides:
         parsed = {".".join(path): value for path, value in map(parse_override, overrides)}
         spec = spec.model_copy(update={"set": {**spec.set, **parsed}})
+    if plugins:
+        spec = spec.model_copy(update={"plugins": merge_plugins(spec.plugins, plugins)})
+    if methods:
+        arms = {entry.arm for entry in spec.methods} | ({"uniform"} if spec.uniform else set())
+        taken = [name for name in methods if name in arms]
+        if taken:
+            raise ConfigError(f"--method {taken[0]}: the study already has an arm named {taken[0]!r}")
+        added = [MethodEntry(name=name) for name in dict.fromkeys(methods)]
+        spec = spec.model_copy(update={"methods": [*spec.methods, *added]})
     return spec
 
 
@@ -153,7 +167,7 @@ def plan(spec: StudySpec) -> list[PlannedRun]:
     Threads are left to the executor (``threads: null``): a run's thread budget depends on how many run at once,
     and is not part of what it computes.
     """
-    base = apply_settings(load_raw(spec.base), spec.set)
+    base = add_plugins(apply_settings(load_raw(spec.base), spec.set), spec.plugins)  # every run imports them
     singles: list[PlannedRun] = []
     others: list[PlannedRun] = []
     for variant, variant_set in (spec.variants or {"": {}}).items():

@@ -81,7 +81,10 @@ def test_multimnist_cpu_suite_writes_the_table_with_single_task_rows(tmp_path):
     assert table.rows[0][2] == 0.0
     assert (tmp_path / "stl-left" / "results.json").is_file() and (tmp_path / "report.csv").is_file()
     report = (tmp_path / "report.md").read_text()
-    assert "| Method | left ↑ | right ↑ | Δm% ↑ |" in report and "higher is better" in report
+    note = "stand-in data: a pipeline check, not comparable with the papers"  # issue 18 item 6
+    assert report.startswith(f"# MultiMNIST left/right digits, MultiLeNet ({note})\n")
+    assert f"| Method ({note}) | left ↑ | right ↑ | Δm% ↑ |" in report and "higher is better" in report
+    assert (tmp_path / "report.csv").read_text().startswith(f"\"Method ({note})\",left ↑")
     again = run_suite(protocol_preset("multimnist", cpu=True), ["uniform", "famo"], tmp_path)  # read back, not re-run
     assert again == table
 
@@ -98,6 +101,7 @@ def test_cli_runs_a_cpu_benchmark(tmp_path):
     assert result.exit_code == 0, result.output
     assert load_run_result(tmp_path / "famo" / "results.json").meta["method_options"] == {"gamma": 0.01}
     assert "Δm% ↑" in result.output and "Δm% ↓" not in result.output.replace("Δm% ↓ as printed", "")
+    assert "pipeline check, not comparable with the papers" in " ".join(result.output.split())
     bad = runner.invoke(app, ["protocol", "run", "nyuv2-mtan", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "pass root=" in bad.output
     checked = runner.invoke(app, ["protocol", "check", "cityscapes", "--root", str(tmp_path / "missing")])

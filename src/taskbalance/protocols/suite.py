@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from taskbalance.protocols.presets import ProtocolPreset
-from taskbalance.protocols.report import ProtocolTable, protocol_table, report_markdown, to_csv
+from taskbalance.protocols.report import ProtocolTable, is_stand_in, protocol_table, report_markdown, to_csv
 from taskbalance.protocols.runner import run_protocol
 from taskbalance.results import RESULTS_FILENAME, RunResult, compose_baseline, load_run_result
 from taskbalance.atomic import atomic_write_text
@@ -41,7 +41,7 @@ def run_suite(preset: ProtocolPreset, methods: Sequence[str], out: Path, root: P
     for method in methods:
         options = dict((method_options or {}).get(method, {}))
         runs.append(_run(out / method, method=method, method_options=options, baseline=baseline, **common))
-    table = protocol_table(runs, preset.columns(tasks), baseline)
+    table = protocol_table(runs, preset.columns(tasks), baseline, stand_in=is_stand_in(preset.name))
     atomic_write_text(out / "report.md", report_markdown(preset.description, table, preset.name))
     atomic_write_text(out / "report.csv", to_csv(table))
     return table

@@ -3,6 +3,8 @@ arm chosen on mean validation Δm, every arm's config and training length, the v
 circle between the report and the study runner."""
 
 import ast
+
+import pytest
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,10 @@ class Run:
 
 @dataclass(frozen=True)
 class Spec:
-    description: str = "constructed study"
+    description: str = "constructed study, 300 steps, 3 seeds"
     diagnostics_runs: list[str] | None = field(default=None)
+    equivalence_margin: float = 2.0
+    delta_m_baseline: str = "mean"
 
 
 def _finish(out: Path, run: Run, values: dict[str, float], val: dict[str, float] | None = None) -> None:
@@ -92,11 +96,11 @@ def test_report_over_three_seeds_has_spread_intervals_config_and_verdicts(tmp_pa
     assert uniform["n"] == 3 and abs(uniform["improvements"][0] + 10.0) < 1e-9
     text = (tmp_path / "report.md").read_text()
     assert "| uniform | 3 |" in text and " ± " in text and "95% t-interval over seeds" in text
-    assert "against the same seed's single-task runs" in text
+    assert "against the mean over seeds of the single-task runs" in text
     assert "## Arms: configuration and training length" in text and "400 iterations" in text
     verdicts = text[text.index("## Verdicts"):]
     assert "(a) Uniform weights leave tasks significantly below single-task: **supported at 3 seeds**" in verdicts
-    assert "Significantly below single-task: Seg." in verdicts
+    assert "Significantly below single-task (Holm-corrected across 3 tasks): Seg." in verdicts
     assert "(b) AvgNorm comes close to the grid search" in verdicts and "grid-2" in verdicts
     assert "(c)" in verdicts and [v["status"] for v in data["verdicts"]][0] == "supported"
     assert (tmp_path / "radar.png").is_file()
@@ -135,3 +139,85 @@ def test_figures_the_study_drew_before_the_report_are_listed(tmp_path: Path):
     Image.new("RGB", (4, 4)).save(tmp_path / "figures" / "validation_curves.png")
     write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=True, arms=ARMS)
     assert "![validation_curves](figures/validation_curves.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_report_title_states_the_steps_and_seeds_run_not_the_presets(tmp_path: Path):
+    runs = _study(tmp_path, (0,))
+    data = write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=False)
+    # the preset says "300 steps, 3 seeds"; one seed of 400 steps was run
+    assert data["title"] == "constructed study: 400 steps, 1 seed (0)"
+    assert (tmp_path / "report.md").read_text().startswith("# constructed study: 400 steps, 1 seed (0)\n")
+
+
+def test_report_writes_the_per_seed_csv_and_states_the_primary_baseline(tmp_path: Path):
+    runs = _study(tmp_path, (0, 1))
+    write_report(Spec(delta_m_baseline="per-seed"), runs, tmp_path, console=Console(record=True, width=200),
+                 draw_figures=False)
+    lines = (tmp_path / "per_seed.csv").read_text().splitlines()
+    assert lines[0] == "arm,seed,semseg.mIoU ↑,depth.rmse ↓,normals.mean ↓,delta_m_mean,delta_m_per_seed"
+    uniform_1 = next(line for line in lines if line.startswith("uniform,1,")).split(",")
+    # per seed: M_seg = -10, others 0 -> -10/3; against the mean (seed 0 and 1: 40.5, 1.0, 20.5): hand-computed
+    assert float(uniform_1[-1]) == pytest.approx(-10 / 3)
+    mean_delta = ((0.9 * 41 - 40.5) / 40.5 - (1.5 - 1.0) / 1.0 - (21 - 20.5) / 20.5) * 100 / 3
+    assert float(uniform_1[-2]) == pytest.approx(mean_delta)
+    text = (tmp_path / "report.md").read_text()
+    assert "Δm is primarily computed per seed against the same seed's single-task runs (study preset `delta_m_baseline: per-seed`)" in text
+
+
+def _curve(out: Path, run: Run, deltas: list[tuple[int, float, bool]]) -> None:
+    """Validation records with semseg = 40 * (1 + 3 · Δm / 100) (depth, normals at single-task)."""
+    log = RunDir(out / run.name).metrics
+    for step, delta, best in deltas:
+        values = {"semseg": 40.0 * (1 + 3 * delta / 100), "depth": 0.5, "normals": 20.0}
+        log.append({"step": step, "kind": "val", "best": best, "primary": {t: DIRECTIONS[t][0] for t in values},
+                    "higher_is_better": {t: DIRECTIONS[t][1] for t in values},
+                    "metrics": {t: {DIRECTIONS[t][0]: v} for t, v in values.items()}})
+
+
+def test_convergence_flags_arms_still_improving(tmp_path: Path):
+    runs = _study(tmp_path, (0, 1))
+    for run in runs:
+        if run.arm == "uniform":  # still rising by 2 Δm points over the last quarter, best at the last step
+            _curve(tmp_path, run, [(100, -5.0, True), (300, -3.0, True), (400, -1.0, True)])
+        elif run.arm == "avgnorm":  # best at the end, but flat over the last quarter (0.2 points)
+            _curve(tmp_path, run, [(100, -5.0, True), (300, -1.2, True), (400, -1.0, True)])
+        elif run.arm == "grid-2":  # best at step 300 of 400: early enough
+            _curve(tmp_path, run, [(100, -5.0, True), (300, -1.0, True), (400, -4.0, False)])
+    data = write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=False)
+    status = {c["arm"]: c["converged"] for c in data["convergence"]}
+    assert status["uniform"] is False and status["avgnorm"] is True and status["grid-2"] is True
+    assert data["convergence"][[c["arm"] for c in data["convergence"]].index("uniform")]["seeds"]["0"]["move"] == pytest.approx(2.0)
+    text = (tmp_path / "report.md").read_text()
+    assert "> **Warning:** not converged: " in text and "| uniform | NOT CONVERGED (seed 0, 1) |" in text
+
+
+def test_report_has_claim_d_and_every_comparisons_power(tmp_path: Path):
+    runs = _study(tmp_path, (0, 1, 2))
+    for run in runs:
+        if run.kind == "stl":
+            continue
+        # uniform and grid starve semseg's gradient share; its M_seg is the drop (uniform -10%, others about 0)
+        share = {"uniform": 0.1, "grid-1": 0.3, "grid-2": 0.33, "avgnorm": 0.34}[run.arm] + 0.01 * run.seed
+        rest = (1 - share) / 2
+        for step in (10, 20):
+            RunDir(tmp_path / run.name).diagnostics.append({
+                "step": step, "weighted_grad_norms": {"semseg": share, "depth": rest, "normals": rest},
+                "cos": {"semseg|depth": 0.1, "semseg|normals": 0.2 - 0.01 * run.seed, "depth|normals": 0.0},
+                "cos_to_update": {"semseg": 0.5, "depth": 0.6, "normals": 0.55}})
+    data = write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=False)
+    verdict = next(v for v in data["verdicts"] if v["claim"].startswith("(d)"))
+    assert verdict["details"]["points"] == 27 and verdict["details"]["arms"] == 3 and verdict["details"]["seeds"] == 3
+    text = (tmp_path / "report.md").read_text()
+    assert "(d) Imbalance follows the gradient norm, not the angle" in text
+    assert "## Power of the paired comparisons" in text and "| grid search | 3 |" in text
+    assert [p["arm"] for p in data["power"]] == ["grid search", "avgnorm"]
+
+
+def test_rich_output_at_80_columns_cuts_no_header_or_name(tmp_path: Path):
+    runs = _study(tmp_path, (0, 1, 2))
+    console = Console(record=True, width=80)
+    write_report(Spec(), runs, tmp_path, console=console, draw_figures=False)
+    output = console.export_text()
+    assert "…" not in output and max(len(line) for line in output.splitlines()) <= 80
+    for word in ("Single-task", "uniform", "avgnorm", "Seg.", "mIoU", "RMSE", "mErr", "Δm%", "CI", "(reference)", "NOT CONVERGED"):
+        assert word in output

@@ -96,10 +96,11 @@ def table_command(
     except ResultsError as error:
         raise _fail(error) from None
     if fmt is TableFormat.rich:
-        rich_table = to_rich(table, title=title)
         if out is None:
-            Console().print(rich_table)
+            console = Console()
+            console.print(to_rich(table, title=title, width=console.width))
             return
+        rich_table = to_rich(table, title=title)
         buffer = io.StringIO()
         Console(file=buffer, width=200, no_color=True).print(rich_table)
         text = buffer.getvalue()
@@ -126,6 +127,21 @@ def radar_command(
     except ResultsError as error:
         raise _fail(error) from None
     typer.echo(f"wrote {out}")
+
+
+@results_app.command("readme-table")
+def readme_table_command(
+    csv_file: Path = typer.Argument(..., help="A study's per-seed CSV (per_seed.csv, e.g. docs/standard-study.csv)."),
+    mode: BaselineModeOption = typer.Option(BaselineModeOption.mean, "--baseline-mode", help=MODE_HELP),
+) -> None:
+    """Print the Markdown table (mean ± std, n, Δm's interval, paired difference with uniform, notes) of a per-seed
+    CSV: the README's standard-study block, between its <!-- standard-study-table:start/end --> markers."""
+    from taskbalance.results.seed_csv import render_seed_csv
+
+    try:
+        typer.echo(render_seed_csv(csv_file, mode.value), nl=False)
+    except ResultsError as error:
+        raise _fail(error) from None
 
 
 @results_app.command("collect")

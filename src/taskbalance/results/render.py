@@ -7,6 +7,8 @@ import csv
 import io
 from typing import Callable, Iterable, Literal, Sequence
 
+from rich.cells import cell_len
+from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
@@ -167,18 +169,43 @@ def to_latex(table: ResultsTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_rich(table: ResultsTable, title: str | None = None) -> Table:
-    """A rich :class:`~rich.table.Table`; Δm is green when positive and red when negative."""
-    out = Table(title=title, caption=escape("\n".join(table.notes)), caption_justify="left")
-    delta_index = 2 + len(table.columns)
-    for i, header in enumerate(_headers(table)):
-        out.add_column(header, justify="left" if i == 0 else "right")
+def _rich_table(table: ResultsTable, columns: Sequence[int], title: str | None, caption: str | None) -> Table:
+    """The rich table of the given column indices (0 = Method); cells fold rather than being cut."""
+    out = Table(title=title, caption=caption, caption_justify="left")
+    headers, delta_index = _headers(table), 2 + len(table.columns)
+    for i in columns:
+        out.add_column(headers[i], justify="left" if i == 0 else "right", overflow="fold", min_width=_longest_word(table, i))
     for row, texts in zip(table.rows, _cells(table)):
         cells = [escape(text) for text in texts]
         style = "green" if row.delta_m.mean > 0 else "red" if row.delta_m.mean < 0 else ""
         cells[delta_index] = f"[{style}]{cells[delta_index]}[/]" if style else cells[delta_index]
-        out.add_row(*cells, end_section=row.is_baseline)
+        out.add_row(*(cells[i] for i in columns), end_section=row.is_baseline)
     return out
+
+
+def _longest_word(table: ResultsTable, column: int) -> int:
+    """The longest word of a column's header and cells: the narrowest it can be without cutting a word."""
+    return max(cell_len(word) for line in [_headers(table), *_cells(table)] for word in line[column].split() or [""])
+
+
+def _natural_width(table: ResultsTable, columns: Sequence[int]) -> int:
+    """The width the rich table of ``columns`` takes with no cell wrapped (plus borders and padding)."""
+    return sum(max(cell_len(line[i]) for line in [_headers(table), *_cells(table)]) + 3 for i in columns) + 1
+
+
+def to_rich(table: ResultsTable, title: str | None = None, width: int | None = None) -> RenderableType:
+    """A rich table; Δm is green when positive and red when negative. When ``width`` (the console's) is too narrow
+    for every column unwrapped, the table is split in two: the metrics, then Δm, its interval and the paired
+    comparison, each headed by the arm names; cells wrap at spaces and no column is narrower than its longest word,
+    so nothing is cut."""
+    caption = escape("\n".join(table.notes))
+    every = list(range(len(_headers(table))))
+    whole = _rich_table(table, every, title, caption)
+    if width is None or _natural_width(table, every) <= width:
+        return whole
+    split = 2 + len(table.columns)
+    return Group(_rich_table(table, every[:split], title, None),
+                 _rich_table(table, [0, 1, *every[split:]], None, caption))
 
 
 def render_text(table: ResultsTable, fmt: TextFormat) -> str:

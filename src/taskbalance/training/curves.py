@@ -1,4 +1,5 @@
-"""Validation curves of a study: each task's primary validation metric against the training step, per arm.
+"""Validation curves of a study: each task's primary validation metric against the training step, per arm (and
+one run's curve, which the report's convergence check reads).
 
 Read from the runs' ``metrics.jsonl`` (the ``kind: val`` records). One panel per task; each arm's line is the mean
 over its seeds, its band the seeds' minimum to maximum; the task's single-task arm is drawn dashed. The figure
@@ -8,6 +9,7 @@ shows whether the runs were trained long enough: converged curves flatten before
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +19,33 @@ from taskbalance.training.rundir import RunDir
 
 #: (arm, task) -> step -> the seeds' values
 Curves = dict[tuple[str, str], dict[int, list[float]]]
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """One run's validation curve: (step, task -> primary metric) in step order, each task's direction and the step
+    of the selected (best) evaluation."""
+
+    points: list[tuple[int, dict[str, float]]]
+    higher_is_better: dict[str, bool]
+    best_step: int | None
+
+
+def run_validation_curve(run_dir: RunDir) -> RunCurve:
+    """The validation curve of one run from its ``metrics.jsonl`` (empty when it logged no validation)."""
+    points: list[tuple[int, dict[str, float]]] = []
+    directions: dict[str, bool] = {}
+    best = None
+    for record in run_dir.metrics:
+        if record.get("kind") != "val":
+            continue
+        values = {t: float(record["metrics"][t][m]) for t, m in record["primary"].items()
+                  if record["metrics"].get(t, {}).get(m) is not None}
+        points.append((int(record["step"]), values))
+        directions.update(record.get("higher_is_better") or {})
+        if record.get("best"):
+            best = int(record["step"])
+    return RunCurve(sorted(points, key=lambda p: p[0]), directions, best)
 
 
 def validation_curves(out: Path, runs: Sequence[Any]) -> tuple[Curves, dict[str, str]]:

@@ -1,16 +1,18 @@
 """The study report: Table II-style results over seeds against single-task (mean ± std, 95% t-intervals, the paired
-comparison with uniform), every arm's configuration and training length, Table VI-style mean loss weights next to
-the grid-search weights, the imbalance summary, the radar chart, the diagnostics figures, and at the end the
-paper's claims judged from the intervals (:mod:`taskbalance.results.verdicts`).
+comparison with uniform, Holm-corrected), every arm's configuration and training length, each arm's convergence,
+the power of every paired comparison, Table VI-style mean loss weights next to the grid-search weights, the
+imbalance summary, the radar chart, the diagnostics figures, and at the end the paper's claims (a)-(d)
+(:mod:`taskbalance.results.verdicts`). The title states the steps and seeds actually run.
 
-Written to ``<study>/report.md`` (plus ``table.csv``, ``table.tex``, ``report.json``, ``radar.png``,
-``figures/*.png``) and printed. This module does not import the study runner: the study passes its runs (anything
+Written to ``<study>/report.md`` (plus ``table.csv``, ``table.tex``, ``per_seed.csv``, ``report.json``,
+``radar.png``, ``figures/*.png``) and printed. This module does not import the study runner: the study passes its runs (anything
 with the attributes of :class:`ReportRun`) and, optionally, the description of its arms.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
@@ -39,7 +41,18 @@ from taskbalance.results import (
 )
 from taskbalance.results.errors import ResultsError
 from taskbalance.results.render import format_mean_std, markdown_table
-from taskbalance.results.verdicts import ONE_SEED, Verdict, judge_claims
+from taskbalance.results.seed_csv import SEED_CSV, write_seed_csv
+from taskbalance.results.table import BASELINE_RULES
+from taskbalance.results.verdicts import CORRECTIONS, ONE_SEED, Verdict, judge_claims
+from taskbalance.training.report_checks import (
+    CONVERGENCE_RULE,
+    arm_convergence,
+    comparison_power,
+    convergence_tables,
+    norm_angle_of,
+    power_tables,
+    validation_reference,
+)
 from taskbalance.training.rundir import RunDir, write_json
 
 GRID_ROW = "grid search"
@@ -69,6 +82,10 @@ class ReportSpec(Protocol):
     def description(self) -> str: ...
     @property
     def diagnostics_runs(self) -> list[str] | None: ...  # arms drawn in the diagnostics figures (None: all MTL arms)
+    @property
+    def equivalence_margin(self) -> float: ...  # δ of claims (a) and (b) and of the power statements
+    @property
+    def delta_m_baseline(self) -> str: ...  # "mean" or "per-seed": Δm's single-task reference
 
 
 @dataclass(frozen=True)
@@ -238,12 +255,16 @@ def _baseline(stl: Sequence[Finished]) -> Arm | None:
     return Arm("Single-task", complete) if complete else None
 
 
+Sources = dict[tuple[str, Any], Path]
+
+
 def _arm_rows(variants: Sequence[str], finished: Sequence[Finished], runs: Sequence[ReportRun], out: Path,
-              baseline: Arm) -> tuple[list[Arm], dict[str, GridChoice | None]]:
+              baseline: Arm) -> tuple[list[Arm], dict[str, GridChoice | None], Sources]:
     """The table's arms (per variant: its single-task row when not the reference, uniform, the chosen grid arm,
-    each method) and the grid choice per variant."""
+    each method), the grid choice per variant, and the run folder of each (MTL row, seed) of the reference variant."""
     arms: list[Arm] = []
     choices: dict[str, GridChoice | None] = {}
+    sources: Sources = {}
     for variant in variants:
         prefix = f"{variant}: " if variant else ""
         members: dict[str, list[Finished]] = {}
@@ -260,9 +281,11 @@ def _arm_rows(variants: Sequence[str], finished: Sequence[Finished], runs: Seque
             kind = fs[0].run.kind
             if kind == "stl" or (kind == "grid" and arm != choices[variant].arm):  # type: ignore[union-attr]
                 continue
-            label = GRID_ROW if kind == "grid" else arm.split("/")[-1]
-            arms.append(Arm(f"{prefix}{label}", {f.run.seed: f.result for f in fs}))
-    return arms, choices
+            label = f"{prefix}{GRID_ROW if kind == 'grid' else arm.split('/')[-1]}"
+            arms.append(Arm(label, {f.run.seed: f.result for f in fs}))
+            if variant == variants[0]:  # claim (d) reads the reference variant's runs
+                sources.update({(label, f.run.seed): out / f.run.name for f in fs})
+    return arms, choices, sources
 
 
 def _avgnorm_row(finished: Sequence[Finished], variant: str) -> str:
@@ -273,13 +296,45 @@ def _avgnorm_row(finished: Sequence[Finished], variant: str) -> str:
     return "avgnorm"
 
 
+_COUNTS = re.compile(r",?\s*\b\d+\s+(?:steps?|iterations?|epochs?|seeds?)\b", re.IGNORECASE)
+
+
+def report_title(description: str, finished: Sequence[Finished]) -> str:
+    """The report's title: the preset's description without its planned counts, then the steps and seeds actually
+    run (``… : 30 steps, 1 seed (0)``; a range when the runs differ)."""
+    steps = sorted({int(f.result.meta["steps"]) for f in finished if f.result.meta.get("steps") is not None})
+    seeds = sorted({f.run.seed for f in finished})
+    base = _COUNTS.sub("", description).strip(" ,:") or "Study report"
+    trained = "" if not steps else f"{steps[0]} steps" if len(steps) == 1 else f"{steps[0]}–{steps[-1]} steps"
+    ran = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+    return f"{base}: {trained + ', ' if trained else ''}{ran}"
+
+
+def _convergence(finished: Sequence[Finished], variants: Sequence[str], out: Path, mode: str) -> list[Any]:
+    """Each study arm's convergence (the single-task validation reference of its own variant)."""
+    checks = []
+    for variant in variants:
+        stl: dict[Any, dict[str, Path]] = {}
+        arms: dict[str, dict[Any, tuple[Path, int | None]]] = {}
+        for f in finished:
+            if f.run.variant != variant:
+                continue
+            if f.run.kind == "stl":
+                stl.setdefault(f.run.seed, {})[f.result.tasks[0]] = out / f.run.name
+            steps = f.result.meta.get("steps")
+            arms.setdefault(f.run.arm, {})[f.run.seed] = (out / f.run.name, None if steps is None else int(steps))
+        checks += arm_convergence(arms, validation_reference(stl, mode), mode)
+    return checks
+
+
 def _row_data(table: ResultsTable) -> list[dict[str, Any]]:
     def summary(s: Any) -> dict[str, Any] | None:
         return None if s is None else {"n": s.n, "mean": s.mean, "std": s.std, "low": s.low, "high": s.high}
 
     return [{"name": r.name, "n": r.n, "values": [v.mean for v in r.values], "values_std": [v.std for v in r.values],
              "improvements": [m.mean for m in r.improvements], "delta_m": r.delta_m.mean, "delta_m_summary": summary(r.delta_m),
-             "seed_delta_m": {str(k): v for k, v in r.seed_delta_m.items()}, "versus_reference": summary(r.versus_reference)}
+             "seed_delta_m": {str(k): v for k, v in r.seed_delta_m.items()}, "versus_reference": summary(r.versus_reference),
+             "versus_p": r.versus_p, "versus_p_holm": r.versus_p_holm, "versus_significant": r.versus_significant}
             for r in table.rows]
 
 
@@ -302,16 +357,22 @@ def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console
     baseline = _baseline([f for f in finished if f.run.kind == "stl" and f.run.variant == variants[0]])
     if baseline is None:
         raise ResultsError("the report needs the single-task runs of the study; no seed has finished all of them")
-    table_arms, grid_choices = _arm_rows(variants, finished, runs, out, baseline)
-    table = results_table(table_arms, baseline, reference="uniform")
-    grid_note = "; ".join(f"`{c.arm}` {c.weights}, {c.note}" for c in grid_choices.values() if c is not None)
+    mode, margin = spec.delta_m_baseline, spec.equivalence_margin
+    table_arms, grid_choices, sources = _arm_rows(variants, finished, runs, out, baseline)
+    table = results_table(table_arms, baseline, reference="uniform", baseline_mode=mode)  # type: ignore[arg-type]
     reference_choice = grid_choices.get(variants[0])
+    reference_rows = [arm.name for arm in table_arms if any((arm.name, seed) in sources for seed in arm.seeds)]
     verdicts: list[Verdict] = judge_claims(
         table, avgnorm=_avgnorm_row(finished, variants[0]), grid=GRID_ROW,
-        grid_choice="" if reference_choice is None else f"{reference_choice.arm}, {reference_choice.note}")
+        grid_choice="" if reference_choice is None else f"{reference_choice.arm}, {reference_choice.note}",
+        margin=margin, gradients=norm_angle_of(table, sources, reference_rows))
     warnings = comparability_warnings([f.result for f in finished])
+    convergence = _convergence(finished, variants, out, mode)
+    power = comparison_power(table, margin)
+    title = report_title(spec.description, finished)
+    unconverged = [c.arm for c in convergence if not c.converged]
 
-    console.print(to_rich(table, title=spec.description or "Results against single-task (Δm, Eq. 5)"))
+    console.print(to_rich(table, title=title, width=console.width))
     selection = sorted({f.result.selection for f in finished})
     console.print(f"model selection: {', '.join(selection)}")
     for variant, choice in grid_choices.items():
@@ -320,11 +381,15 @@ def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console
     rows = [(arm.name, [arm.runs[s] for s in arm.seeds]) for arm in table_arms]
     weights_rich, weights_md = _weights_table(rows, [c.task for c in table.columns])
     imbalance_rich, imbalance_md = _imbalance_table(rows)
-    for section in (weights_rich, imbalance_rich):
+    convergence_rich, convergence_md = convergence_tables(convergence)
+    power_rich, power_md = power_tables(power, table.reference or "uniform", margin)
+    for section in (convergence_rich, power_rich, weights_rich, imbalance_rich):
         if section.row_count:
             console.print(section)
     for warning in warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    if unconverged:
+        console.print(f"[yellow]warning:[/yellow] not converged: {escape(', '.join(unconverged))}")
     for verdict in verdicts:
         console.print(escape(verdict.text().replace("**", "")))
 
@@ -335,31 +400,49 @@ def write_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path, console
         figures = sorted([*out.glob("radar.png"), *out.glob("figures/*.png")])
     atomic_write_text(out / "table.csv", to_csv(table))
     atomic_write_text(out / "table.tex", to_latex(table))
+    write_seed_csv(out / SEED_CSV, table_arms, baseline)
     seeds = sorted({f.run.seed for f in finished})
+    one_seed = bool(table.rows) and max(r.n for r in table.rows) < 2
     markdown = "\n\n".join([
-        f"# {spec.description or 'Study report'}",
+        f"# {title}",
         *[f"> **Warning:** {w}" for w in warnings],
-        f"Finished runs: {len(finished)} of {len(runs)}, seeds {', '.join(map(str, seeds))}.",
+        *([f"> **Warning:** not converged: {', '.join(unconverged)} (see Convergence)"] if unconverged else []),
+        f"Finished runs: {len(finished)} of {len(runs)}, seeds {', '.join(map(str, seeds))}. "
+        f"Δm is primarily computed {BASELINE_RULES[mode]} (study preset `delta_m_baseline: {mode}`); "
+        f"`{SEED_CSV}` has every run's Δm against both references.",
         "## Results against single-task", to_markdown(table),
         f"Model selection: {', '.join(selection)}.",
         *[f"{GRID_ROW}{' (' + v + ')' if v else ''}: `{c.arm}` weights {c.weights} ({c.note})."
           for v, c in grid_choices.items() if c is not None],
         *(["## Arms: configuration and training length", _arms_section(arms, finished)] if arms else []),
+        *(["## Convergence", convergence_md, CONVERGENCE_RULE] if convergence else []),
+        *(["## Power of the paired comparisons", power_md,
+           f"Minimum detectable difference (MDD) of each paired comparison with {table.reference} at 80% power "
+           f"(two-sided paired t-test, α = 0.05, from its observed paired sd and n); the seeds a {margin:g}-point "
+           f"difference (the margin δ) would need at that sd, and the sd at which n seeds would detect it."]
+          if power else []),
         *(["## Mean loss weights (Table VI style)", weights_md] if weights_rich.row_count else []),
         *(["## Gradient imbalance", imbalance_md] if imbalance_rich.row_count else []),
         "## Figures", "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in figures),
         "## Verdicts on the paper's claims",
-        "Judged from the 95% t-intervals over seeds; \"inconclusive at n seeds\" means the intervals cannot decide."
-        + (f" With one seed per arm everything is inconclusive: {ONE_SEED}." if table.rows and max(r.n for r in table.rows) < 2 else ""),
+        f"Each verdict is \"supported\", \"not supported\" or \"inconclusive at n seeds\"; margin δ = {margin:g} "
+        f"Δm points (study preset `equivalence_margin`, fixed before the study ran). {CORRECTIONS}"
+        + (f" With one seed per arm everything is inconclusive: {ONE_SEED}." if one_seed else ""),
         "\n".join(f"- {v.text()}" for v in verdicts) or "- (the study has none of the arms the claims compare)",
     ])
     atomic_write_text(out / "report.md", markdown + "\n")
     data = {
+        "title": title,
+        "delta_m_baseline": mode,
+        "equivalence_margin": margin,
         "rows": _row_data(table),
         "columns": [c.task for c in table.columns],
         "notes": list(table.notes),
         "grid": {v: c.__dict__ for v, c in grid_choices.items() if c is not None},
         "verdicts": [v.__dict__ for v in verdicts],
+        "convergence": [{"arm": c.arm, "converged": c.converged, "seeds": {str(s): x.__dict__ for s, x in c.seeds.items()}}
+                        for c in convergence],
+        "power": [{"arm": name, **p.__dict__} for name, p in power],
         "warnings": warnings,
         "arms": [dict(a) for a in arms or []],
         "figures": [str(p) for p in figures],

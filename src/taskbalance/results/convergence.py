@@ -48,11 +48,10 @@ class Convergence:
 
 def _series(curve: Curve, reference: Mapping[str, float] | None,
             higher_is_better: Mapping[str, bool]) -> list[tuple[int, dict[str, float]]]:
-    if reference is not None:
+    if reference is not None and all(set(values) <= set(reference) for _, values in curve):
         try:
-            return [(step, {"Δm": delta_m({t: v for t, v in values.items() if t in reference}, reference, higher_is_better)})
-                    for step, values in curve]
-        except ResultsError:
+            return [(step, {"Δm": delta_m(values, reference, higher_is_better)}) for step, values in curve]
+        except ResultsError:  # e.g. a reference value of 0: fall back to the per-task metrics
             pass
     return [(step, dict(values)) for step, values in curve]
 
@@ -61,8 +60,8 @@ def check_convergence(curve: Curve, steps: int, best_step: int | None, higher_is
                       reference: Mapping[str, float] | None = None) -> Convergence:
     """The convergence check of one run's validation ``curve`` over ``steps`` training steps.
 
-    ``reference``: the single-task validation values per task (Δm along the curve); None (or a task missing from it)
-    falls back to the per-task metrics.
+    ``reference``: the single-task validation values per task (Δm along the curve); None, or a reference that lacks
+    one of the curve's tasks, falls back to the per-task metrics.
 
     Raises:
         ResultsError: an empty curve or a non-positive number of steps.

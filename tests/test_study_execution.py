@@ -45,7 +45,7 @@ def test_plan_runs_every_arm_once_per_seed(tmp_path: Path):
         "stl-depth/seed-0", "stl-normals/seed-0", "stl-depth/seed-1", "stl-normals/seed-1",
         "uniform/seed-0", "grid-1/seed-0", "rlw/seed-0", "uniform/seed-1", "grid-1/seed-1", "rlw/seed-1"]
     for run in runs:
-        assert run.raw["seed"] == run.seed and run.raw["threads"] is None
+        assert run.raw["seed"] == run.seed and run.raw["threads"] == 1  # the quick preset's
         assert run.needs == (() if run.kind == "stl" else (f"stl-depth/seed-{run.seed}", f"stl-normals/seed-{run.seed}"))
     assert {r.arm for r in runs if r.seed == 1} == {r.arm for r in runs if r.seed == 0}
 
@@ -71,8 +71,8 @@ def test_randomised_method_and_augmentation_follow_the_run_seed():
 
 def test_config_hash_ignores_execution_settings_only():
     base = {"tasks": ["depth"], "optim": {"iterations": 10}}
-    a = validate_config({**base, "threads": 1, "data": {"num_workers": 2}})
-    assert config_hash(a) == config_hash(validate_config({**base, "threads": 4}))
+    a = validate_config({**base, "data": {"num_workers": 2}})
+    assert config_hash(a) == config_hash(validate_config({**base, "distributed": {"bucket_mb": 5}}))
     assert config_hash(a) != config_hash(validate_config({**base, "optim": {"iterations": 30}}))
     assert len(config_hash(a)) == 64
 
@@ -130,7 +130,7 @@ class _Job:
 class _FakeBackend:
     """Finishes runs by writing a results.json, except the ones listed as failing or killed; records the order."""
 
-    name, capacity, threads, poll_seconds = "fake", 2, 1, 0.0
+    name, capacity, poll_seconds = "fake", 2, 0.0
 
     def __init__(self, failing: set[str], killed: set[str]) -> None:
         self.failing, self.killed, self.submitted = failing, killed, []
@@ -176,7 +176,7 @@ def test_backends_by_name_and_their_errors(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(ValueError, match="unknown executor 'pbs'"):
         build_backend("pbs")
     local = build_backend("local", 2)
-    assert (local.capacity, local.threads) == (2, thread_budget(2))
+    assert local.capacity == 2
     local.close()
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(RuntimeError, match=r"pip install taskbalance\[cluster\]"):
@@ -191,7 +191,7 @@ def test_sbatch_parameters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     options = ClusterOptions(tmp_path / "jobs", partition="gpu", gpus_per_job=2, cpus_per_job=6, time_min=90,
                              array_parallelism=4, mem_gb=32)
     backend = build_backend("slurm", cluster=options)
-    assert (backend.name, backend.capacity, backend.threads) == ("slurm", 4, 6)
+    assert (backend.name, backend.capacity) == ("slurm", 4)
     slurm = backend.executor._executor  # type: ignore[attr-defined]
     text = _make_sbatch_string(command="CMD", folder=slurm.folder, map_count=10, **slurm.parameters)
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=6",

@@ -361,6 +361,7 @@ def test_results_record_an_arm_hash_shared_by_seeds_and_changed_by_training_sett
     seed_4 = run(config(seed=4, name="tiny-4", threads=2), tmp_path / "b").meta
     other_lr = run(config(optim={"lr": 2e-2, "iterations": 12, "eval_every": 4, "checkpoint_every": 2}),
                    tmp_path / "c").meta
-    assert seed_3["arm_sha256"] == seed_4["arm_sha256"]  # seed, name and execution settings are not the arm
+    assert seed_3["arm_sha256"] == seed_4["arm_sha256"]  # seed, name, threads and execution settings are not the arm
     assert seed_3["config_sha256"] != seed_4["config_sha256"]
+    assert run(config(threads=2), tmp_path / "d").meta["config_sha256"] != seed_3["config_sha256"]  # threads are
     assert other_lr["arm_sha256"] != seed_3["arm_sha256"]

@@ -189,7 +189,8 @@ class RunConfig(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="bfloat16 autocast on GPU (ignored on CPU)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; part of what a run computes (float sums "
+                                "split differently), so hashed; None: torch's default, stored resolved in config.yaml")
     stop_signals: tuple[str, ...] = Field(
         ("SIGTERM", "SIGUSR1"), description="signals that stop the run after its current step, with a checkpoint "
         "(preemption; see taskbalance.training.preemption)")
@@ -358,8 +359,9 @@ def config_differences(a: RunConfig, b: RunConfig) -> list[str]:
 
 
 #: Keys that say how a run executes, not what it computes: left out of :func:`config_hash` (``plugins`` says where
-#: the method's code is found; the method is ``method.name``).
-EXECUTION_KEYS: tuple[str, ...] = ("threads", "stop_signals", "plugins", "data.num_workers", "distributed.bucket_mb")
+#: the method's code is found; the method is ``method.name``). Not ``threads``: on CPU the thread count changes how
+#: float sums are split, hence the numbers.
+EXECUTION_KEYS: tuple[str, ...] = ("stop_signals", "plugins", "data.num_workers", "distributed.bucket_mb")
 #: Keys that may differ between a stored and a planned study run: execution settings, and what the study derives
 #: from its own runs or folder (the baseline, the teachers' paths).
 DERIVED_KEYS: tuple[str, ...] = (*EXECUTION_KEYS, "baseline", "distill.teachers")

@@ -4,7 +4,8 @@ Every backend runs :func:`execute_run` on a picklable :class:`RunTask` and hands
 ``result()`` (a :class:`concurrent.futures.Future` or a submitit job). :func:`build_backend` builds one by name:
 
 * ``local`` (default): ``--jobs 1`` trains in this process (with the trainer's progress bars); ``--jobs N`` in N
-  spawned processes, each limited to ``cores // N`` torch threads.
+  spawned processes. A run's torch thread count is its config's ``threads`` (fixed by the study), never derived
+  from ``--jobs``: on CPU the count changes the numbers, and ``--jobs`` must change only the wall time.
 * ``slurm``: one SLURM job per run through submitit (``pip install taskbalance[cluster]``), submitted as job
   arrays with partition, GPUs per job, time limit and array parallelism.
 * ``submitit-local``: the same submitit code path with submitit's local executor (one machine, no SLURM): what
@@ -33,12 +34,11 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 
 @dataclass(frozen=True)
 class RunTask:
-    """One run to execute: its name in the study, its directory, its finalized config (JSON-able) and thread budget."""
+    """One run to execute: its name in the study, its directory, its finalized config (JSON-able) and its log."""
 
     name: str
     root: str
     config: dict[str, Any]
-    threads: int
     log: str
 
 
@@ -52,14 +52,11 @@ class RunOutcome:
 
 
 def execute_run(task: RunTask, console: Console | None = None, show_progress: bool = False) -> RunOutcome:
-    """Train (or resume) one run with ``task.threads`` torch threads; never raises for a failed run. Its output
+    """Train (or resume) one run (with its config's torch threads); never raises for a failed run. Its output
     goes to ``console``, or (the default) appended to ``task.log``."""
-    import torch
-
     from taskbalance.training.config import validate_config
     from taskbalance.training.loop import train
 
-    torch.set_num_threads(task.threads)
     started = time.perf_counter()
     root = Path(task.root)
     Path(task.log).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +85,6 @@ class Backend(Protocol):
 
     name: str
     capacity: int
-    threads: int
     poll_seconds: float
 
     def submit(self, tasks: Sequence[RunTask]) -> list[Handle]: ...
@@ -103,8 +99,8 @@ class InlineBackend:
     capacity = 1
     poll_seconds = 0.0
 
-    def __init__(self, threads: int, console: Console, show_progress: bool) -> None:
-        self.threads, self.console, self.show_progress = threads, console, show_progress
+    def __init__(self, console: Console, show_progress: bool) -> None:
+        self.console, self.show_progress = console, show_progress
 
     def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
         handles: list[Handle] = []
@@ -125,8 +121,8 @@ class ProcessBackend:
     name = "local"
     poll_seconds = 0.2
 
-    def __init__(self, jobs: int, threads: int) -> None:
-        self.capacity, self.threads = jobs, threads
+    def __init__(self, jobs: int) -> None:
+        self.capacity = jobs
         self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
@@ -175,7 +171,7 @@ class SubmititBackend:
     def __init__(self, cluster: str, options: ClusterOptions, capacity: int) -> None:
         submitit = _submitit()
         self.name = "slurm" if cluster == "slurm" else "submitit-local"
-        self.capacity, self.threads = capacity, options.cpus_per_job
+        self.capacity = capacity
         try:
             self.executor = submitit.AutoExecutor(folder=str(options.folder / "%j"), cluster=cluster)
         except RuntimeError as error:  # e.g. no srun on this machine
@@ -199,7 +195,7 @@ def usable_cores() -> int:
 
 
 def thread_budget(jobs: int, cores: int | None = None) -> int:
-    """Torch threads per run when ``jobs`` runs share ``cores`` (default: :func:`usable_cores`)."""
+    """CPUs to reserve per job when ``jobs`` jobs share ``cores`` (default: :func:`usable_cores`)."""
     return max(1, (cores or usable_cores()) // jobs)
 
 
@@ -212,8 +208,8 @@ def build_backend(name: str, jobs: int = 1, console: Console | None = None, show
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     if name == "local":
         if jobs == 1:
-            return InlineBackend(thread_budget(1), console or Console(), show_progress)
-        return ProcessBackend(jobs, thread_budget(jobs))
+            return InlineBackend(console or Console(), show_progress)
+        return ProcessBackend(jobs)
     if cluster is None:
         raise ValueError(f"the {name} executor needs cluster options (a log folder)")
     if name == "slurm":

@@ -96,6 +96,8 @@ class Trainer:
                  show_progress: bool = True, also_stop_on: Sequence[int] = ()) -> None:
         # signals that stop the run after the current step, with a checkpoint (taskbalance.training.preemption)
         self.stop_signals = [*(signal_number(name) for name in config.stop_signals), *also_stop_on]
+        if config.threads is None:  # the count changes the numbers on CPU: config.yaml and the hash state it
+            config = config.model_copy(update={"threads": torch.get_num_threads()})
         self.config = config
         self.run = RunDir(Path(out))
         self.console = console or Console()
@@ -103,8 +105,7 @@ class Trainer:
         self.dist: DistInfo = init_from_env()
         self.device = resolve_device(config, self.dist.local_rank)
         self.amp = config.amp and self.device.type == "cuda"
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
+        torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         self._build()  # before the run directory is touched: a config that cannot be built writes nothing
         if self.dist.enabled:  # dropout and other global-RNG draws differ across processes (the data order does not)
@@ -469,9 +470,12 @@ class Trainer:
                 "dataset": config.data.name,
                 "dataset_info": dict(self.info.metadata),
                 "seed": config.seed,
+                "threads": config.threads,
+                "torch": torch.__version__,
                 "config_sha256": config_hash(config),
-                # the same for every seed of a study arm: tells arms apart that differ outside the listed meta
-                "arm_sha256": config_hash(config, ignore=(*DERIVED_KEYS, "seed", "name")),
+                # the same for every seed of a study arm: tells arms apart that differ outside the listed meta; like
+                # the seed, the thread count perturbs the numbers but not the experiment (config_sha256 has both)
+                "arm_sha256": config_hash(config, ignore=(*DERIVED_KEYS, "seed", "name", "threads")),
                 "imbalance": summary,
             },
         })

@@ -50,9 +50,9 @@ def _blocked_by(run: PlannedRun, failed: dict[str, str]) -> str | None:
     return next((name for name in run.needs if name in failed), None)
 
 
-def _task(run: PlannedRun, spec: StudySpec, out: Path, threads: int) -> RunTask:
+def _task(run: PlannedRun, spec: StudySpec, out: Path) -> RunTask:
     config = finalize(run, spec, out).model_dump(mode="json")
-    return RunTask(run.name, str(out / run.name), config, threads, str(out / "logs" / f"{run.name}.log"))
+    return RunTask(run.name, str(out / run.name), config, str(out / "logs" / f"{run.name}.log"))
 
 
 def _outcome(run: PlannedRun, handle: Handle) -> RunOutcome:
@@ -82,7 +82,7 @@ def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Bac
             if batch:
                 for run in batch:
                     state.waiting.remove(run)
-                handles = backend.submit([_task(r, spec, out, backend.threads) for r in batch])
+                handles = backend.submit([_task(r, spec, out) for r in batch])
                 state.running.update({id(h): (r, h) for r, h in zip(batch, handles)})
             finished = [(key, run, handle) for key, (run, handle) in state.running.items() if handle.done()]
             if not finished:

@@ -37,6 +37,10 @@ from taskbalance.training.presets import load_raw, read_yaml, resolve_path
 from taskbalance.training.rundir import RunDir
 
 
+#: Torch threads of a study's runs when neither its base preset nor its ``set`` fixes them.
+STUDY_THREADS = 1
+
+
 class MethodEntry(BaseModel):
     """One MTL method of a study."""
 
@@ -164,8 +168,8 @@ def _arms(spec: StudySpec, raw: dict[str, Any]) -> list[tuple[str, str, dict[str
 def plan(spec: StudySpec) -> list[PlannedRun]:
     """Every run of the study (validated here): all single-task runs first, then the others, seed by seed.
 
-    Threads are left to the executor (``threads: null``): a run's thread budget depends on how many run at once,
-    and is not part of what it computes.
+    Every run gets the same fixed torch thread count (the base preset's or ``set``'s ``threads``, else
+    :data:`STUDY_THREADS`): the count changes the numbers on CPU, so ``--jobs`` must change only the wall time.
     """
     base = add_plugins(apply_settings(load_raw(spec.base), spec.set), spec.plugins)  # every run imports them
     singles: list[PlannedRun] = []
@@ -177,7 +181,8 @@ def plan(spec: StudySpec) -> list[PlannedRun]:
         for seed in spec.seeds:
             stl_needs = tuple(run_name(stl_arm(variant, t), seed) for t in raw.get("tasks") or []) if needs_stl else ()
             for arm, kind, config in _arms(spec, raw):
-                config = deep_merge(config, {"name": run_name(f"{prefix}{arm}", seed), "seed": seed, "threads": None})
+                config = deep_merge(config, {"name": run_name(f"{prefix}{arm}", seed), "seed": seed,
+                                             "threads": config.get("threads") or STUDY_THREADS})
                 validate_config(config)
                 run = PlannedRun(f"{prefix}{arm}", seed, variant, kind, config, () if kind == "stl" else stl_needs)
                 (singles if kind == "stl" else others).append(run)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from taskbalance.conventions import TASK_NAMES
 from taskbalance.data.base import DataError, DatasetInfo, MultiTaskDataset, check_tasks
@@ -37,7 +37,8 @@ class SyntheticOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_scenes: int | None = Field(None, ge=1, description="scenes in this split (default: DEFAULT_SCENES)")
+    num_scenes: int | dict[str, int] | None = Field(
+        None, description="scenes in this split, or per split ({train: 96, test: 32}; default: DEFAULT_SCENES)")
     views_per_scene: int = Field(16, ge=1)
     resolution: tuple[int, int] = (64, 80)
     seed: int = 0
@@ -46,6 +47,24 @@ class SyntheticOptions(BaseModel):
     scene_subset: int | float | list[str] | None = None
     hfov_degrees: float = Field(65.0, gt=10.0, lt=150.0)
     max_objects: int = Field(7, ge=3)
+
+    @field_validator("num_scenes")
+    @classmethod
+    def _positive_counts(cls, value: int | dict[str, int] | None) -> int | dict[str, int] | None:
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(DEFAULT_SCENES))
+            if unknown:
+                raise ValueError(f"unknown split(s) {', '.join(unknown)} (splits: {', '.join(DEFAULT_SCENES)})")
+        counts = list(value.values()) if isinstance(value, dict) else [] if value is None else [value]
+        if any(count < 1 for count in counts):
+            raise ValueError(f"every split needs at least one scene, got {value}")
+        return value
+
+    def scenes_in(self, split: str) -> int:
+        """The number of scenes of ``split``."""
+        if isinstance(self.num_scenes, dict):
+            return self.num_scenes.get(split, DEFAULT_SCENES[split])
+        return self.num_scenes or DEFAULT_SCENES[split]
 
 
 @dataclass(frozen=True)
@@ -99,7 +118,7 @@ def _options(split: str, options: dict[str, Any]) -> SyntheticOptions:
 
 def _select(split: str, tasks: tuple[str, ...], opts: SyntheticOptions) -> tuple[list[int], DatasetInfo]:
     """The rows of the split a dataset keeps (scene subset, scans per scene) and its description; no rendering."""
-    scenes, views = split_layout(split, opts.num_scenes or DEFAULT_SCENES[split], opts.views_per_scene)
+    scenes, views = split_layout(split, opts.scenes_in(split), opts.views_per_scene)
     kept_scenes = select_scenes(dict.fromkeys(scenes), opts.scene_subset, opts.seed)
     indices: list[int] = []
     for scene in kept_scenes:
@@ -150,7 +169,7 @@ class SyntheticDataset(MultiTaskDataset):
         rendered = render_split(
             opts.seed,
             split,
-            opts.num_scenes or DEFAULT_SCENES[split],
+            opts.scenes_in(split),
             opts.views_per_scene,
             tuple(opts.resolution),
             opts.hfov_degrees,

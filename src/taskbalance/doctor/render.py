@@ -114,7 +114,7 @@ def diagnosis_markdown(d: Diagnosis, run: Path, steps: int | None, descriptions:
                        figure: str | None = None) -> str:
     """``doctor.md`` of one run."""
     lines = summary_lines(d, run, steps, descriptions)
-    parts = [f"# taskbalance doctor: {run.name}", "", lines[0], "", f"**{lines[1]}**", "", *lines[2:4], "",
+    parts = [f"# taskbalance doctor: {run.name}", "", lines[0], "", f"**{lines[1]}**", "", lines[2], "", lines[3], "",
              "## Norm imbalance and tasks at risk", "", _md_table(TASK_HEADER, task_rows(d)), "", lines[4], "",
              lines[6], "", "## Conflict", "", _md_table(PAIR_HEADER, pair_rows(d)), "", lines[5], ""]
     if figure:

@@ -126,7 +126,7 @@ def study_outcome(study: Path, method: str) -> tuple[dict[int, Outcome], list[st
         if not stl:
             return {}, [f"{study}: no single-task runs, so no measured outcome to compare with"]
         base = baseline_arm(stl)
-        table = results_table(arms, base, include_baseline=False, reference=None)
+        table = results_table(arms, base, include_baseline=False, reference=None, baseline_mode="per-seed")
     except ResultsError as error:
         return {}, [f"{study}: the study's results cannot be read ({error}), so no measured outcome to compare with"]
     methods = {arm.name: next(iter(arm.runs.values())).method for arm in arms}

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from taskbalance.conventions import TASK_NAMES
 from taskbalance.data import DataError, build_dataset
+from taskbalance.data.synthetic.dataset import DEFAULT_SCENES
 from taskbalance.data.synthetic.render import OCCLUSION_JUMP
 from taskbalance.data.synthetic.scenes import CLASSES, OBJECT_CLASSES, PARTS
 
@@ -108,6 +109,19 @@ def test_deterministic_and_seeded():
         for key in ("image", "semseg", "depth"):
             assert torch.equal(a[i][key], b[i][key])
     assert not torch.equal(a[0]["image"], c[0]["image"])
+
+
+def test_scene_counts_per_split():
+    counts = {"train": 3, "test": 2}  # val keeps its default
+    sizes = {s: len(build_dataset("synthetic", s, num_scenes=counts, views_per_scene=2, resolution=(16, 20)))
+             for s in ("train", "val", "test")}
+    assert sizes == {"train": 6, "val": 2 * DEFAULT_SCENES["val"], "test": 4}
+    one = build_dataset("synthetic", "test", num_scenes=2, views_per_scene=2, resolution=(16, 20))
+    assert torch.equal(one[3]["image"], build_dataset("synthetic", "test", num_scenes=counts, views_per_scene=2,
+                                                      resolution=(16, 20))[3]["image"])
+    for bad, message in (({"tran": 3}, "unknown split"), ({"train": 0}, "at least one scene"), (0, "at least one scene")):
+        with pytest.raises(DataError, match=message):
+            build_dataset("synthetic", "train", num_scenes=bad, views_per_scene=2, resolution=(16, 20))
 
 
 def test_splits_are_disjoint():

@@ -156,6 +156,9 @@ def study_lines(check: StudyCheck, steps: int | None) -> list[str]:
         f"precision {_p(check.precision)}; recall {_p(check.recall)}.",
         f"Recommended arm beats uniform (Δm, per seed): {_p(check.beats_uniform)}; "
         f"is the best arm: {_p(check.best)}; best arm(s) measured: {', '.join(sorted(best)) or 'n/a'}.",
+        "Recommendation (on all steps) stable from step " + ", ".join(
+            f"{c.stable_from} of {c.last_step} (seed {c.seed}, {c.diagnosis.recommendation.method})" for c in check.seeds)
+        + ": from there on, --steps N gives the same method.",
         "Intervals: 95% Wilson score; (seed, task) decisions of one seed are not independent, so that interval is "
         "optimistic.",
         *check.notes,

@@ -1,5 +1,6 @@
 """Methods of one's own (issue 18, item 4): a module outside the package registers a method with the public API, and
-``--plugin`` / ``plugins:`` / the entry-point group make it work in ``create``, ``train``, a study and the toy.
+``--plugin`` / ``plugins:`` / the entry-point group make it work in ``create``, ``train``, a study, the toy and a
+protocol benchmark.
 
 docs/plugins.md's code is what these tests run: its first Python block is the plugin module, its second the loop.
 """
@@ -176,3 +177,11 @@ def test_entry_points_of_installed_packages_are_loaded_on_first_lookup(plugin_di
     monkeypatch.setattr(registry, "_loaded", False)
     with pytest.raises(PluginError, match=r"entry point broken = ep_missing of ep-demo .*ModuleNotFoundError"):
         available()
+
+
+def test_a_protocol_benchmark_runs_a_plugin_method(plugin_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "protocol"
+    result = CliRunner().invoke(app, ["protocol", "run", "multimnist", "--cpu", "--plugin", "my_methods",
+                                      "-m", "half-weights", "--no-stl", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "half-weights" / "results.json").read_text())["method"] == "half-weights"

@@ -60,11 +60,13 @@ def run_command(
     single_task: Annotated[Optional[bool], typer.Option("--stl/--no-stl", help="train single-task baselines (default: when the benchmark has no hard-coded one)")] = None,
     seed: int = 0,
     device: str = "cpu",
+    plugins: Annotated[Optional[list[str]], typer.Option("--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable")] = None,
 ) -> None:
     """Train each method on the benchmark and print the papers' table, with Δm% in the AvgNorm paper's convention
     (higher is better) and the method papers' reported Δm converted to it."""
     from taskbalance.balancers import BalancerError
     from taskbalance.balancers.driver import TrainingDiverged
+    from taskbalance.plugins import import_plugins
     from taskbalance.data import DataError
     from taskbalance.protocols.presets import protocol_preset
     from taskbalance.protocols.report import report_markdown
@@ -73,6 +75,7 @@ def run_command(
     from taskbalance.training.config import ConfigError, parse_override
 
     try:
+        import_plugins(plugins or [])  # PluginError is a ValueError: one line below
         options: dict[str, dict[str, Any]] = {}
         for text in option or []:
             path, value = parse_override(text)

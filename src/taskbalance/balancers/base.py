@@ -19,6 +19,10 @@ State: everything a method carries between steps is in ``state_dict()`` (buffers
 resumed run continues exactly. Methods that draw random numbers derive from :class:`RandomizedBalancer`, which
 owns a seeded generator and saves its state. ``supported_sources`` lists the gradient sources a method accepts
 (checked at construction and at every ``backward``).
+
+Lifetime: on the ``last_layer`` source a balancer puts a forward hook on the user's last shared layer (the engine's
+``LayerCapture``). :meth:`Balancer.close`, a ``with`` block and garbage collection (a ``weakref.finalize`` that holds
+the capture, never the balancer) remove it.
 """
 
 from __future__ import annotations

@@ -22,13 +22,14 @@ relative size).
 Deviation (factored form): the quadratic forms are evaluated as ``xᵀAx = ‖Fᵀx‖²`` with ``F Fᵀ`` the nearest positive
 semi-definite matrix to ``A`` (eigenvalues clamped at 0, :func:`~taskbalance.balancers.solvers.psd_factor`). The
 float64 Gramian of a float32 J is often slightly indefinite; the official ``√(xᵀAx + ε)`` then evaluates to NaN at
-some SLSQP iterates (9–40 per solve were seen) and the solver wanders. Pareto-stationary gradients: when ``‖g_w*‖ ≤
-1e-3`` on the unit-trace scale (about three times the rounding of ``‖g_w‖`` in a Gramian summed from float32
-products, ``√eps_32``; e.g. a task with a zero gradient, which ``w*`` then selects), ``λ = 0`` and ``d = K g_0 /
-rescale``. Below that threshold the official ``λ g_w*`` (norm ``√φ``) points along ``g_w*/‖g_w*‖``, which rounding
-decides, with weights up to 1e8 (the official threshold is ``‖g_w*‖ = 0``); TorchJD returns d = 0 in that case.
-With this threshold the same J in float32 and in float64 gives the same ``min_i g_iᵀd`` (tested). An all-zero Gramian (every gradient zero) returns the ``c = 0`` weights
-scaled by the rescale factor (``d = 0`` either way). c → ∞ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a
+some SLSQP iterates (9–40 per solve were seen, issue 18) and the solver wanders. Pareto-stationary gradients: when
+``‖g_w*‖ ≤ 1e-6`` on the unit-trace scale (the objective's resolution ``√ε``; e.g. a task with a zero gradient,
+which ``w*`` then selects) or ``‖g_w*‖ ≤ 1e-3 Σ_i w*_i ‖g_i‖`` (a cancellation beyond the rounding of a Gramian summed
+from float32 products, about ``√eps_32`` = 3e-4), ``λ = 0`` and ``d = K g_0 / rescale``. There the official
+``λ g_w*`` (norm ``√φ``) points along ``g_w*/‖g_w*‖``, which rounding decides, with weights up to 1e8 (the official
+test is ``‖g_w*‖ = 0``, with its absolute 1e-8); TorchJD returns d = 0 in that case. With
+these thresholds the same J in float32 and in float64 gives the same ``min_i g_iᵀd`` (tested). An all-zero Gramian
+(every gradient zero) returns the ``c = 0`` weights scaled by the rescale factor (``d = 0`` either way). c → ∞ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a
 stationary point of the average loss. Stateless, deterministic.
 """
 
@@ -49,8 +50,11 @@ Rescale = Literal[0, 1, 2]
 #: Safeguard added under square roots and to denominators (the official code's 1e-8 on the raw Gramian), relative
 #: to the unit-trace Gramian.
 EPS = 1e-12
-#: ``‖g_w*‖`` (on the unit-trace Gramian) below which the gradients count as Pareto-stationary.
-PARETO_STATIONARY = 1e-3
+#: ``‖g_w*‖`` (on the unit-trace Gramian) below which the gradients count as Pareto-stationary (the objective's
+#: resolution, ``√ε``)...
+PARETO_STATIONARY = 1e-6
+#: ... or below this fraction of ``Σ_i w*_i ‖g_i‖`` (a cancellation beyond the rounding of a float32 Gramian).
+CANCELLATION = 1e-3
 
 
 class CAGradOptions(BaseModel):
@@ -94,9 +98,10 @@ def conflict_averse_weights(
 
     w = minimize_on_simplex(objective, gradient, k)
     gw_norm = float(np.linalg.norm(factor.T @ w))
-    # ‖g_w*‖ ≈ 0 (Pareto-stationary up to float32 precision): λ g_w* vanishes, and λ w* would only carry huge
-    # weights whose float32 combination is rounding noise
-    lam = sqrt_phi / (gw_norm + EPS) if gw_norm > PARETO_STATIONARY else 0.0
+    # ‖g_w*‖ ≈ 0 (Pareto-stationary up to the objective's or float32's resolution): λ g_w* vanishes, and λ w* would
+    # only carry huge weights whose float32 combination is rounding noise
+    stationary = gw_norm <= max(PARETO_STATIONARY, CANCELLATION * float(w @ np.sqrt(np.maximum(a.diagonal(), 0.0))))
+    lam = 0.0 if stationary else sqrt_phi / (gw_norm + EPS)
     return torch.from_numpy(k * (b + lam * w) / divisor)
 
 

@@ -26,7 +26,8 @@ gradients vanishes (Σ λ_i g_i = 0 gives Σ λ_i (G w)_i = 0, so the (G w)_i ca
 Newton on f from ``w_i = G_ii^{−α/(α+1)}`` (the root for orthogonal gradients), the Newton system scaled by
 ``diag(w)`` and equilibrated; a step goes at most 90% of the way to ``w = 0`` and is halved until f decreases
 (Armijo, with the change of f summed from per-task differences) or the residual halves (f alone cannot resolve
-tasks whose terms are decades smaller). The start and the steps are scale-equivariant, so G is not normalised.
+tasks whose terms are decades smaller). The start and the steps are scale-equivariant, so G is not normalised
+(:func:`~taskbalance.balancers.solvers.fairness_newton`, shared with Nash-MTL, whose equation is the case α = 1).
 Stop: the relative residual ``max_i |(G w)_i · w_i^{1/α} − 1|`` is ≤ 1e-10, or (when ``(G w)_i`` cancels strongly,
 e.g. α < 1 with norms over several decades) every task's residual is within the rounding of ``(G w)_i``,
 ``K · eps · Σ_j |G_ij w_j| · w_i^{1/α}``, and ≤ 1e-6. Otherwise (no positive solution, e.g. exactly opposite

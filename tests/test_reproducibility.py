@@ -67,6 +67,11 @@ def test_a_run_states_its_actual_thread_count(tmp_path: Path):
     assert stored["threads"] == before and result is not None
     assert result.meta["threads"] == before and result.meta["torch"] == torch.__version__
     assert result.meta["config_sha256"] == config_hash(validate_config({**raw, "threads": before}))
+    # a run stored before runs stated their count (threads: null) still resumes
+    config_file = tmp_path / "run" / "config.yaml"
+    config_file.write_text(config_file.read_text().replace(f"threads: {before}\n", "threads: null\n"))
+    assert yaml.safe_load(config_file.read_text())["threads"] is None
+    assert train(validate_config(raw), tmp_path / "run", resume=True, show_progress=False).metrics == result.metrics
 
 
 @pytest.mark.slow

@@ -135,6 +135,8 @@ class Trainer:
             if not resume:
                 raise RunExistsError(f"{run.root} already holds a run: pass --resume to continue it, or choose another output")
             stored = load_config(run.config)
+            if stored.threads is None:  # stored before runs stated their count: torch's default then, as now
+                stored = stored.model_copy(update={"threads": self.config.threads})
             differences = config_differences(stored, self.config)
             if differences:
                 raise ConfigError(f"cannot resume {run.root}: the config differs in {', '.join(differences)}")

@@ -66,7 +66,12 @@ class Verdict:
 
     def text(self) -> str:
         """``claim: **status at n seeds**. evidence``."""
-        return f"{self.claim}: **{self.status} at {self.n} seed{'s' if self.n != 1 else ''}**. {self.evidence}"
+        return f"{self.claim}: **{self.status} at {_seeds(self.n)}**. {self.evidence}"
+
+
+def _seeds(n: int) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} seed{'s' if n != 1 else ''}"
 
 
 def _mean_ci(row: Row) -> str:
@@ -137,7 +142,7 @@ def avgnorm_near_grid(table: ResultsTable, avgnorm: str = "avgnorm", grid: str =
     try:
         paired = paired_difference(row.seed_delta_m, grid_row.seed_delta_m, EQUIVALENCE_CONFIDENCE)
         n = paired.n
-        paired_text = f"; paired difference over {paired.n} common seeds {format_delta(paired.mean)}, 90% interval {format_interval(paired)}"
+        paired_text = f"; paired difference over {_seeds(paired.n)} in common {format_delta(paired.mean)}, 90% interval {format_interval(paired)}"
     except ResultsError:
         paired = None
         paired_text = "; no common seed for a paired difference"
@@ -178,7 +183,7 @@ def best_arm(table: ResultsTable, margin: float = DEFAULT_MARGIN) -> Verdict | N
         return Verdict(claim, "inconclusive", min(best.n, runner_up.n),
                        f"{best.name} {_mean_ci(best)}, {runner_up.name} {_mean_ci(runner_up)}; they share no seed to pair.")
     evidence = (f"{best.name} {_mean_ci(best)}, {runner_up.name} {_mean_ci(runner_up)}; paired difference over "
-                f"{paired.n} seeds {format_delta(paired.mean)} {format_interval(paired)}.")
+                f"{_seeds(paired.n)} {format_delta(paired.mean)} {format_interval(paired)}.")
     details: dict[str, Any] = {"best": best.name, "runner_up": runner_up.name, "paired": _summary(paired)}
     if paired.n < 2:
         return Verdict(claim, "inconclusive", paired.n, f"{evidence} No interval: {ONE_SEED}.", details)
@@ -215,7 +220,7 @@ def norm_explains_drop(analysis: NormAngle | None) -> Verdict | None:
     parts += [f"ρ(M_i, {label}) {_rho(analysis.angles[key])}, |ρ_norm| − |ρ| {_rho(analysis.differences[key])}"
               for key, label in ANGLE_MEASURES.items()]
     evidence = (f"Spearman over {analysis.points} (arm, seed, task) points of {analysis.arms} arms; 95% bootstrap "
-                f"intervals over {analysis.resamples} resamples of the {analysis.n} seeds "
+                f"intervals over {analysis.resamples} resamples of {_seeds(analysis.n)} "
                 f"({analysis.distinct} distinct): {'; '.join(parts)}.")
     details = analysis.as_dict()
     if analysis.n < 2:

@@ -180,6 +180,13 @@ def test_d_inconclusive_when_underpowered():
     analysis = norm_angle(_points(2, lambda share, i, s: 10 * share + 10 * _scrambled(i, s), _scrambled))
     verdict = norm_explains_drop(analysis)
     assert verdict.status == "inconclusive" and analysis.distinct == 3
+    # what would decide it: n (h / |D|)^2 seeds for each angle measure, stated
+    d = analysis.differences["cos_others"]
+    import math
+
+    expected = max(3, math.ceil(2 * ((d.high - d.low) / 2 / abs(d.estimate)) ** 2))
+    assert verdict.details["seeds_to_decide"]["mean cosine to the other tasks"] == expected
+    assert f"vs the mean cosine to the other tasks: about {expected} seeds" in verdict.evidence
     one = norm_explains_drop(norm_angle(_points(1, lambda share, i, s: share, _scrambled)))
     assert one.status == "inconclusive" and "one seed cannot separate the arms" in one.evidence
     assert norm_explains_drop(None) is None and norm_angle([]) is None

@@ -24,6 +24,7 @@ observed sd, would decide it. With one seed everything is inconclusive: one seed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -235,8 +236,22 @@ def norm_explains_drop(analysis: NormAngle | None) -> Verdict | None:
     if -NEGLIGIBLE_RHO < analysis.norm.low and analysis.norm.high < NEGLIGIBLE_RHO:
         return Verdict(claim, "not supported", analysis.n, f"The norm share's correlation with the drop is negligible: its "
                        f"interval lies inside ±{NEGLIGIBLE_RHO:g}. {evidence}", details)
-    return Verdict(claim, "inconclusive", analysis.n, f"The intervals of the differences include 0. {evidence} More "
-                   f"seeds narrow the bootstrap intervals (their width shrinks about as 1/√seeds).", details)
+    needed = {label: _seeds_to_exclude_zero(analysis.differences[key], analysis.n) for key, label in ANGLE_MEASURES.items()}
+    details["seeds_to_decide"] = dict(needed)
+    decide = "; ".join(f"vs the {label}: {'about ' + str(n) + ' seeds' if n is not None else 'no number of seeds (the difference is 0)'}"
+                       for label, n in needed.items())
+    return Verdict(claim, "inconclusive", analysis.n, f"The intervals of the differences include 0. {evidence} To decide "
+                   f"(if the differences stay as estimated; approximation: bootstrap intervals narrow as 1/√seeds): "
+                   f"{decide}.", details)
+
+
+def _seeds_to_exclude_zero(difference: Any, n: int) -> int | None:
+    """The seeds at which an interval of half-width ``h`` (now, at ``n`` seeds) around the estimate ``D`` would
+    exclude 0, with the width shrinking as 1/√seeds: ``⌈n · (h / |D|)²⌉`` (None for D = 0)."""
+    half = (difference.high - difference.low) / 2
+    if difference.estimate == 0:
+        return None
+    return max(n + 1, math.ceil(n * (half / abs(difference.estimate)) ** 2))
 
 
 def judge_claims(table: ResultsTable, uniform: str = "uniform", avgnorm: str = "avgnorm", grid: str = "grid search",

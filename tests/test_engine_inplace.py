@@ -117,7 +117,9 @@ def test_avgnorm_grad_norms_equal_autograds_after_an_in_place_op(
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_the_same_model_without_the_in_place_op_keeps_the_fast_path(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_same_model_without_the_in_place_op_keeps_the_fast_path(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(0)
     model = MultiTask(conv_then(nn.ReLU(inplace=False)), 16).to(dtype)
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=dtype)

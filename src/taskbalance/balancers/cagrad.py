@@ -29,8 +29,8 @@ from float32 products, about ``√eps_32`` = 3e-4), ``λ = 0`` and ``d = K g_0 /
 ``λ g_w*`` (norm ``√φ``) points along ``g_w*/‖g_w*‖``, which rounding decides, with weights up to 1e8 (the official
 test is ``‖g_w*‖ = 0``, with its absolute 1e-8); TorchJD returns d = 0 in that case. With
 these thresholds the same J in float32 and in float64 gives the same ``min_i g_iᵀd`` (tested). An all-zero Gramian
-(every gradient zero) returns the ``c = 0`` weights scaled by the rescale factor (``d = 0`` either way). c → ∞ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a
-stationary point of the average loss. Stateless, deterministic.
+(every gradient zero) returns the ``c = 0`` weights scaled by the rescale factor (``d = 0`` either way). c → ∞
+tends to MGDA's direction; ``0 ≤ c < 1`` converges to a stationary point of the average loss. Stateless, deterministic.
 """
 
 from __future__ import annotations

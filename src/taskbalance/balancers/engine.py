@@ -33,9 +33,10 @@ Cost (what keeps the ``params`` source at the floor of K backward passes):
   and the K output gradients (:func:`layer_gramian`, the autogram identity), and no weight gradient is formed K
   times. The capture (:class:`LayerCapture`) is used only when exact: its input and output unmodified since the
   forward (version counters; after ``ReLU(inplace=True)`` or ``out += residual`` the step takes the per-task
-  weight gradients), and it is kept only until its step. When the features are passed to ``backward``, the same calls also take each task's gradient on them and
-  the encoder gets one backward of their combination ``dz = Σ_i w_i ∂L_i/∂z`` (no head is traversed twice);
-  without features (or when a head reads a shared tensor around them), one reweighted backward of ``Σ_i w_i L_i``.
+  weight gradients), and it is kept only until its step. When the features are passed to ``backward``, the same
+  calls also take each task's gradient on them and the encoder gets one backward of their combination
+  ``dz = Σ_i w_i ∂L_i/∂z`` (no head is traversed twice); without features (or when a head reads a shared tensor
+  around them), one reweighted backward of ``Σ_i w_i L_i``.
 * Each task's head gradient comes from that task's own ``autograd.grad`` call (the heads' ``Σ_i h_i ∇L_i`` is
   summed from those pieces, no extra backward), and the last call frees the graph unless the encoder still needs it.
 * ``is_grads_batched`` (a balancer option, off by default) takes the K gradients in one ``autograd.grad`` call

@@ -6,19 +6,20 @@ Rule: the Nash bargaining solution ``Δθ = argmax_{‖Δθ‖ ≤ ε} Σ_i log(
 ``α_i = 1/‖g_i‖``; scaling one task's loss by ``s`` divides its ``α_i`` by ``s`` and leaves ``d`` unchanged; at the
 solution ``‖d‖² = K``.
 
-Deviation (solver). The official code runs the concave-convex procedure (paper §3.2: a cvxpy/ECOS convex
-sub-problem per iteration, at most ``optim_niter`` = 20 of them, stopping at ``‖Ĝα − 1/α‖ < 1e-3``). It stops short
-of the solution or fails outright when the gradient norms differ by decades: with 5–6 tasks whose norms span 1e6 it
-returned non-solutions (bargaining residual up to 1.5e3, ``‖d‖`` 39–61 instead of √K), and more iterations did not
-help (issue 18); a start with ``(G α)_i < 0`` makes its first sub-problem unbounded (the step then reuses the previous α). Here
-the same equations are solved directly: they are the stationarity conditions of the strictly convex potential
+Deviation (solver). The official code runs the concave-convex procedure (paper §3.2: a cvxpy/ECOS convex sub-problem
+per iteration, at most ``optim_niter`` = 20 of them, stopping at ``‖Ĝα − 1/α‖ < 1e-3``). It stops short of the
+solution or fails outright when the gradient norms differ by decades: with 5–6 tasks whose norms span 1e6 it
+returned non-solutions (issue 18: bargaining residual up to 1.5e3, ``‖d‖`` 39–61 instead of √K; more iterations did
+not help; here, on 10 random problems for each of K = 5, 6, 8: no solution at all or residuals up to 6.5, ``‖d‖`` up
+to 217); a start with ``(G α)_i < 0`` makes its first sub-problem unbounded (the step then reuses the previous α).
+Here the same equations are solved directly: they are the stationarity conditions of the strictly convex potential
 ``f(α) = ½ αᵀGα − Σ_i log α_i`` (FairGrad's potential at α = 1), minimised by damped Newton in relative (log-space)
 coordinates with an Armijo line search, on ``Ĝ = G / ‖G‖_F`` (normalised; the steps are equilibrated by the
-diagonal, so the per-task scales do not matter) — :func:`~taskbalance.balancers.solvers.fairness_newton`. It
-starts from the previous step's ``α̂`` (the warm start) and, if that does not converge, from the orthogonal root
-``α̂_i = Ĝ_ii^{−1/2}``; ``optim_niter`` (default 20) caps the Newton steps of each start (4–5 are typical, at most
-9 over 1200 random problems with K = 3…8 and norm spans of 1e6). A solution is accepted when the scale-free
-residual ``max_i |α_i g_iᵀd / mean_j(α_j g_jᵀd) − 1|`` is ≤ 1e-6. A solution exists unless a non-negative, non-zero
+diagonal, so the per-task scales do not matter) — :func:`~taskbalance.balancers.solvers.fairness_newton`. It starts
+from the previous step's ``α̂`` (the warm start) and, if that does not converge, from the orthogonal root ``α̂_i =
+Ĝ_ii^{−1/2}``; ``optim_niter`` (default 20) caps the Newton steps of each start (4–5 are typical, at most 9 over
+1200 random problems with K = 3…8 and norm spans of 1e6). A solution is accepted when the scale-free residual
+``max_i |α_i g_iᵀd / mean_j(α_j g_jᵀd) − 1|`` is ≤ 1e-6. A solution exists unless a non-negative, non-zero
 combination of the gradients vanishes (Pareto-stationary gradients, e.g. two opposite ones, or a task with a zero
 gradient); then, and whenever the residual test fails, the step reuses the previous α (ones at the first step; the
 official "skipping") and a ``RuntimeWarning`` with the residual is issued once per balancer. An all-zero Gramian
@@ -68,7 +69,9 @@ ZERO_GRADIENT = 1e-20
 
 class NashMTLOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    optim_niter: int = Field(20, ge=1, description="maximum Newton steps per start of a solve (official: 20 CCP iterations)")
+    optim_niter: int = Field(
+        20, ge=1, description="maximum Newton steps per start of a solve (official: 20 CCP iterations)"
+    )
     update_weights_every: int = Field(1, ge=1, description="recompute α every this many steps, reuse it in between")
     max_norm: float = Field(1.0, ge=0, description="clip ‖Jᵀw‖ of the shared update to this norm (0: no clipping)")
 

@@ -19,8 +19,9 @@ Scale ×K (``overwrite_grad``); heads keep their raw loss gradients (the officia
 ``.grad``): ``default_head_gradients="raw"``. ``g_m`` comes from the official MGDA solver without normalisation
 (:func:`taskbalance.balancers.solvers.min_norm_point`); ``cos θ`` uses ``torch.cosine_similarity``'s ``eps=1e-8``
 per norm, on the trace-normalised Gramian (cos θ does not depend on the scale). Degenerate inputs: ``g_m = 0``
-(Pareto-stationary gradients) gives ``cos θ = 0`` and a pure "push-away" linear objective; CAGrad's rule for
-``‖g_w*‖ ≈ 0`` (``λ = 0``, finite weights) applies; an all-zero Gramian returns the ``c = 0`` weights (``d = 0``).
+(Pareto-stationary gradients) gives ``cos θ = 0`` and a pure "push-away" linear objective; CAGrad's factored
+quadratic form (no NaN on a rounded, slightly indefinite Gramian) and its rule for ``‖g_w*‖ ≈ 0`` (``λ = 0``, finite
+weights) apply; an all-zero Gramian returns the ``c = 0`` weights (``d = 0``).
 The K = 2 Cityscapes script expands ``g_wᵀg_0`` and, by operator precedence, multiplies only part of it by ``(1.5 −
 cos θ)``; that looks like a bug and is not replicated. Stateless, deterministic.
 """

@@ -127,7 +127,7 @@ def test_the_issue_command_trains_half_weights_in_a_fresh_process(tmp_path: Path
     command = [str(Path(sys.executable).with_name("taskbalance")), "train", "quick", "--plugin", "my_methods",
                "--set", "method.name=half-weights", *(a for s in TINY for a in ("--set", s)), "--out",
                str(tmp_path / "run"), "--no-progress"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads((tmp_path / "run" / "results.json").read_text())["method"] == "half-weights"
 
@@ -138,7 +138,7 @@ def test_a_study_adds_plugin_arms_and_every_run_config_carries_the_plugin(plugin
     arms = {run.arm for run in runs}
     assert {"half-weights", "inverse-norm", "avgnorm", "uniform", "grid-1"} <= arms
     assert all(run.raw["plugins"] == ["my_methods"] for run in runs)  # workers in other processes import it
-    assert [r.seed for r in runs if r.arm == "half-weights"] == [0, 1, 2]
+    assert [r.seed for r in runs if r.arm == "half-weights"] == spec.seeds
     with pytest.raises(ConfigError, match="already has an arm named 'avgnorm'"):
         load_study("standard", methods=["avgnorm"])
 
@@ -150,7 +150,7 @@ def test_a_separate_worker_process_validates_a_planned_plugin_run(plugin_dir: Pa
             "print(validate_config(json.loads(sys.argv[1])).method.name)")
     env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
     done = subprocess.run([sys.executable, "-c", code, json.dumps(run.raw)], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=1200)  # a bound for a loaded machine, not a speed check
     assert done.returncode == 0 and done.stdout.strip() == "half-weights", done.stderr
 
 

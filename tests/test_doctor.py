@@ -265,6 +265,15 @@ def test_study_agreement(tmp_path: Path):
     assert "per (seed, task)" in (study / "doctor.md").read_text()
 
 
+def test_study_leaves_out_an_unfinished_seed(tmp_path: Path):
+    study = make_study(tmp_path / "study")
+    (study / "uniform" / "seed-1" / "results.json").unlink()
+    code, text = _cli(str(study), "--no-write", "--json")
+    report = json.loads(text)
+    assert code == 0 and [s["seed"] for s in report["seeds"]] == [0] and report["task_agreement"]["n"] == 4
+    assert any("seed 1:" in note and "has not finished" in note for note in report["notes"])
+
+
 def test_study_without_the_recommended_arm(tmp_path: Path):
     study = make_study(tmp_path / "study", seeds=(0,))
     for path in (study / "avgnorm").rglob("results.json"):

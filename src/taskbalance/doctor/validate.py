@@ -1,6 +1,6 @@
 """The doctor checked against a study (``<study>/[<variant>/]<arm>/seed-<n>``, see :mod:`taskbalance.training.study`).
 
-For each seed's uniform run the diagnosis is compared with what the study measured on the test split:
+For each seed's finished uniform run the diagnosis is compared with what the study measured on the test split:
 
 * **tasks at risk** against the tasks whose primary metric fell below the same seed's single-task runs (``M_i < 0``,
   Eq. 5): agreement over every (seed, task) decision, precision (at-risk tasks that fell below) and recall (tasks
@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 from taskbalance.doctor.rules import Diagnosis, diagnose, recommend
 from taskbalance.doctor.signals import DoctorError, Proportion, compute_signals, read_records, wilson
 from taskbalance.plots.diagnostics import DIAGNOSTICS_FILE
+from taskbalance.results.schema import RESULTS_FILENAME
 
 #: The study's arm of equal weights, whose runs the doctor diagnoses.
 UNIFORM_ARM = "uniform"
@@ -152,13 +153,16 @@ def study_outcome(study: Path, method: str) -> tuple[dict[int, Outcome], list[st
 def check_study(study: Path, runs: Sequence[tuple[int, Path]], steps: int | None = None) -> StudyCheck:
     """Diagnose each seed's uniform run (on its first ``steps`` steps when given) and compare with the study."""
     diagnosed = []
+    notes = [f"seed {seed}: {run} has not finished (no {RESULTS_FILENAME}), left out" for seed, run in runs
+             if not (run / RESULTS_FILENAME).is_file()]
     for seed, run in runs:
+        if not (run / RESULTS_FILENAME).is_file():
+            continue
         records = read_records(run)
         used = read_records(run, steps) if steps is not None else records
         diagnosed.append((seed, run, diagnose(compute_signals(used)), records))
     methods = {d.recommendation.method for _, _, d, _ in diagnosed}
     outcomes: dict[str, dict[int, Outcome]] = {}
-    notes: list[str] = []
     for method in sorted(methods):
         outcomes[method], found = study_outcome(study, method)
         notes += found

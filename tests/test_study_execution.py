@@ -194,7 +194,8 @@ def test_sbatch_parameters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert (backend.name, backend.capacity) == ("slurm", 4)
     slurm = backend.executor._executor  # type: ignore[attr-defined]
     text = _make_sbatch_string(command="CMD", folder=slurm.folder, map_count=10, **slurm.parameters)
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=6",
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --ntasks-per-node=2",
+                 "#SBATCH --cpus-per-task=3",  # one task per GPU, the job's 6 CPUs split between them
                  "#SBATCH --time=90", "#SBATCH --mem=32GB", "#SBATCH --array=0-9%4", "#SBATCH --job-name=taskbalance"):
         assert line in text, line
     assert str(tmp_path / "jobs") in text

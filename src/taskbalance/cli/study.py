@@ -53,6 +53,8 @@ def study_command(
     from taskbalance.training import ConfigError, RunDir, load_study, plan, run_study
     from taskbalance.training.executors import ClusterOptions, build_backend
     from taskbalance.training.schedule import StudyIncomplete
+    from taskbalance.training.staleness import plan_status
+    from taskbalance.training.study import expected_config
 
     if preset in available_protocols():
         raise _fail(f"{preset!r} is a method-paper benchmark with its own protocol: run "
@@ -62,8 +64,8 @@ def study_command(
         spec = load_study(preset, overrides or [], seeds, plugins or [], methods or [])
         if plan_only:
             for run in plan(spec):
-                status = "finished" if RunDir(target / run.name).is_finished() else "to do"
-                console.print(f"{run.name:36s} {run.raw['method']['name']:12s} {status}")
+                status = plan_status(RunDir(target / run.name), expected_config(run, spec, target))
+                console.print(f"{run.name:36s} {run.raw['method']['name']:12s} {status}", soft_wrap=True)
             return
         if report_only:
             run_study(spec, target, console=console, only=only, train=False)

@@ -15,7 +15,8 @@ Two paths, chosen from the method:
   averaged in one flat all-reduce.
 
 Everything else the optimizer steps (the balancer's own parameters, URL adaptors) is averaged in that flat
-all-reduce too, and with local BatchNorm rank 0's buffers are broadcast every step (DDP's ``broadcast_buffers``).
+all-reduce too, and with local BatchNorm rank 0's buffers are broadcast every step (DDP's ``broadcast_buffers``), in
+one flat broadcast of their bytes.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from __future__ import annotations
 from typing import Any, ContextManager, Iterable, Literal
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from taskbalance.balancers import Balancer
 from taskbalance.tasks.losses import shared_normaliser
 from taskbalance.training.config import ConfigError
-from taskbalance.training.distributed import DistInfo, ProcessGroupReducer, average_gradients
+from taskbalance.training.distributed import DistInfo, ProcessGroupReducer, average_gradients, broadcast_flat
 
 
 def uses_ddp(balancer: Balancer) -> bool:
@@ -123,8 +123,7 @@ class DataParallel:
             self.sync_buffers()
 
     def sync_buffers(self) -> None:
-        """Copy rank 0's buffers to every process (what DDP does before each forward with ``broadcast_buffers``)."""
-        with torch.no_grad():
-            for buffer in self.model.buffers():
-                dist.broadcast(buffer, src=0)
+        """Copy rank 0's buffers to every process (what DDP does before each forward with ``broadcast_buffers``), as
+        one flat broadcast of their bytes."""
+        broadcast_flat(list(self.model.buffers()), self.info)
 

@@ -145,15 +145,27 @@ def average_gradients(params: Iterable[Tensor], info: DistInfo) -> int:
     return sent
 
 
-def broadcast_state(module: nn.Module, info: DistInfo) -> None:
-    """Copy rank 0's parameters *and* buffers (BatchNorm statistics, counters) to every process."""
-    if info.enabled:
-        tensors: Sequence[Tensor] = [*module.parameters(), *module.buffers()]
-        device = communication_device(info)
+def broadcast_flat(tensors: Sequence[Tensor], info: DistInfo, src: int = 0) -> int:
+    """Copy rank ``src``'s values of ``tensors`` (any dtypes) to every process in **one** broadcast: their bytes go
+    as one flat uint8 tensor. Returns the bytes broadcast (0 in a single process or for no tensors)."""
+    if not info.enabled or not tensors:
+        return 0
+    device = communication_device(info)
+    flat = torch.cat([t.detach().reshape(-1).contiguous().view(torch.uint8).to(device) for t in tensors])
+    dist.broadcast(flat, src=src)
+    offset = 0
+    with torch.no_grad():
         for tensor in tensors:
-            buffer = tensor.data.to(device)
-            dist.broadcast(buffer, src=0)
-            tensor.data.copy_(buffer)
+            size = tensor.numel() * tensor.element_size()
+            chunk = flat[offset:offset + size].to(tensor.device).view(tensor.dtype).view(tensor.shape)
+            tensor.data.copy_(chunk)
+            offset += size
+    return flat.numel()
+
+
+def broadcast_state(module: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters *and* buffers (BatchNorm statistics, counters) to every process (one broadcast)."""
+    broadcast_flat([*module.parameters(), *module.buffers()], info)
 
 
 def gather_objects(value: Any, info: DistInfo) -> list[Any]:

@@ -29,6 +29,8 @@ from typing import Any, Protocol, Sequence
 
 from rich.console import Console
 
+from taskbalance.training.workers import guard_worker
+
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 
@@ -49,22 +51,37 @@ class RunOutcome:
     name: str
     seconds: float
     error: str | None = None
+    stopped: bool = False  # by a stop signal, after a checkpoint: the study starts no further run
 
 
-def execute_run(task: RunTask, console: Console | None = None, show_progress: bool = False) -> RunOutcome:
+def execute_run(task: RunTask, console: Console | None = None, show_progress: bool = False,
+                requeue_signals: Sequence[int] = ()) -> RunOutcome:
     """Train (or resume) one run (with its config's torch threads); never raises for a failed run. Its output
-    goes to ``console``, or (the default) appended to ``task.log``."""
+    goes to ``console``, or (the default) to ``task.log``, the log of an earlier attempt kept as ``<log>.1``.
+
+    A run stopped by one of its ``stop_signals`` (after checkpointing) ends with an outcome saying so; one stopped by
+    one of ``requeue_signals`` (which it then stops on too) raises :class:`~taskbalance.training.preemption.Preempted`
+    for the caller to requeue it (:class:`~taskbalance.training.cluster.StudyJob`)."""
     from taskbalance.training.config import validate_config
     from taskbalance.training.loop import train
+    from taskbalance.training.preemption import Preempted
+    from taskbalance.training.workers import rotate_log
 
     started = time.perf_counter()
     root = Path(task.root)
     Path(task.log).parent.mkdir(parents=True, exist_ok=True)
-    with open(task.log, "a") as handle:
+    rotate_log(Path(task.log))
+    with open(task.log, "w") as handle:
         console = console or Console(file=handle, width=120, force_terminal=False)
         try:
             train(validate_config(task.config), root, resume=(root / "config.yaml").is_file(), console=console,
-                  show_progress=show_progress)
+                  show_progress=show_progress, also_stop_on=requeue_signals)
+        except Preempted as stop:
+            handle.write(f"{stop}\n")
+            if stop.signum in requeue_signals:
+                raise
+            return RunOutcome(task.name, time.perf_counter() - started, f"{stop}; the next invocation resumes it",
+                              stopped=True)
         except Exception as error:  # reported by name by the scheduler; the next invocation retries the run
             handle.write(traceback.format_exc())
             reason = str(error).splitlines()[0] if str(error) else ""
@@ -123,7 +140,9 @@ class ProcessBackend:
 
     def __init__(self, jobs: int) -> None:
         self.capacity = jobs
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        # workers stop with the study, even a SIGKILLed one (taskbalance.training.workers)
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=guard_worker, initargs=(os.getpid(),))
 
     def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
         return [self.pool.submit(execute_run, task) for task in tasks]
@@ -146,8 +165,10 @@ class ClusterOptions:
 
     def parameters(self) -> dict[str, Any]:
         """submitit ``update_parameters`` keywords (generic names, ``slurm_`` for SLURM-only ones)."""
-        params: dict[str, Any] = {"name": "taskbalance", "timeout_min": self.time_min, "cpus_per_task": self.cpus_per_job,
-                                  "gpus_per_node": self.gpus_per_job, "slurm_array_parallelism": self.array_parallelism}
+        tasks = max(1, self.gpus_per_job)  # one process per GPU (taskbalance.training.cluster)
+        params: dict[str, Any] = {"name": "taskbalance", "timeout_min": self.time_min, "tasks_per_node": tasks,
+                                  "cpus_per_task": max(1, self.cpus_per_job // tasks), "gpus_per_node": self.gpus_per_job,
+                                  "slurm_array_parallelism": self.array_parallelism}
         if self.partition:
             params["slurm_partition"] = self.partition
         if self.mem_gb is not None:
@@ -181,9 +202,11 @@ class SubmititBackend:
             self.poll_seconds = 0.5
 
     def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
+        from taskbalance.training.cluster import FirstTask, StudyJob
+
         with self.executor.batch():
-            jobs = [self.executor.submit(execute_run, task) for task in tasks]
-        return jobs
+            jobs = [self.executor.submit(StudyJob(), task) for task in tasks]
+        return [FirstTask(job) for job in jobs]
 
     def close(self) -> None:
         return None

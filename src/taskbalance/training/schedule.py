@@ -104,6 +104,11 @@ def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Bac
                 else:
                     state.failed[run.name] = outcome.error
                     console.print(f"[bold red]FAILED[/bold red] {run.name}: {outcome.error} (log: {out / 'logs' / run.name}.log)")
+                if outcome.stopped:  # a preemption or stop signal: finish what runs, start nothing new
+                    for waiting in state.waiting:
+                        state.failed[waiting.name] = "not run: the study was stopped by a signal"
+                        bar.advance(counter)
+                    state.waiting.clear()
     return state
 
 

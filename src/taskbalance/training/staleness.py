@@ -61,3 +61,13 @@ def set_aside_if_stale(name: str, run_dir: RunDir, planned: RunConfig) -> StaleR
         target = run_dir.root.with_name(f"{run_dir.root.name}.stale-{digest}-{index}")
     run_dir.root.rename(target)
     return StaleRun(name, target, tuple(differences))
+
+
+def plan_status(run_dir: RunDir, planned: RunConfig) -> str:
+    """What running the study would do with this run: ``finished``, ``to do``, or, for a run trained under another
+    config, ``stale: will retrain (changed: <keys>)``."""
+    differences, _ = stale_differences(run_dir, planned)
+    if differences:
+        keys = ", ".join(differences[:6]) + (" ..." if len(differences) > 6 else "")
+        return f"stale: will retrain (changed: {keys})"
+    return "finished" if run_dir.is_finished() else "to do"

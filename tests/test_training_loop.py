@@ -192,7 +192,7 @@ def test_nan_loss_stops_with_task_and_step_and_keeps_checkpoint(stand_ins, tmp_p
         return loss
 
     stand_ins["loss"] = exploding
-    with pytest.raises(TrainingDiverged, match=r"task 'depth' is nan at step 5.*last checkpoint \(step 4\)"):
+    with pytest.raises(TrainingDiverged, match=r"task 'depth' is nan at step 5.*last checkpoint last-00000004 \(step 4\)"):
         run(config(), tmp_path / "r")
     last = find_checkpoint(tmp_path / "r" / "checkpoints", "last")
     assert last.step == 4 and load_state(last)["loop"]["step"] == 4
@@ -216,7 +216,7 @@ def test_famo_divergence_after_the_update_is_the_same_one_line_stop(stand_ins, t
     message = str(caught.value)
     assert "\n" not in message
     assert re.fullmatch(r"training stopped: the loss of task 'depth' after the update of step 5 is nan \(the method's "
-                        r"post_step\); the update was applied; the last checkpoint \(step 4\) in .* is intact", message)
+                        r"post_step\); the update was applied; the last checkpoint last-00000004 \(step 4\) in .* is intact", message)
 
 
 def test_existing_run_needs_resume_and_config_must_match(stand_ins, tmp_path: Path):

@@ -7,9 +7,9 @@ differs from their image, each with the file's name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from taskbalance.data.base import DataError
 from taskbalance.data.folder import FolderReader
@@ -19,7 +19,11 @@ from taskbalance.data.replica import ReplicaReader
 
 __all__ = ["CHECKABLE", "CheckReport", "Problem", "check_dataset"]
 
-CHECKABLE: dict[str, Callable[[Path], FolderReader]] = {"nyud": NYUDReader, "pascal": PascalReader, "replica": ReplicaReader}
+CHECKABLE: dict[str, Callable[[Path], FolderReader]] = {
+    "nyud": NYUDReader,
+    "pascal": PascalReader,
+    "replica": ReplicaReader,
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,9 @@ def _check_sample(reader: FolderReader, sample_id: str, report: CheckReport) -> 
     for key, shape in shapes.items():
         if image_shape is not None and shape != image_shape:
             path = reader.paths(sample_id, key)[0]
-            report.problems.append(Problem(str(path), f"{key} is {shape[0]}×{shape[1]} but the image is {image_shape[0]}×{image_shape[1]}"))
+            report.problems.append(
+                Problem(str(path), f"{key} is {shape[0]}×{shape[1]} but the image is {image_shape[0]}×{image_shape[1]}")
+            )
 
 
 def check_dataset(

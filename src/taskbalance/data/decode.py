@@ -25,7 +25,9 @@ def _plane(array: np.ndarray, path: Path, what: str) -> np.ndarray:
     return array
 
 
-def decode_labels(array: np.ndarray, path: Path, num_classes: int, offset: int = 0, ignore: tuple[int, ...] = ()) -> Tensor:
+def decode_labels(
+    array: np.ndarray, path: Path, num_classes: int, offset: int = 0, ignore: tuple[int, ...] = ()
+) -> Tensor:
     """Class map → long H×W: stored values in ``ignore`` become IGNORE_INDEX, the others are shifted by
     ``-offset`` and must land in [0, num_classes)."""
     labels = torch.from_numpy(_plane(array, path, "a label map").astype(np.int64))
@@ -51,7 +53,9 @@ def decode_depth(array: np.ndarray, path: Path, scale: float = 1.0, invalid: flo
     return torch.from_numpy(depth).float()[None]
 
 
-def decode_normals(array: np.ndarray, path: Path, from_uint8: bool, signs: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Tensor:
+def decode_normals(
+    array: np.ndarray, path: Path, from_uint8: bool, signs: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> Tensor:
     """Normal map H×W×3 (floats, or uint8 ``(n+1)·255/2``) → unit float 3×H×W; near-zero vectors are invalid (0)."""
     if array.ndim != 3 or array.shape[-1] != 3:
         raise DataError(f"{path}: normals must be H×W×3, got shape {array.shape}")

@@ -10,7 +10,9 @@ from taskbalance.data.base import DatasetInfo
 from taskbalance.data.synthetic.dataset import describe_synthetic
 
 
-def describe_dataset(name: str, split: str = "train", root: Path | str | None = None, **options: Any) -> tuple[DatasetInfo, int]:
+def describe_dataset(
+    name: str, split: str = "train", root: Path | str | None = None, **options: Any
+) -> tuple[DatasetInfo, int]:
     """``(info, number of items)`` of ``build_dataset(name, split, root=root, **options)``, computed cheaply."""
     if name == "synthetic" and root is None:
         return describe_synthetic(split, **options)

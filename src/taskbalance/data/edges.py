@@ -6,7 +6,7 @@ synthetic renderer's edges) and :func:`context_edges` (the PASCAL-Context edge l
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

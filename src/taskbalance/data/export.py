@@ -10,17 +10,18 @@ interrupted export is visibly incomplete.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from taskbalance.data.base import DataError
 from taskbalance.data.io import save_image, save_mat, save_npy, save_text
-from taskbalance.data.pascal import PERSON_CLASS
 from taskbalance.data.layouts import EXPORT_LAYOUTS
+from taskbalance.data.pascal import PERSON_CLASS
 from taskbalance.data.synthetic.dataset import SyntheticDataset, describe_synthetic
 from taskbalance.data.transforms import Sample
 
@@ -72,7 +73,9 @@ def _part_struct(sample: Sample) -> np.ndarray:
     part_array = np.zeros((1, len(present)), dtype=[("part_name", "O"), ("mask", "O")])
     for column, part in enumerate(present):
         part_array[0, column] = (_PART_NAMES[part], (parts == part).astype(np.uint8))
-    objects = np.zeros((1, 1 if present else 0), dtype=[("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")])
+    objects = np.zeros(
+        (1, 1 if present else 0), dtype=[("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")]
+    )
     if present:
         objects[0, 0] = ("person", np.array([[PERSON_CLASS]]), (parts > 0).astype(np.uint8), part_array)
     anno = np.zeros((1, 1), dtype=[("imname", "O"), ("objects", "O")])
@@ -84,15 +87,24 @@ def _write_pascal(root: Path, sample: Sample) -> None:
     name = sample["meta"]["id"]
     save_image(_rgb(sample), root / "JPEGImages" / f"{name}.jpg", quality=95)
     save_image(sample["semseg"].to(torch.uint8).numpy(), root / "semseg" / "VOC12" / f"{name}.png")
-    save_mat({"LabelMap": (sample["semseg"] + 1).to(torch.int32).numpy().astype(np.uint16)}, root / "pascal-context" / "trainval" / f"{name}.mat")
+    save_mat(
+        {"LabelMap": (sample["semseg"] + 1).to(torch.int32).numpy().astype(np.uint16)},
+        root / "pascal-context" / "trainval" / f"{name}.mat",
+    )
     save_mat({"anno": _part_struct(sample)}, root / "human_parts" / f"{name}.mat")
     save_image(_normals_png(sample), root / "normals_distill" / f"{name}.png")
     save_image(_uint8(sample["sal"][0]), root / "sal_distill" / f"{name}.png")
 
 
 _WRITERS: dict[str, tuple[Callable[[Path, Sample], None], dict[str, str]]] = {
-    "nyud": (lambda root, s: _write_nyud(root, s, png=False), {"train": "gt_sets/train.txt", "test": "gt_sets/val.txt"}),
-    "nyudv2": (lambda root, s: _write_nyud(root, s, png=True), {"train": "gt_sets/train.txt", "test": "gt_sets/val.txt"}),
+    "nyud": (
+        lambda root, s: _write_nyud(root, s, png=False),
+        {"train": "gt_sets/train.txt", "test": "gt_sets/val.txt"},
+    ),
+    "nyudv2": (
+        lambda root, s: _write_nyud(root, s, png=True),
+        {"train": "gt_sets/train.txt", "test": "gt_sets/val.txt"},
+    ),
     "pascal": (_write_pascal, {"train": "ImageSets/Context/train.txt", "test": "ImageSets/Context/val.txt"}),
 }
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 
@@ -99,12 +100,16 @@ class FolderDataset(MultiTaskDataset):
         self.split = split
         self.tasks = check_tasks(reader.name, tasks or reader.tasks, reader.tasks)
         self.ids = self.select(reader.ids(split))
-        missing = [str(p) for i in self.ids for key in ("image", *self.tasks) for p in reader.paths(i, key) if not p.is_file()]
+        missing = [
+            str(p) for i in self.ids for key in ("image", *self.tasks) for p in reader.paths(i, key) if not p.is_file()
+        ]
         if missing:
             shown = "\n  ".join(missing[:10]) + (f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else "")
             raise DataError(
-                f"{reader.name} {split!r}: {len(missing)} file(s) listed by {reader.split_path(split)} are missing:\n  {shown}\n"
-                f"Restore them, or run `taskbalance data check {reader.root} --dataset {reader.name}` for a full report."
+                f"{reader.name} {split!r}: {len(missing)} file(s) listed by {reader.split_path(split)} "
+                f"are missing:\n  {shown}\n"
+                f"Restore them, or run `taskbalance data check {reader.root} --dataset {reader.name}` "
+                "for a full report."
             )
         self.info = DatasetInfo(
             name=reader.name,

@@ -35,7 +35,9 @@ class LabelNoise(BaseModel):
     seed: int = 0
 
 
-def _flip_categories(labels: torch.Tensor, num_classes: int, noise: LabelNoise, generator: torch.Generator) -> torch.Tensor:
+def _flip_categories(
+    labels: torch.Tensor, num_classes: int, noise: LabelNoise, generator: torch.Generator
+) -> torch.Tensor:
     present = labels[labels != IGNORE_INDEX].unique()
     if num_classes < 2 or len(present) == 0:
         return labels

@@ -36,7 +36,13 @@ LAYOUTS: dict[str, dict[str, str]] = {
     "NYUD_MT": {"image": ".jpg", "semseg": ".png", "depth": ".npy", "normals": ".npy", "edge": ".npy"},
     "NYUDv2": {"image": ".png", "semseg": ".png", "depth": ".npy", "normals": ".png", "edge": ".png"},
 }
-FOLDERS: dict[str, str] = {"image": "images", "semseg": "segmentation", "depth": "depth", "normals": "normals", "edge": "edge"}
+FOLDERS: dict[str, str] = {
+    "image": "images",
+    "semseg": "segmentation",
+    "depth": "depth",
+    "normals": "normals",
+    "edge": "edge",
+}
 
 
 def detect_nyud_layout(root: Path) -> str:

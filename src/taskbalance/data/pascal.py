@@ -3,7 +3,8 @@
     JPEGImages/<id>.jpg
     ImageSets/Context/train.txt (4,998 ids)  ImageSets/Context/val.txt (5,105 ids: the test set)
     semseg/VOC12/<id>.png  (fallback semseg/pascal-context/<id>.png): 0 background, 1..20 VOC classes, 255 ignore
-    pascal-context/trainval/<id>.mat   variable LabelMap: the full Context labels; edges are derived from it (``context_edges``)
+    pascal-context/trainval/<id>.mat   variable LabelMap: the full Context labels; edges are derived from it
+                                       (``context_edges``)
     human_parts/<id>.mat               variable anno: the PASCAL-Part struct (objects → parts with masks)
     normals_distill/<id>.png           RGB, 2x/255-1 (teacher-distilled pseudo-labels)
     sal_distill/<id>.png               grayscale, binarised at 0.5 (teacher-distilled pseudo-labels)
@@ -26,8 +27,9 @@ Splits: ``train`` and ``test`` (the Context val list); no separate val split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -39,7 +41,14 @@ from taskbalance.data.edges import context_edges
 from taskbalance.data.folder import FolderDataset, FolderReader
 from taskbalance.data.io import image_size, read_mat, read_png_array, read_rgb
 
-__all__ = ["HUMAN_PART_GROUPS", "NORMALS_VALID_LABELS", "PERSON_CLASS", "PascalDataset", "PascalReader", "parse_human_parts"]
+__all__ = [
+    "HUMAN_PART_GROUPS",
+    "NORMALS_VALID_LABELS",
+    "PERSON_CLASS",
+    "PascalDataset",
+    "PascalReader",
+    "parse_human_parts",
+]
 
 PERSON_CLASS = 15
 NUM_SEMSEG_CLASSES = 21
@@ -108,11 +117,15 @@ def _normals_valid_labels(option: Sequence[int] | Literal["all"] | None) -> torc
         return torch.tensor(NORMALS_VALID_LABELS)
     if isinstance(option, str):
         if option != "all":
-            raise DataError(f"pascal: normals_valid_labels must be 'all', a list of Context LabelMap ids or null, got {option!r}")
+            raise DataError(
+                f"pascal: normals_valid_labels must be 'all', a list of Context LabelMap ids or null, got {option!r}"
+            )
         return None
     labels = list(option)
     if not labels or not all(isinstance(label, (int, np.integer)) and not isinstance(label, bool) for label in labels):
-        raise DataError(f"pascal: normals_valid_labels must be a non-empty list of integer LabelMap ids, got {option!r}")
+        raise DataError(
+            f"pascal: normals_valid_labels must be a non-empty list of integer LabelMap ids, got {option!r}"
+        )
     return torch.tensor(labels)
 
 
@@ -121,7 +134,10 @@ class PascalReader(FolderReader):
 
     name = "pascal"
     tasks: ClassVar[tuple[str, ...]] = ("semseg", "human_parts", "normals", "sal", "edge")
-    split_files: ClassVar[dict[str, str]] = {"train": "ImageSets/Context/train.txt", "test": "ImageSets/Context/val.txt"}
+    split_files: ClassVar[dict[str, str]] = {
+        "train": "ImageSets/Context/train.txt",
+        "test": "ImageSets/Context/val.txt",
+    }
     edge_max_dist = 0.0075
 
     def __init__(self, root: Path | str, normals_valid_labels: Sequence[int] | Literal["all"] | None = None) -> None:

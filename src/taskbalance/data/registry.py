@@ -6,8 +6,9 @@ Each dataset's builder is registered explicitly with :func:`register_dataset` (s
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -36,10 +37,14 @@ def _require_root(name: str, root: Path | str | None, expected: str) -> Path:
 
 
 @register_dataset("synthetic")
-def _synthetic(split: str, tasks: Sequence[str] | None, root: Path | str | None, augment: bool | Augmentation, **options: Any) -> MultiTaskDataset:
+def _synthetic(
+    split: str, tasks: Sequence[str] | None, root: Path | str | None, augment: bool | Augmentation, **options: Any
+) -> MultiTaskDataset:
     if root is not None:
-        raise DataError("the synthetic dataset is generated in memory; do not pass root (use `data export` to write it)")
-    return SyntheticDataset(split, tasks, augment=augment, **options)  # type: ignore[arg-type]
+        raise DataError(
+            "the synthetic dataset is generated in memory; do not pass root (use `data export` to write it)"
+        )
+    return SyntheticDataset(split, tasks, augment=augment, **options)
 
 
 @register_dataset("nyud")
@@ -52,7 +57,9 @@ def _nyud(
     resolution: tuple[int, int] | None = None,
     augment_seed: int | None = None,
 ) -> MultiTaskDataset:
-    reader = NYUDReader(_require_root("nyud", root, "images/, segmentation/, depth/, normals/, edge/, gt_sets/"), layout)
+    reader = NYUDReader(
+        _require_root("nyud", root, "images/, segmentation/, depth/, normals/, edge/, gt_sets/"), layout
+    )
     return FolderDataset(reader, split, tasks, resolution=resolution, augment=augment, augment_seed=augment_seed)
 
 
@@ -66,7 +73,9 @@ def _pascal(
     normals_valid_labels: Sequence[int] | None = None,
     augment_seed: int | None = None,
 ) -> MultiTaskDataset:
-    reader = PascalReader(_require_root("pascal", root, "JPEGImages/, ImageSets/Context/, semseg/, ..."), normals_valid_labels)
+    reader = PascalReader(
+        _require_root("pascal", root, "JPEGImages/, ImageSets/Context/, semseg/, ..."), normals_valid_labels
+    )
     return PascalDataset(reader, split, tasks, resolution=resolution, augment=augment, augment_seed=augment_seed)
 
 
@@ -88,7 +97,9 @@ def _replica(
         layout_options = ReplicaOptions(**layout)
     except ValidationError as error:
         raise DataError(f"replica: invalid options: {error}") from None
-    reader = ReplicaReader(_require_root("replica", root, "rgb/, semantic/, depth_zbuffer/, normal/, splits/"), layout_options)
+    reader = ReplicaReader(
+        _require_root("replica", root, "rgb/, semantic/, depth_zbuffer/, normal/, splits/"), layout_options
+    )
     return ReplicaDataset(
         reader,
         split,

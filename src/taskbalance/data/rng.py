@@ -21,7 +21,11 @@ def mix_seed(*parts: int | str) -> int:
     """A 63-bit seed determined by ``parts`` (stable across processes and Python runs, unlike ``hash``)."""
     state = 0x9E3779B97F4A7C15
     for part in parts:
-        value = part if isinstance(part, int) else int.from_bytes(hashlib.blake2b(part.encode(), digest_size=8).digest(), "little")
+        value = (
+            part
+            if isinstance(part, int)
+            else int.from_bytes(hashlib.blake2b(part.encode(), digest_size=8).digest(), "little")
+        )
         state ^= value & _MASK
         state = (state * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & _MASK
         state ^= state >> 31

@@ -7,7 +7,7 @@ draw order.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -20,8 +20,9 @@ __all__ = ["Amount", "resolve_amount", "select_scenes", "select_views"]
 Amount = int | float
 
 
-def resolve_amount(amount: Amount, total: int, what: str) -> int:
-    """Turn a count or fraction of ``total`` into a count, with a clear error when it does not fit."""
+def resolve_amount(amount: object, total: int, what: str) -> int:
+    """Turn a count or fraction of ``total`` (an :data:`Amount`) into a count, with a clear error when it does not fit
+    or is not an amount."""
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
         raise DataError(f"{what} must be a count (int) or a fraction (float in (0, 1]), got {amount!r}")
     if isinstance(amount, float):
@@ -38,7 +39,7 @@ def _permutation(total: int, *seed_parts: int | str) -> list[int]:
     return torch.randperm(total, generator=generator).tolist()
 
 
-def select_scenes(scenes: Sequence[str], subset: Amount | Sequence[str] | None, seed: int) -> list[str]:
+def select_scenes(scenes: Iterable[str], subset: Amount | Sequence[str] | None, seed: int) -> list[str]:
     """Scenes kept by ``subset``: None (all), a count or fraction (random, reproducible), or explicit names."""
     scenes = list(scenes)
     if subset is None:
@@ -48,7 +49,7 @@ def select_scenes(scenes: Sequence[str], subset: Amount | Sequence[str] | None, 
         if unknown:
             raise DataError(f"scene_subset names unknown scenes {unknown}; available: {scenes}")
         return [s for s in scenes if s in set(subset)]
-    keep = resolve_amount(subset, len(scenes), "scene_subset")  # type: ignore[arg-type]
+    keep = resolve_amount(subset, len(scenes), "scene_subset")
     chosen = set(_permutation(len(scenes), seed, "scenes")[:keep])
     return [s for i, s in enumerate(scenes) if i in chosen]
 

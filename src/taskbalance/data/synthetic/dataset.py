@@ -8,9 +8,10 @@ scene's views, and kept in memory (recent splits are shared between dataset obje
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, Sequence
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,9 +26,15 @@ from taskbalance.data.synthetic.render import render_views
 from taskbalance.data.synthetic.scenes import CLASSES, PARTS, sample_camera, sample_scene
 from taskbalance.data.transforms import Augmentation, Sample
 
-__all__ = ["DEFAULT_SCENES", "SyntheticDataset", "SyntheticOptions", "describe_synthetic", "render_split", "split_layout"]
+__all__ = [
+    "DEFAULT_SCENES",
+    "SyntheticDataset",
+    "SyntheticOptions",
+    "describe_synthetic",
+    "render_split",
+    "split_layout",
+]
 
-Split = Literal["train", "val", "test"]
 #: Scenes per split when ``num_scenes`` is not given (16 views each).
 DEFAULT_SCENES: dict[str, int] = {"train": 24, "val": 6, "test": 8}
 
@@ -136,7 +143,9 @@ def _select(split: str, tasks: tuple[str, ...], opts: SyntheticOptions) -> tuple
     return indices, info
 
 
-def describe_synthetic(split: str = "train", tasks: Sequence[str] | None = None, **options: Any) -> tuple[DatasetInfo, int]:
+def describe_synthetic(
+    split: str = "train", tasks: Sequence[str] | None = None, **options: Any
+) -> tuple[DatasetInfo, int]:
     """``(info, number of items)`` of the split :class:`SyntheticDataset` would build, without rendering it."""
     opts = _options(split, options)
     indices, info = _select(split, check_tasks("synthetic", tasks or TASK_NAMES, TASK_NAMES), opts)
@@ -150,12 +159,13 @@ class SyntheticDataset(MultiTaskDataset):
     (``human_parts``): background, box top, box side, sphere upper, sphere lower, cap, lateral. Depth is
     z-depth in metres; normals are unit vectors in the camera frame (x right, y down, z forward) facing the
     camera; saliency is the object mask; edges are one-pixel class and occlusion boundaries.
-    The camera intrinsics (fx, fy, cx, cy) are ``dataset.intrinsics``.
+    The camera intrinsics (fx, fy, cx, cy) are ``dataset.intrinsics``. ``split`` is one of ``DEFAULT_SCENES``'
+    keys (train, val, test).
     """
 
     def __init__(
         self,
-        split: Split = "train",
+        split: str = "train",
         tasks: Sequence[str] | None = None,
         augment: bool | Augmentation = False,
         augment_seed: int | None = None,

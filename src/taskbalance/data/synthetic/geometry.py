@@ -64,7 +64,9 @@ def _first(t: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _miss(r: int) -> Hits:
-    return Hits(torch.full((r,), _INF), torch.zeros(r, 3), torch.zeros(r, dtype=torch.long), torch.zeros(r, dtype=torch.long))
+    return Hits(
+        torch.full((r,), _INF), torch.zeros(r, 3), torch.zeros(r, dtype=torch.long), torch.zeros(r, dtype=torch.long)
+    )
 
 
 def intersect_spheres(o: Tensor, d: Tensor, spheres: Tensor) -> Hits:

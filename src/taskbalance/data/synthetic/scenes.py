@@ -114,7 +114,9 @@ def _palette(generator: torch.Generator) -> Tensor:
 
 
 def _room(generator: torch.Generator) -> Room:
-    width, depth, height = (float(v) for v in (_uniform(generator, 4.0, 7.0), _uniform(generator, 4.0, 7.0), _uniform(generator, 2.5, 3.2)))
+    width, depth, height = (
+        float(v) for v in (_uniform(generator, 4.0, 7.0), _uniform(generator, 4.0, 7.0), _uniform(generator, 2.5, 3.2))
+    )
     rug = torch.stack(
         [
             _uniform(generator, -width / 4, width / 4),
@@ -160,7 +162,9 @@ def sample_scene(generator: torch.Generator, max_objects: int = 7) -> SceneSpec:
             kinds[kind].append(params)
             placed.append((x, z, reach))
     widths = {SPHERE: 4, BOX: 7, CYLINDER: 5, CONE: 5}
-    tensors = {kind: torch.tensor(kinds[kind], dtype=torch.float32).reshape(-1, widths[kind]) for kind in OBJECT_CLASSES}
+    tensors = {
+        kind: torch.tensor(kinds[kind], dtype=torch.float32).reshape(-1, widths[kind]) for kind in OBJECT_CLASSES
+    }
     light = torch.stack(
         [
             _uniform(generator, -room.width / 3, room.width / 3),

@@ -6,8 +6,9 @@ Each task's builder is registered explicitly with :func:`register_task` (see :mo
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -139,7 +140,9 @@ def _edge(
     check = InputCheck("edge", 1, "binary")
     loss = partial(balanced_bce_loss, pos_weight=pos_weight)
     if exact_odsf:
-        meter = partial(ExactEdgeMeter, max_dist=max_dist, thresholds=thresholds, nms=nms, workers=workers, progress=progress)
+        meter = partial(
+            ExactEdgeMeter, max_dist=max_dist, thresholds=thresholds, nms=nms, workers=workers, progress=progress
+        )
         return _spec("edge", check, loss, meter, "odsF", True, ("odsF", "threshold", "precision", "recall"))
     return _spec("edge", check, loss, partial(ApproxEdgeMeter, max_dist=max_dist), "approx_F", True, ("approx_F",))
 

@@ -47,14 +47,17 @@ class InputCheck:
     def __call__(self, pred: Tensor, target: Tensor) -> None:
         """Raise :class:`TaskError` unless ``pred`` and ``target`` form a valid batch of this task."""
         if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
-            raise TaskError(self.task, f"prediction and label must be tensors, got {type(pred).__name__} and {type(target).__name__}")
+            raise TaskError(
+                self.task,
+                f"prediction and label must be tensors, got {type(pred).__name__} and {type(target).__name__}",
+            )
         if pred.dim() != 4 or pred.shape[1] != self.channels:
             raise TaskError(self.task, f"prediction must be B×{self.channels}×H×W, got shape {_shape(pred)}")
         if not pred.is_floating_point():
             raise TaskError(self.task, f"prediction must be floating point (raw model output), got dtype {pred.dtype}")
         batch, _, height, width = pred.shape
         if self.labels == "classes":
-            expected = (batch, height, width)
+            expected: tuple[int, ...] = (batch, height, width)
             layout = "B×H×W"
         else:
             expected = (batch, self.target_channels if self.labels == "dense" else 1, height, width)

@@ -23,9 +23,9 @@ The matcher samples randomly, so repeated runs can differ by about ±0.001 in F 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -125,7 +125,9 @@ def ods_f(
     """
     preds, gts = _split(predictions, "prediction"), _split(labels, "label")
     if len(preds) != len(gts) or not preds:
-        raise ValueError(f"need the same non-zero number of edge predictions and labels, got {len(preds)} and {len(gts)}")
+        raise ValueError(
+            f"need the same non-zero number of edge predictions and labels, got {len(preds)} and {len(gts)}"
+        )
     for i, (p, g) in enumerate(zip(preds, gts)):
         if p.shape != g.shape:
             raise ValueError(f"edge prediction {i} has shape {p.shape} but its label has shape {g.shape}")

@@ -55,7 +55,9 @@ class ApproxEdgeMeter(BaseMeter):
     def _update(self, pred: Tensor, target: Tensor) -> None:
         valid = target != IGNORE_INDEX
         edge = (target == 1) & valid
-        prob = torch.where(valid, torch.sigmoid(pred.double()), torch.zeros((), dtype=torch.float64, device=pred.device))
+        prob = torch.where(
+            valid, torch.sigmoid(pred.double()), torch.zeros((), dtype=torch.float64, device=pred.device)
+        )
         r = tolerance_pixels(self.max_dist, pred.shape[-2], pred.shape[-1])
         near_edge = F.max_pool2d(edge.double(), 2 * r + 1, stride=1, padding=r) > 0
         near_prob = F.max_pool2d(prob, 2 * r + 1, stride=1, padding=r)

@@ -37,7 +37,9 @@ class SaliencyMeter(BaseMeter):
     labelled pixel are skipped. ``beta_squared`` overrides the definition's β².
     """
 
-    def __init__(self, check: InputCheck, definition: MaxFDefinition = "pooled", beta_squared: float | None = None) -> None:
+    def __init__(
+        self, check: InputCheck, definition: MaxFDefinition = "pooled", beta_squared: float | None = None
+    ) -> None:
         self.definition: MaxFDefinition = definition
         self.beta_squared = (0.3 if definition == "pooled" else 1.0) if beta_squared is None else beta_squared
         self.thresholds = maxf_thresholds(definition)

@@ -15,10 +15,10 @@ from taskbalance.toy.plot import save_figure, trajectories_figure
 from taskbalance.toy.presets import ToySettings, get_preset
 from taskbalance.toy.problem import ToyProblem
 from taskbalance.toy.report import (
+    MOVING_WINDOW,
     Outcome,
     csv_text,
     json_text,
-    MOVING_WINDOW,
     markdown_table,
     reached_counts,
 )

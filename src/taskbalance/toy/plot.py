@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ _MAX_DRAWN_POINTS = 2000
 _PANEL_INCHES = 4.0
 _FADE_FROM = 0.12  # opacity of a trajectory's first segment
 _LEGEND_POINTS = 10
-_FRONT_STYLE = {"color": "grey", "linewidth": 5, "alpha": 0.6, "zorder": 1}
+_FRONT_STYLE: dict[str, Any] = {"color": "grey", "linewidth": 5, "alpha": 0.6, "zorder": 1}
 
 
 def trajectories_figure(run: ToyRun, problem: ToyProblem, outcomes: Sequence[Outcome], title: str = "") -> Figure:
@@ -44,7 +45,9 @@ def trajectories_figure(run: ToyRun, problem: ToyProblem, outcomes: Sequence[Out
     n_methods, n_starts = len(run.specs), run.points.shape[2]
     if len(outcomes) != n_methods * n_starts:
         raise ValueError(f"expected {n_methods * n_starts} outcomes (methods × starts), got {len(outcomes)}")
-    figure = Figure(figsize=(max(_PANEL_INCHES * n_methods, 2.5 * _PANEL_INCHES), 2 * _PANEL_INCHES + 2.0), layout="constrained")
+    figure = Figure(
+        figsize=(max(_PANEL_INCHES * n_methods, 2.5 * _PANEL_INCHES), 2 * _PANEL_INCHES + 2.0), layout="constrained"
+    )
     axes = figure.subplots(2, n_methods, squeeze=False)
     stride = max(1, run.steps // _MAX_DRAWN_POINTS)
     points = torch.cat([run.points[::stride], run.points[-1:]]).numpy()  # always end on the final point
@@ -97,16 +100,17 @@ def _faded_line(axes: Axes, path: np.ndarray, colour: str) -> None:
     segments = np.stack([path[:-1], path[1:]], axis=1)
     rgba = np.tile(to_rgba(colour), (len(segments), 1))
     rgba[:, 3] = np.linspace(_FADE_FROM, 1.0, len(segments))
-    axes.add_collection(LineCollection(segments, colors=rgba, linewidths=1.6, zorder=3), autolim=True)
+    axes.add_collection(LineCollection(list(segments), colors=rgba, linewidths=1.6, zorder=3), autolim=True)
 
 
 def _marker_handles() -> list[Line2D]:
     """Legend proxies for the markers and reference lines shared by every panel (each listed once)."""
-    marker = {"linestyle": "none", "markersize": 8}
     return [
-        Line2D([], [], marker="o", color="k", **marker),
-        Line2D([], [], marker="s", color="k", markerfacecolor="k", **marker),
-        Line2D([], [], marker="s", color="k", markerfacecolor="white", markeredgewidth=2, **marker),
+        Line2D([], [], marker="o", color="k", linestyle="none", markersize=8),
+        Line2D([], [], marker="s", color="k", markerfacecolor="k", linestyle="none", markersize=8),
+        Line2D(
+            [], [], marker="s", color="k", markerfacecolor="white", markeredgewidth=2, linestyle="none", markersize=8
+        ),
         Line2D([], [], marker="*", color="k", linestyle="none", markersize=14),
         Line2D([], [], **_FRONT_STYLE),
         Line2D([], [], color="k", linestyle=":", linewidth=1),

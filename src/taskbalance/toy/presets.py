@@ -56,11 +56,19 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             name="cagrad",
-            source="CAGrad (NeurIPS'21) toy.py / Fig. 1 and Fig. 3: equal losses, Adam 1e-3, 100k steps, CAGrad c = 0.5 with g/(1+c)",
+            source=(
+                "CAGrad (NeurIPS'21) toy.py / Fig. 1 and Fig. 3: equal losses, Adam 1e-3, 100k steps, CAGrad c = 0.5"
+                " with g/(1+c)"
+            ),
             scaling="equal",
             starts=CAGRAD_STARTS,
             steps=100_000,
-            methods=(MethodSpec("uniform"), MethodSpec("mgda"), MethodSpec("pcgrad"), MethodSpec("cagrad", {"c": 0.5, "rescale": 2})),
+            methods=(
+                MethodSpec("uniform"),
+                MethodSpec("mgda"),
+                MethodSpec("pcgrad"),
+                MethodSpec("cagrad", {"c": 0.5, "rescale": 2}),
+            ),
         ),
         Preset(
             name="nashmtl",
@@ -97,8 +105,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="imgrad",
             source=(
-                "IMGrad (IJCAI'25) Fig. 2 with Aligned-MTL's toy generator: 0.9 L1 / 0.1 L2, Nash-MTL starts, Adam 1e-3,"
-                " 35k steps, CAGrad c = 0.5"
+                "IMGrad (IJCAI'25) Fig. 2 with Aligned-MTL's toy generator: 0.9 L1 / 0.1 L2, Nash-MTL starts,"
+                " Adam 1e-3, 35k steps, CAGrad c = 0.5"
             ),
             scaling="imgrad",
             starts=NASHMTL_STARTS,
@@ -152,12 +160,12 @@ class ToySettings:
 def parse_starts(text: str) -> tuple[tuple[float, float], ...]:
     """Initial points written ``x1,x2;x1,x2;...``."""
     try:
-        starts = tuple(tuple(float(v) for v in point.split(",")) for point in text.split(";") if point.strip())
+        points = tuple(tuple(float(v) for v in point.split(",")) for point in text.split(";") if point.strip())
     except ValueError:
         raise ValueError(f"starts must be 'x1,x2;x1,x2;...', got {text!r}") from None
-    if not starts or any(len(point) != 2 for point in starts):
+    if not points or any(len(point) != 2 for point in points):
         raise ValueError(f"starts must be 'x1,x2;x1,x2;...', got {text!r}")
-    return starts  # type: ignore[return-value]
+    return tuple((x1, x2) for x1, x2 in points)
 
 
 def resolve_settings(

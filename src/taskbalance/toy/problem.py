@@ -11,10 +11,11 @@ the papers print ``- tanh`` in f2, every code uses ``+ tanh``)::
 
 with per-paper loss scales ``(s1, s2)``: CAGrad (1, 1), Nash-MTL / FAMO (0.1, 1), IMGrad Fig. 2 (0.9, 0.1).
 
-Exact Pareto set. It lies in the lower half-plane, where ``c1 = 0`` and ``L_i = s_i c(x2) q_i`` with ``c = tanh(-x2/2)``;
-scaling the losses does not move it. A point is Pareto-stationary when ``w ∇(L1/s1) + (1-w) ∇(L2/s2) = 0`` for some
-``w ∈ [0, 1]``. The x1-component gives ``w = (x1 + 7)/14`` (so ``x1 ∈ [-7, 7]``); with it the combined quadratic is
-``q_w = (49 - x1² + 0.1(x2 + 8)²)/10 - 20`` and the x2-component reads
+Exact Pareto set. It lies in the lower half-plane, where ``c1 = 0`` and ``L_i = s_i c(x2) q_i`` with
+``c = tanh(-x2/2)``; scaling the losses does not move it. A point is Pareto-stationary when
+``w ∇(L1/s1) + (1-w) ∇(L2/s2) = 0`` for some ``w ∈ [0, 1]``. The x1-component gives ``w = (x1 + 7)/14``
+(so ``x1 ∈ [-7, 7]``); with it the combined quadratic is ``q_w = (49 - x1² + 0.1(x2 + 8)²)/10 - 20`` and the
+x2-component reads
 
     h(x2; x1) = -½ (1 - c²) q_w + 0.02 c (x2 + 8) = 0,
 

@@ -23,6 +23,7 @@ from taskbalance.results.render import markdown_table as render_markdown
 from taskbalance.toy.presets import DEFAULT_MOVING_THRESHOLD, DEFAULT_TOLERANCE
 from taskbalance.toy.problem import ToyProblem, pareto_set
 from taskbalance.toy.runner import ToyRun
+
 _PARETO_SAMPLES = 4001
 #: Steps over which "still moving" measures the distance travelled at the end of a run.
 MOVING_WINDOW = 1000
@@ -160,6 +161,11 @@ def reached_counts(outcomes: Sequence[Outcome]) -> dict[str, tuple[int, int, int
     for o in outcomes:
         pareto, optimum, moving, total = counts.get(o.method, (0, 0, 0, 0))
         ok = o.failure is None
-        counts[o.method] = (pareto + (ok and o.on_pareto), optimum + (ok and o.at_optimum), moving + o.moving, total + 1)
+        counts[o.method] = (
+            pareto + (ok and o.on_pareto),
+            optimum + (ok and o.at_optimum),
+            moving + o.moving,
+            total + 1,
+        )
     return counts
 

@@ -136,7 +136,10 @@ class _MethodRows:
     def __init__(self, problem: ToyProblem, specs: Sequence[MethodSpec], n_starts: int, x: Tensor) -> None:
         self.specs, self.n_starts, self.x = tuple(specs), n_starts, x
         self.balancers = [
-            [create(spec.name, tasks=TASKS, **(problem_defaults(spec.name, problem) | dict(spec.options))) for _ in range(n_starts)]
+            [
+                create(spec.name, tasks=TASKS, **(problem_defaults(spec.name, problem) | dict(spec.options)))
+                for _ in range(n_starts)
+            ]
             for spec in specs
         ]
         max_norms = torch.tensor([math.inf if s.max_norm is None else s.max_norm for s in specs], dtype=x.dtype)

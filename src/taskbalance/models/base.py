@@ -17,13 +17,16 @@ balancer engine can therefore take per-task gradients on them and back-propagate
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TypeVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskbalance.models.backbones import Backbone
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 class ModelError(ValueError):
@@ -60,6 +63,14 @@ def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def as_type(module: object, cls: type[_M]) -> _M:
+    """``module`` narrowed to ``cls`` (an ``nn.ModuleDict`` or ``nn.ModuleList`` returns its items as plain
+    ``nn.Module``s); a module of another class is a programming error (TypeError)."""
+    if not isinstance(module, cls):
+        raise TypeError(f"expected a {cls.__name__}, got a {type(module).__name__}")
+    return module
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -120,6 +131,10 @@ class MultiTaskModel(nn.Module, ABC):
         if task not in self.task_specific:
             raise ModelError(f"unknown task {task!r}; this model predicts {list(self.tasks)}")
         return list(self.task_specific[task].parameters())
+
+    def task_modules(self, task: str) -> nn.ModuleDict:
+        """The modules only ``task``'s losses reach (``self.task_specific[task]``)."""
+        return as_type(self.task_specific[task], nn.ModuleDict)
 
     def last_shared_layer(self) -> nn.Module:
         """The last layer of the shared backbone (the ``W`` of GradNorm and AvgNorm)."""

@@ -8,8 +8,9 @@ DINOv2 and SAM layouts and resamples position embeddings there).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,7 @@ def cached_timm_weights(timm_name: str) -> Path | None:
             found = try_to_load_from_cache(repo_id, name, revision=revision or None)
             if isinstance(found, str):
                 return Path(found)
-    if cfg.url:
+    if isinstance(cfg.url, str) and cfg.url:  # timm also allows a (url, ...) tuple, which torch.hub does not cache
         candidate = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
         if candidate.is_file():
             return candidate
@@ -64,7 +65,9 @@ def resolve_weights(timm_name: str, pretrained: str | Path | None) -> Path | Non
     if str(pretrained) == TIMM_CACHE:
         found = cached_timm_weights(timm_name)
         if found is None:
-            raise MissingWeightsError(f"timm weights of {timm_name!r} are not in the local cache; {_download_hint(timm_name)}")
+            raise MissingWeightsError(
+                f"timm weights of {timm_name!r} are not in the local cache; {_download_hint(timm_name)}"
+            )
         return found
     path = Path(pretrained).expanduser()
     if not path.is_file():

@@ -6,9 +6,10 @@ Each architecture is registered explicitly with :func:`register_architecture` (s
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from taskbalance.models.architectures import InvPTModel, MTANModel, MTINetModel, VanillaModel
 from taskbalance.models.backbones import BACKBONES, Family, backbone_spec, build_backbone
@@ -51,7 +52,8 @@ register_architecture(
                      tiny_options={"head_channels": 16, "aspp_rates": (2, 4, 6)}))
 register_architecture(
     ArchitectureSpec("mtinet", MTINetModel, ("resnet", "hrnet"), "hrnet18",
-                     "multi-scale task interactions: deep supervision, FPM, distillation (Vandenhende et al., ECCV 2020)",
+                     "multi-scale task interactions: deep supervision, FPM, distillation (Vandenhende et al., "
+                     "ECCV 2020)",
                      backbone_options={"multi_scale": True}))
 register_architecture(
     ArchitectureSpec("invpt", InvPTModel, ("vit",), "vit_t",
@@ -106,14 +108,18 @@ def build_model(
     backbone = backbone or spec.default_backbone
     bb_spec = backbone_spec(backbone)
     if bb_spec.family not in spec.families:
-        raise ModelError(f"{arch} cannot use backbone {backbone!r}; compatible backbones: {', '.join(compatible_backbones(arch))}")
+        raise ModelError(
+            f"{arch} cannot use backbone {backbone!r}; compatible backbones: {', '.join(compatible_backbones(arch))}"
+        )
     if not task_channels:
         raise ModelError("task_channels must name at least one task, e.g. {'semseg': 40, 'depth': 1}")
     bad = {t: c for t, c in task_channels.items() if not isinstance(c, int) or c < 1}
     if bad:
         raise ModelError(f"output channels must be positive integers, got {bad}")
     if single_task and len(task_channels) != 1:
-        raise ModelError(f"single_task=True builds one model per task; got {len(task_channels)} tasks: {list(task_channels)}")
+        raise ModelError(
+            f"single_task=True builds one model per task; got {len(task_channels)} tasks: {list(task_channels)}"
+        )
     backbone_options = dict(spec.backbone_options)
     if "drop_path_rate" in options:
         backbone_options["drop_path_rate"] = options.pop("drop_path_rate")
@@ -123,11 +129,17 @@ def build_model(
         raise ModelError(f"unknown option(s) {sorted(unknown)} for {arch}; valid: {sorted(valid | {'drop_path_rate'})}")
     decoder_options = {**(spec.tiny_options if bb_spec.tiny else {}), **options}
     built = build_backbone(backbone, pretrained=pretrained, **backbone_options)
-    return spec.cls(built, dict(task_channels), single_task=single_task, **decoder_options)  # type: ignore[call-arg]
+    # Architectures take (backbone, task_channels, *, single_task, **decoder options), which the base class does not.
+    architecture: Callable[..., MultiTaskModel] = spec.cls
+    return architecture(built, dict(task_channels), single_task=single_task, **decoder_options)
 
 
 def build_single_task_models(
-    arch: str, backbone: str | None, task_channels: Mapping[str, int], pretrained: str | Path | None = None, **options: Any
+    arch: str,
+    backbone: str | None,
+    task_channels: Mapping[str, int],
+    pretrained: str | Path | None = None,
+    **options: Any,
 ) -> dict[str, MultiTaskModel]:
     """Single-task learning: one full single-task twin of ``arch`` per task, built with the same recipe."""
     return {t: build_model(arch, backbone, {t: c}, pretrained=pretrained, single_task=True, **options)

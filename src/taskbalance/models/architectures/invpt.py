@@ -22,7 +22,7 @@ Inputs are padded to a multiple of 4 × patch size (the resolutions of the three
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ from timm.layers import Mlp
 from torch import Tensor, nn
 
 from taskbalance.models.backbones import Backbone
-from taskbalance.models.base import ModelError, ModelOutput, MultiTaskModel, resize_to, tap
+from taskbalance.models.base import ModelError, ModelOutput, MultiTaskModel, as_type, resize_to, tap
 from taskbalance.models.heads.common import conv_bn_relu
 
 KV_STRIDES = (2, 4, 8)
@@ -40,7 +40,7 @@ def _flatten(x: Tensor) -> Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
-def _unflatten(tokens: Tensor, count: int, size: tuple[int, int]) -> list[Tensor]:
+def _unflatten(tokens: Tensor, count: int, size: Sequence[int]) -> list[Tensor]:
     """Split B×(count·h·w)×C tokens into ``count`` B×C×h×w maps."""
     return [t.transpose(1, 2).reshape(t.shape[0], -1, *size) for t in tokens.chunk(count, dim=1)]
 
@@ -50,7 +50,10 @@ class UpEmbed(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.convs = nn.Sequential(conv_bn_relu(in_channels, out_channels, 3, dilation=2), conv_bn_relu(out_channels, out_channels, 3, dilation=2))
+        self.convs = nn.Sequential(
+            conv_bn_relu(in_channels, out_channels, 3, dilation=2),
+            conv_bn_relu(out_channels, out_channels, 3, dilation=2),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.convs(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
@@ -148,8 +151,12 @@ class InvPTModel(MultiTaskModel):
         self.shared["preliminary"] = nn.ModuleDict(
             {t: nn.Sequential(conv_bn_relu(dim, dim), conv_bn_relu(dim, embed_dim)) for t in tasks}
         )
-        self.shared["intermediate"] = nn.ModuleDict({t: nn.Conv2d(embed_dim, out, 1) for t, out in task_channels.items()})
-        self.shared["mix"] = nn.ModuleDict({t: nn.Conv2d(embed_dim + out, widths[0], 1) for t, out in task_channels.items()})
+        self.shared["intermediate"] = nn.ModuleDict(
+            {t: nn.Conv2d(embed_dim, out, 1) for t, out in task_channels.items()}
+        )
+        self.shared["mix"] = nn.ModuleDict(
+            {t: nn.Conv2d(embed_dim + out, widths[0], 1) for t, out in task_channels.items()}
+        )
         self.shared["up"] = nn.ModuleList(
             nn.ModuleList(UpEmbed(widths[i - 1], widths[i]) for _ in tasks) for i in (1, 2)
         )
@@ -158,7 +165,7 @@ class InvPTModel(MultiTaskModel):
         )
         self.shared["norms"] = nn.ModuleList(nn.LayerNorm(len(tasks) * w) for w in widths)
         for task, out in task_channels.items():
-            modules = self.task_specific[task]
+            modules = self.task_modules(task)
             modules["reduce"] = nn.ModuleList(nn.Conv2d(w, widths[0], 1) for w in widths[1:])
             modules["proj"] = conv_bn_relu(widths[0], widths[0])
             modules["head"] = nn.Conv2d(widths[0], out, 1)
@@ -166,33 +173,39 @@ class InvPTModel(MultiTaskModel):
     def _forward(self, images: Tensor) -> ModelOutput:
         size = images.shape[-2:]
         shared = self.shared
+        preliminary, intermediate, mix = (
+            as_type(shared[key], nn.ModuleDict) for key in ("preliminary", "intermediate", "mix")
+        )
+        skip_convs, ups, blocks, norms = (
+            as_type(shared[key], nn.ModuleList) for key in ("skips", "up", "blocks", "norms")
+        )
         levels = self.backbone(images)
         grid = levels[-1].shape[-2:]
         x = resize_to(levels[-1], (grid[0] // 2, grid[1] // 2))
-        skips = [shared["skips"][0](levels[0]), shared["skips"][1](levels[1])]
+        skips = [skip_convs[0](levels[0]), skip_convs[1](levels[1])]
         taps: list[Tensor] = []
         auxiliary, maps = {}, []
         for t in self.tasks:
-            feat = shared["preliminary"][t](x)
-            pred = shared["intermediate"][t](feat)
+            feat = preliminary[t](x)
+            pred = intermediate[t](feat)
             auxiliary[t] = [resize_to(tap(pred, taps), size)]
-            maps.append(shared["mix"][t](torch.cat([feat, pred], dim=1)))
+            maps.append(mix[t](torch.cat([feat, pred], dim=1)))
         out_size = (4 * x.shape[-2], 4 * x.shape[-1])
         parts: dict[str, list[Tensor]] = {t: [] for t in self.tasks}
         scores: Tensor | None = None
-        for i, block in enumerate(shared["blocks"]):
+        for i, block in enumerate(blocks):
             if i > 0:
-                maps = [up(m) + skips[2 - i] for up, m in zip(shared["up"][i - 1], maps)]
+                maps = [up(m) + skips[2 - i] for up, m in zip(as_type(ups[i - 1], nn.ModuleList), maps)]
             maps, scores = block(maps, scores)
             stacked = torch.cat(maps, dim=1)
-            normed = shared["norms"][i](stacked.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            normed = norms[i](stacked.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             for t, part in zip(self.tasks, normed.chunk(len(self.tasks), dim=1)):
                 part = tap(part, taps)
                 if i > 0:
-                    part = self.task_specific[t]["reduce"][i - 1](part)
+                    part = as_type(self.task_modules(t)["reduce"], nn.ModuleList)[i - 1](part)
                 parts[t].append(resize_to(part, out_size))
         predictions = {
-            t: resize_to(self.task_specific[t]["head"](self.task_specific[t]["proj"](sum(parts[t]))), size)  # type: ignore[arg-type]
+            t: resize_to(self.task_modules(t)["head"](self.task_modules(t)["proj"](sum(parts[t]))), size)
             for t in self.tasks
         }
         return ModelOutput(predictions=predictions, auxiliary=auxiliary, features=taps)

@@ -7,14 +7,14 @@ downsamples. With one task this is the paper's "MTAN single-task" twin.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from timm.models.resnet import Bottleneck
 from torch import Tensor, nn
 
 from taskbalance.models.backbones import CNNBackbone
-from taskbalance.models.base import ModelError, ModelOutput, MultiTaskModel, resize_to, tap
+from taskbalance.models.base import ModelError, ModelOutput, MultiTaskModel, as_type, resize_to, tap
 from taskbalance.models.heads import build_head
 
 
@@ -52,7 +52,7 @@ class MTANModel(MultiTaskModel):
         self.shared["backbone"] = backbone
         stages = backbone.stages
         out_ch = [_out_channels(stage[-1]) for stage in stages]
-        pre_ch = [stage[-1].conv1.in_channels for stage in stages]
+        pre_ch = [as_type(stage[-1].conv1, nn.Conv2d).in_channels for stage in stages]
         self.shared_refinement = shared_refinement
         self.downsample = [_stride(stage[0]) > 1 for stage in stages[1:]]
 
@@ -62,17 +62,18 @@ class MTANModel(MultiTaskModel):
         if shared_refinement:
             self.shared["refinement"] = refinements()
         for task, out in task_channels.items():
-            modules = self.task_specific[task]
+            modules = self.task_modules(task)
             modules["attention"] = nn.ModuleList(
-                attention_layer(pre_ch[j] + (out_ch[j] if j else 0), out_ch[j] // 4, out_ch[j]) for j in range(len(stages))
+                attention_layer(pre_ch[j] + (out_ch[j] if j else 0), out_ch[j] // 4, out_ch[j])
+                for j in range(len(stages))
             )
             if not shared_refinement:
                 modules["refinement"] = refinements()
             modules["head"] = build_head(backbone, out, channels=head_channels, aspp_rates=aspp_rates)
 
     def _refinement(self, task: str) -> nn.ModuleList:
-        owner = self.shared if self.shared_refinement else self.task_specific[task]
-        return owner["refinement"]  # type: ignore[return-value]
+        owner = self.shared if self.shared_refinement else self.task_modules(task)
+        return as_type(owner["refinement"], nn.ModuleList)
 
     def _forward(self, images: Tensor) -> ModelOutput:
         backbone = self.backbone
@@ -87,12 +88,12 @@ class MTANModel(MultiTaskModel):
             outputs.append(tap(x, taps))
         predictions = {}
         for task in self.tasks:
-            modules = self.task_specific[task]
-            refinement = self._refinement(task)
+            modules = self.task_modules(task)
+            attention, refinement = as_type(modules["attention"], nn.ModuleList), self._refinement(task)
             attended: Tensor | None = None
             for j, (u, out) in enumerate(zip(before_last, outputs)):
                 inputs = u if attended is None else torch.cat([u, attended], dim=1)
-                attended = modules["attention"][j](inputs) * out
+                attended = attention[j](inputs) * out
                 if j < len(outputs) - 1:
                     attended = refinement[j](attended)
                     if self.downsample[j]:
@@ -104,7 +105,7 @@ class MTANModel(MultiTaskModel):
 def _out_channels(block: nn.Module) -> int:
     """Output width of a timm ResNet block (``conv3`` of a bottleneck, ``conv2`` of a basic block)."""
     last = block.conv3 if hasattr(block, "conv3") else block.conv2
-    return int(last.out_channels)  # type: ignore[union-attr]
+    return as_type(last, nn.Conv2d).out_channels
 
 
 def _stride(block: nn.Module) -> int:

@@ -19,15 +19,15 @@ that write into it, and its head. ``features`` are the refined per-task features
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-from timm.models.resnet import BasicBlock
 from timm.layers import SEModule
+from timm.models.resnet import BasicBlock
 from torch import Tensor, nn
 
 from taskbalance.models.backbones import Backbone
-from taskbalance.models.base import ModelError, ModelOutput, MultiTaskModel, resize_to, tap
+from taskbalance.models.base import ModelError, ModelOutput, MultiTaskModel, as_type, resize_to, tap
 from taskbalance.models.heads import HRNetHead
 
 
@@ -51,7 +51,9 @@ class FeaturePropagation(nn.Module):
         super().__init__()
         self.tasks = tuple(tasks)
         total = len(self.tasks) * channels
-        self.mix = nn.Sequential(basic_block(total, total // 4), basic_block(total // 4, total // 4), nn.Conv2d(total // 4, total, 1))
+        self.mix = nn.Sequential(
+            basic_block(total, total // 4), basic_block(total // 4, total // 4), nn.Conv2d(total // 4, total, 1)
+        )
         self.reduce = basic_block(total, channels)
         self.se = nn.ModuleDict({t: SEModule(channels, rd_channels=max(1, channels // 16)) for t in self.tasks})
 
@@ -82,23 +84,31 @@ class MTINetModel(MultiTaskModel):
 
     def __init__(self, backbone: Backbone, task_channels: Mapping[str, int], *, single_task: bool = False) -> None:
         if backbone.family == "vit" or len(backbone.channels) != 4:
-            raise ModelError(f"MTI-Net needs a 4-scale CNN backbone (hrnet18, resnet18, resnet50, tiny), not {backbone.spec.name!r}")
+            raise ModelError(
+                f"MTI-Net needs a 4-scale CNN backbone (hrnet18, resnet18, resnet50, tiny), not {backbone.spec.name!r}"
+            )
         tasks = list(task_channels)
         if len(tasks) == 1 and not single_task:
-            raise ModelError("MTI-Net distils across tasks and needs at least 2; for its single-task twin pass single_task=True")
+            raise ModelError(
+                "MTI-Net distils across tasks and needs at least 2; for its single-task twin pass single_task=True"
+            )
         super().__init__(tasks, single_task=single_task, size_divisor=backbone.size_divisor)
         ch = backbone.channels
         self.shared["backbone"] = backbone
         # scale s refines concat(backbone_s, propagated_{s+1}) except the coarsest scale, which has no propagated input
         self.shared["refine"] = nn.ModuleList(
-            nn.ModuleDict({t: nn.Sequential(basic_block(ch[s] + (ch[s + 1] if s < 3 else 0), ch[s]), basic_block(ch[s], ch[s]))
-                           for t in tasks})
+            nn.ModuleDict(
+                {
+                    t: nn.Sequential(basic_block(ch[s] + (ch[s + 1] if s < 3 else 0), ch[s]), basic_block(ch[s], ch[s]))
+                    for t in tasks
+                }
+            )
             for s in range(4)
         )
         self.shared["fpm"] = nn.ModuleList(FeaturePropagation(tasks, ch[s]) for s in (1, 2, 3))
         for task, out in task_channels.items():
             sources = [a for a in tasks if a != task] or [task]
-            modules = self.task_specific[task]
+            modules = self.task_modules(task)
             modules["initial"] = nn.ModuleList(nn.Conv2d(ch[s], out, 1) for s in range(4))
             modules["distill"] = nn.ModuleList(nn.ModuleDict({a: GatedConv(ch[s]) for a in sources}) for s in range(4))
             modules["head"] = HRNetHead(ch, out)
@@ -106,7 +116,7 @@ class MTINetModel(MultiTaskModel):
     def _forward(self, images: Tensor) -> ModelOutput:
         size = images.shape[-2:]
         backbone_features = self.backbone(images)
-        refine, fpm = self.shared["refine"], self.shared["fpm"]
+        refine, fpm = as_type(self.shared["refine"], nn.ModuleList), as_type(self.shared["fpm"], nn.ModuleList)
         taps: list[Tensor] = []
         per_scale: list[dict[str, Tensor]] = [{} for _ in range(4)]
         propagated: dict[str, Tensor] | None = None
@@ -115,16 +125,17 @@ class MTINetModel(MultiTaskModel):
             refined = {}
             for t in self.tasks:
                 inputs = x if propagated is None else torch.cat([x, resize_to(propagated[t], x.shape[-2:])], dim=1)
-                refined[t] = refine[s][t](inputs)
+                refined[t] = as_type(refine[s], nn.ModuleDict)[t](inputs)
             if s > 0:
                 propagated = fpm[s - 1](refined)
             per_scale[s] = {t: tap(f, taps) for t, f in refined.items()}
         predictions, auxiliary = {}, {}
         for t in self.tasks:
-            modules = self.task_specific[t]
-            auxiliary[t] = [resize_to(modules["initial"][s](per_scale[s][t]), size) for s in range(4)]
+            modules = self.task_modules(t)
+            initial, distill = as_type(modules["initial"], nn.ModuleList), as_type(modules["distill"], nn.ModuleList)
+            auxiliary[t] = [resize_to(initial[s](per_scale[s][t]), size) for s in range(4)]
             distilled = [
-                per_scale[s][t] + sum(unit(per_scale[s][a]) for a, unit in modules["distill"][s].items())
+                per_scale[s][t] + sum(unit(per_scale[s][a]) for a, unit in as_type(distill[s], nn.ModuleDict).items())
                 for s in range(4)
             ]
             predictions[t] = resize_to(modules["head"](distilled), size)

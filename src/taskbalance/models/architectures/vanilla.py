@@ -3,7 +3,7 @@ the paper's vanilla MTL and, with one task, its single-task baseline)."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
@@ -24,11 +24,11 @@ class VanillaModel(MultiTaskModel):
         super().__init__(list(task_channels), single_task=single_task, size_divisor=backbone.size_divisor)
         self.shared["backbone"] = backbone
         for task, out in task_channels.items():
-            self.task_specific[task]["head"] = build_head(backbone, out, channels=head_channels, aspp_rates=aspp_rates)
+            self.task_modules(task)["head"] = build_head(backbone, out, channels=head_channels, aspp_rates=aspp_rates)
 
     def _forward(self, images: Tensor) -> ModelOutput:
         taps: list[Tensor] = []
         features = [tap(f, taps) for f in self.backbone(images)]
         size = images.shape[-2:]
-        predictions = {t: resize_to(self.task_specific[t]["head"](features), size) for t in self.tasks}
+        predictions = {t: resize_to(self.task_modules(t)["head"](features), size) for t in self.tasks}
         return ModelOutput(predictions=predictions, features=taps)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +36,9 @@ class ASPPHead(nn.Module):
         branches += [conv_bn_relu(in_channels, channels, kernel_size=3, dilation=rate) for rate in rates]
         branches.append(_ImagePooling(in_channels, channels))
         self.branches = nn.ModuleList(branches)
-        self.project = nn.Sequential(conv_bn_relu(len(branches) * channels, channels, kernel_size=1), nn.Dropout(dropout))
+        self.project = nn.Sequential(
+            conv_bn_relu(len(branches) * channels, channels, kernel_size=1), nn.Dropout(dropout)
+        )
         self.refine = conv_bn_relu(channels, channels, kernel_size=3)
         self.classifier = nn.Conv2d(channels, out_channels, kernel_size=1)
 

@@ -11,7 +11,9 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dila
     The ReLU is not in-place: heads read shared feature taps, which must not be modified.
     """
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation, bias=False),
+        nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation, bias=False
+        ),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(),
     )

@@ -14,7 +14,8 @@ from taskbalance.balancers import BalancerError, create
 from taskbalance.balancers.db_mtl import db_mtl_update
 from taskbalance.balancers.graddrop import graddrop_direction, graddrop_direction_at_features
 from taskbalance.balancers.gradvac import gradvac_weights
-from taskbalance.balancers.pcgrad import pcgrad_weights, random_orders
+from taskbalance.balancers.helpers import random_orders
+from taskbalance.balancers.pcgrad import pcgrad_weights
 
 TASKS3 = ("a", "b", "c")
 

@@ -100,22 +100,61 @@ def _package_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        if isinstance(node, ast.ImportFrom):  # ``from . import x`` / ``from .x import y`` are imports of the package
+            module = ".".join(filter(None, [package.__name__ if node.level == 1 else "", node.module or ""]))
+            names = [module, *(f"{module}.{a.name}" for a in node.names)]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         found |= {n.split(".")[2] for n in names if n.startswith("taskbalance.balancers.") and n.count(".") >= 2}
     return found & {info.name for info in pkgutil.iter_modules([str(PACKAGE_DIR)])}
 
 
+#: What each module below the methods may import from the package (exactly: a new import is a decision).
+LAYERS: dict[str, set[str]] = {
+    "types": set(),
+    "gramian": {"types"},
+    "capture": set(),
+    "checks": {"types"},
+    "graph": {"types"},
+    "gradients": {"types", "gramian"},
+    "writeback": {"types", "gradients", "graph"},
+    "engine": {"types", "gramian", "capture", "checks", "graph", "gradients", "writeback"},
+    "base": {"types", "engine", "capture", "checks"},
+    "registry": {"base"},
+    "solvers": set(),
+    "helpers": {"types"},
+    "driver": {"types", "base"},
+}
+
+
 def test_layers_import_in_one_direction() -> None:
-    assert _package_imports(PACKAGE_DIR / "types.py") == set()
-    assert _package_imports(PACKAGE_DIR / "engine.py") == {"types"}
-    assert _package_imports(PACKAGE_DIR / "base.py") == {"types", "engine"}
-    assert _package_imports(PACKAGE_DIR / "registry.py") == {"base"}
-    for module in METHOD_MODULES:  # methods sit on top: nothing below imports them
+    assert set(LAYERS) == INFRASTRUCTURE
+    for module, allowed in LAYERS.items():
+        assert _package_imports(PACKAGE_DIR / f"{module}.py") == allowed, module
+
+
+def registered_method_modules() -> set[str]:
+    """The modules of the package that register a method (``get(name).__module__``), by short name."""
+    modules = {get(name).__module__ for name in available()}
+    return {m.rsplit(".", 1)[1] for m in modules if m.startswith(f"{package.__name__}.")}
+
+
+def test_no_method_module_imports_another() -> None:
+    """A helper two methods share lives in ``solvers`` or ``helpers``, never in one of the methods."""
+    methods = registered_method_modules()
+    assert {"cagrad", "imgrad", "pcgrad", "gradvac", "static", "famo"} <= methods
+    for module in sorted(methods):
         imports = _package_imports(PACKAGE_DIR / f"{module}.py")
-        assert {"engine", "types", "registry", "base"} >= imports - set(METHOD_MODULES) - {"solvers"}, module
+        assert not imports & methods, f"{module} imports the method module(s) {sorted(imports & methods)}"
+        assert imports <= INFRASTRUCTURE - {"driver"}, module  # methods sit on top; the driver sits above them
+
+
+def test_the_import_check_sees_an_import_of_a_method_module(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from taskbalance.balancers.cagrad import cagrad_weights\n"
+                      "import taskbalance.balancers.pcgrad\nfrom taskbalance.balancers import static, types\n"
+                      "from .famo import FAMO\nfrom . import gradvac\n")
+    assert _package_imports(source) == {"cagrad", "pcgrad", "static", "types", "famo", "gradvac"}
 
 
 # ----------------------------------------------------------------------------- the last shared layer (issue 11.4)

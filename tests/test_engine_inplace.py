@@ -1,7 +1,7 @@
 """Last-layer gradients in user models that modify the last shared layer's output in place (issue 18, item 1).
 
 The fast ``last_layer`` path takes per-task gradients on the layer's output and the Gramian from its input
-(``engine.layer_gramian``). After ``ReLU(inplace=True)`` or ``out += residual`` the captured output tensor holds the
+(``gramian.layer_gramian``, called by the engine). After ``ReLU(inplace=True)`` or ``out += residual`` the captured output tensor holds the
 modified values, and a gradient on it is not the gradient on the layer's output. The engine must then take the
 exact path: the reported gradient norms equal autograd's on the layer's parameters.
 """
@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torchvision.models.vgg import make_layers
 
 from taskbalance.balancers import create, engine
+from taskbalance.balancers.capture import LayerCapture
+from taskbalance.balancers.gramian import layer_gramian
 
 TASKS = ("seg", "depth", "normal")
 
@@ -137,11 +139,11 @@ def test_the_output_gradient_after_an_in_place_relu_is_not_the_layers() -> None:
     model, x = build("relu-inplace", torch.float64)
     last = model.encoder[2]
     exact = autograd_norms(model, x, last)
-    capture = engine.LayerCapture(last)
+    capture = LayerCapture(last)
     _, losses = model(x)
     layer_input, output, _, _ = capture.latest  # type: ignore[misc]
     deltas = [torch.autograd.grad(losses[t], output, retain_graph=True)[0] for t in TASKS]
-    stale = engine.layer_gramian(capture, layer_input, deltas).diagonal().sqrt().tolist()
+    stale = layer_gramian(last, layer_input, deltas).diagonal().sqrt().tolist()
     assert capture.take() is None  # the version counter saw the in-place ReLU
     assert max(abs(s / e - 1) for s, e in zip(stale, exact)) > 1e-3
     capture.close()
@@ -149,7 +151,7 @@ def test_the_output_gradient_after_an_in_place_relu_is_not_the_layers() -> None:
 
 def test_an_input_modified_in_place_after_the_layer_is_not_used() -> None:
     layer = nn.Linear(4, 3)
-    capture = engine.LayerCapture(layer)
+    capture = LayerCapture(layer)
     x = torch.randn(5, 4)
     layer(x)
     x.mul_(2)  # the kernel would read the doubled values

@@ -4,7 +4,7 @@ item 3): gradient norms spanning 1e-3 to 1e6, near-duplicate rows, zero rows, ra
 Every method must return finite weights and a finite update (a ``RuntimeWarning`` is allowed where a method says
 that it found no solution). Where it is cheap, the method's defining condition is checked as well: MGDA's KKT
 conditions, the Nash-MTL and FairGrad equations, CAGrad's duality gap. The Gramian a check uses is the one the method
-saw (:func:`taskbalance.balancers.engine.gramian`, float32 products for a float32 J).
+saw (:func:`taskbalance.balancers.gramian.gramian`, float32 products for a float32 J).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from taskbalance.balancers import available, create, get
-from taskbalance.balancers.engine import gramian
+from taskbalance.balancers.gramian import gramian
 from taskbalance.balancers.nashmtl import bargaining_residual
 from taskbalance.balancers.solvers import psd_factor, relative_residual, trace_normalized
 

@@ -6,10 +6,12 @@ gradients on the chosen gradient source) to an :class:`Aggregation`: the coeffic
 shared update is ``d = Jᵀ w`` (or an explicit ``d`` for the few methods that are not weightings of the task
 gradients). A method is pure: options, state (buffers), ``aggregate`` and hooks declared as class attributes
 (``needs_post_step_losses``, ``advances_per_epoch``). Everything else (checking the losses, counting steps,
-autograd, the write-back into ``.grad``) is the engine's (:mod:`taskbalance.balancers.engine`), to which the
-public entry points :meth:`Balancer.backward`, :meth:`Balancer.combine` and :meth:`Balancer.post_step` hand
-the balancer. Layers (each imports only those below it): ``types`` → ``engine`` → ``base`` → ``registry`` →
-method modules.
+autograd, the write-back into ``.grad``) is the engine's (:mod:`taskbalance.balancers.engine` and the modules
+of its parts), to which the public entry points :meth:`Balancer.backward`, :meth:`Balancer.combine` and
+:meth:`Balancer.post_step` hand the balancer. Layers (each imports only those below it): ``types`` → the engine's
+parts (``gramian``, ``capture``, ``checks``, ``graph``, ``gradients``, ``writeback``) → ``engine`` → ``base`` →
+``registry`` → method modules (which may also import the shared ``solvers`` and ``helpers``, never each other).
+The package docstring has the whole graph.
 
 Scale convention: ``uniform`` is ``d = Σ_i g_i`` (the gradient of the summed losses). Methods whose official
 code returns a convex combination and multiplies it by K (CAGrad, Nash-MTL, FairGrad, IMGrad, ...) keep that
@@ -20,9 +22,9 @@ resumed run continues exactly. Methods that draw random numbers derive from :cla
 owns a seeded generator and saves its state. ``supported_sources`` lists the gradient sources a method accepts
 (checked at construction and at every ``backward``).
 
-Lifetime: on the ``last_layer`` source a balancer puts a forward hook on the user's last shared layer (the engine's
-``LayerCapture``). :meth:`Balancer.close`, a ``with`` block and garbage collection (a ``weakref.finalize`` that holds
-the capture, never the balancer) remove it.
+Lifetime: on the ``last_layer`` source a balancer puts a forward hook on the user's last shared layer (a
+:class:`~taskbalance.balancers.capture.LayerCapture`). :meth:`Balancer.close`, a ``with`` block and garbage
+collection (a ``weakref.finalize`` that holds the capture, never the balancer) remove it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
 from taskbalance.balancers import engine
+from taskbalance.balancers.capture import LayerCapture
+from taskbalance.balancers.checks import check_source, loss_values
 from taskbalance.balancers.types import (
     GRADIENT_SOURCES,
     Aggregation,
@@ -214,7 +218,7 @@ class Balancer(nn.Module):
                 f"{self.name} weighs the losses only and takes no per-task gradients, so source={source!r} would "
                 "have no effect; to log gradients pass diagnose=... to backward()"
             )
-        self.source: GradientSource = engine.check_source(self, source or self.default_source)
+        self.source: GradientSource = check_source(self, source or self.default_source)
         self.head_gradients: HeadGradients = head_gradients or self.default_head_gradients
         if self.head_gradients not in ("weighted", "raw"):
             raise BalancerError(f"{self.name}: head_gradients must be 'weighted' or 'raw', got {self.head_gradients!r}")
@@ -224,7 +228,7 @@ class Balancer(nn.Module):
         self.last_layer_params = _as_parameters(last, "last_layer")
         # on the last_layer source the engine takes the Gramian from the layer's input and output gradients
         use_capture = isinstance(last, nn.Module) and self.source == "last_layer" and self.requires != "losses"
-        self.last_layer_capture = engine.LayerCapture(last) if use_capture else None
+        self.last_layer_capture = LayerCapture(last) if use_capture else None
         # the hook goes with the balancer: the finalizer holds the capture, never the balancer
         self._release = weakref.finalize(self, self.last_layer_capture.close) if use_capture else None
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
@@ -291,7 +295,7 @@ class Balancer(nn.Module):
         """After ``optimizer.step()``: hand the losses re-evaluated on the same batch (dict or K-vector) to methods
         that learn from them (``needs_post_step_losses``, FAMO); a no-op for the others."""
         if self.needs_post_step_losses:
-            self.learn_after_step(engine.loss_values(self, losses, reducer))
+            self.learn_after_step(loss_values(self, losses, reducer))
 
     def close(self) -> None:
         """Remove the forward hook on the last layer and drop its capture (also done on garbage collection and by

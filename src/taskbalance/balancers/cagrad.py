@@ -35,74 +35,18 @@ tends to MGDA's direction; ``0 ≤ c < 1`` converges to a stationary point of th
 
 from __future__ import annotations
 
-from typing import Literal
-
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
 from taskbalance.balancers.registry import register_balancer
-from taskbalance.balancers.solvers import minimize_on_simplex, psd_factor, trace_normalized
-
-Rescale = Literal[0, 1, 2]
-#: Safeguard added under square roots and to denominators (the official code's 1e-8 on the raw Gramian), relative
-#: to the unit-trace Gramian.
-EPS = 1e-12
-#: ``‖g_w*‖`` (on the unit-trace Gramian) below which the gradients count as Pareto-stationary (the objective's
-#: resolution, ``√ε``)...
-PARETO_STATIONARY = 1e-6
-#: ... or below this fraction of ``Σ_i w*_i ‖g_i‖`` (a cancellation beyond the rounding of a float32 Gramian).
-CANCELLATION = 1e-3
+from taskbalance.balancers.solvers import Rescale, conflict_averse_weights
 
 
 class CAGradOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     c: float = Field(0.4, ge=0, description="radius of the ball around the mean gradient, in units of ‖g_0‖")
     rescale: Rescale = Field(1, description="divide the update by 1 (0), 1 + c² (1, official default) or 1 + c (2)")
-
-
-def rescale_factor(c: float, rescale: Rescale) -> float:
-    """The official ``rescale`` divisor: 1, ``1 + c²`` or ``1 + c``."""
-    return (1.0, 1.0 + c * c, 1.0 + c)[rescale]
-
-
-def conflict_averse_weights(
-    gramian: Tensor, c: float, rescale: Rescale, linear_coef: float = 1.0, norm_coef: float = 1.0
-) -> Tensor:
-    """``K (b + λ w*) / rescale`` where ``w*`` minimises ``linear_coef·xᵀAb + norm_coef·√φ·√(xᵀAx)`` on the simplex.
-
-    ``linear_coef = norm_coef = 1`` is CAGrad; IMGrad reweights the two terms by its adaptive factor and keeps the
-    rest (the same ``λ = √φ/‖g_w‖``, rescale and ×K).
-    """
-    k = gramian.shape[0]
-    normalized, trace = trace_normalized(gramian)
-    divisor = rescale_factor(c, rescale)
-    if trace == 0.0:
-        return torch.ones(k, dtype=torch.float64) / divisor
-    factor = psd_factor(normalized.numpy())
-    a = factor @ factor.T
-    b = np.full(k, 1.0 / k)
-    pull = a @ b
-    sqrt_phi = c * float(np.linalg.norm(factor.T @ b)) + EPS
-
-    def norm(x: np.ndarray) -> float:  # ‖g_x‖ = ‖Fᵀx‖: never the square root of a negative rounding error
-        return float(np.sqrt((factor.T @ x) @ (factor.T @ x) + EPS))
-
-    def objective(x: np.ndarray) -> float:
-        return float(linear_coef * (x @ pull) + norm_coef * sqrt_phi * norm(x))
-
-    def gradient(x: np.ndarray) -> np.ndarray:
-        return linear_coef * pull + norm_coef * sqrt_phi * (a @ x) / norm(x)
-
-    w = minimize_on_simplex(objective, gradient, k)
-    gw_norm = float(np.linalg.norm(factor.T @ w))
-    # ‖g_w*‖ ≈ 0 (Pareto-stationary up to the objective's or float32's resolution): λ g_w* vanishes, and λ w* would
-    # only carry huge weights whose float32 combination is rounding noise
-    stationary = gw_norm <= max(PARETO_STATIONARY, CANCELLATION * float(w @ np.sqrt(np.maximum(a.diagonal(), 0.0))))
-    lam = 0.0 if stationary else sqrt_phi / (gw_norm + EPS)
-    return torch.from_numpy(k * (b + lam * w) / divisor)
 
 
 def cagrad_weights(gramian: Tensor, c: float = 0.4, rescale: Rescale = 1) -> Tensor:

@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.helpers import check_task_keys
 from taskbalance.balancers.registry import register_balancer
-from taskbalance.balancers.static import check_task_keys
 
 EPS = 1e-8
 ADAM_BETAS = (0.9, 0.999)

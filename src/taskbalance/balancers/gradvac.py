@@ -34,8 +34,8 @@ from pydantic import Field
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, RandomizedBalancer, SeededOptions, StepInputs
+from taskbalance.balancers.helpers import random_orders
 from taskbalance.balancers.registry import register_balancer
-from taskbalance.balancers.pcgrad import random_orders
 
 
 class GradVacOptions(SeededOptions):

@@ -6,7 +6,7 @@ Rule (CAGrad plus a projected-norm term, paper §5.1): with ``g_0`` the mean gra
 direction and ``μ = cos θ = cos(g_0, g_m)`` (adaptive: small when the gradient norms are imbalanced),
 ``w* = argmin_{w ∈ Δ} (κ − cos θ) g_wᵀ g_0 + cos θ · √φ ‖g_w‖``, ``√φ = c ‖g_0‖``,
 ``d = g_0 + (√φ / ‖g_w*‖) g_w*``, then ``d / (1 + c²)`` (``rescale=1``) and ×K, exactly like CAGrad
-(:func:`taskbalance.balancers.cagrad.conflict_averse_weights` does both).
+(:func:`taskbalance.balancers.solvers.conflict_averse_weights` does both).
 
 * ``variant="code"`` (default): ``κ = 1.5``, the released code (NYUv2 ``imgrad``).
 * ``variant="paper"``: ``κ = 1``, Eq. (11) of the paper. Eq. (11) as printed reads ``cos θ · √φ ‖g_ω‖²``; the square
@@ -36,8 +36,7 @@ from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, StepInputs
 from taskbalance.balancers.registry import register_balancer
-from taskbalance.balancers.cagrad import Rescale, conflict_averse_weights
-from taskbalance.balancers.solvers import min_norm_point, trace_normalized
+from taskbalance.balancers.solvers import Rescale, conflict_averse_weights, min_norm_point, trace_normalized
 
 Variant = Literal["code", "paper"]
 #: ``torch.nn.functional.cosine_similarity``'s default ``eps``.

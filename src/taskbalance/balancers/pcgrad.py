@@ -34,17 +34,8 @@ import torch
 from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, RandomizedBalancer, SeededOptions, StepInputs
+from taskbalance.balancers.helpers import random_orders
 from taskbalance.balancers.registry import register_balancer
-
-
-def random_orders(num_tasks: int, generator: torch.Generator) -> list[list[int]]:
-    """For every task i, the other tasks in a uniformly random order (one independent permutation per i)."""
-    orders = []
-    for i in range(num_tasks):
-        others = [j for j in range(num_tasks) if j != i]
-        permutation = torch.randperm(len(others), generator=generator).tolist()
-        orders.append([others[k] for k in permutation])
-    return orders
 
 
 def pcgrad_weights(gramian: Tensor, orders: Sequence[Sequence[int]]) -> Tensor:

@@ -24,9 +24,13 @@ from pydantic import ValidationError
 from taskbalance.balancers.base import Balancer, BalancerError
 from taskbalance.plugins import load_entry_points
 
-#: Modules of :mod:`taskbalance.balancers` that are not scanned for methods: the layers below the methods, the
-#: shared numerics and the step driver above them. Every other module of the package is imported on first lookup.
-INFRASTRUCTURE: frozenset[str] = frozenset({"types", "engine", "base", "registry", "driver", "solvers"})
+#: Modules of :mod:`taskbalance.balancers` that are not scanned for methods: the layers below the methods (the
+#: engine and its parts), the helpers shared by methods and the step driver above them. Every other module of the
+#: package is imported on first lookup.
+INFRASTRUCTURE: frozenset[str] = frozenset({
+    "types", "gramian", "capture", "checks", "graph", "gradients", "writeback", "engine", "base", "registry",
+    "solvers", "helpers", "driver",
+})
 
 _REGISTRY: dict[str, type[Balancer]] = {}
 _loaded = False

@@ -22,6 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
+from taskbalance.balancers.helpers import check_task_keys
 from taskbalance.balancers.registry import register_balancer
 
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -32,19 +33,6 @@ class StaticOptions(BaseModel):
     weights: dict[str, Weight] | None = Field(
         None, description="task -> fixed loss weight (finite, >= 0, every task named); omitted: all 1 (= uniform)"
     )
-
-
-def check_task_keys(what: str, keys: Sequence[str], tasks: Sequence[str]) -> None:
-    """Raise a :class:`BalancerError` naming the missing and the unknown tasks when ``keys`` ≠ ``tasks``."""
-    missing = [t for t in tasks if t not in keys]
-    unknown = [k for k in keys if k not in tasks]
-    if missing or unknown:
-        problems = []
-        if missing:
-            problems.append(f"missing {missing}")
-        if unknown:
-            problems.append(f"unknown {unknown}")
-        raise BalancerError(f"{what} must name exactly the tasks {list(tasks)}: {', '.join(problems)}")
 
 
 def weight_grid(tasks: Sequence[str], values: Sequence[float] | Mapping[str, Sequence[float]]) -> list[dict[str, float]]:

@@ -1,7 +1,9 @@
 """The bottom layer of :mod:`taskbalance.balancers`: the data a step passes around, the errors, and two protocols.
 
 Nothing here imports another module of the package. Above it sit, in this order (each layer imports only the
-ones below): :mod:`~taskbalance.balancers.engine` (validation, step counting, autograd, the Gramian), then
+ones below): the engine's parts (:mod:`~taskbalance.balancers.gramian`, :mod:`~taskbalance.balancers.capture`,
+:mod:`~taskbalance.balancers.checks`, :mod:`~taskbalance.balancers.graph`, :mod:`~taskbalance.balancers.gradients`,
+:mod:`~taskbalance.balancers.writeback`) and :mod:`~taskbalance.balancers.engine` (the step sequence), then
 :mod:`~taskbalance.balancers.base` (the :class:`~taskbalance.balancers.base.Balancer` contract, whose public
 entry points hand the balancer to the engine), then :mod:`~taskbalance.balancers.registry` and the method modules.
 
@@ -159,7 +161,8 @@ class StepMethod(Protocol):
     is_grads_batched: bool
     shared_params: list[Tensor]
     last_layer_params: list[Tensor]
-    #: the engine's ``LayerCapture`` of the last layer's forward (None: the per-task weight gradients are used)
+    #: the :class:`~taskbalance.balancers.capture.LayerCapture` of the last layer's forward (None: the per-task
+    #: weight gradients are used)
     last_layer_capture: object | None
     step_count: Tensor
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -119,7 +120,10 @@ def diagnosis_markdown(d: Diagnosis, run: Path, steps: int | None, descriptions:
              lines[6], "", "## Conflict", "", _md_table(PAIR_HEADER, pair_rows(d)), "", lines[5], ""]
     if figure:
         parts += [f"![norm shares and cosines over training]({figure})", ""]
-    parts += ["Thresholds (sources in docs/doctor.md): " + ", ".join(f"{k} = {v:g}" for k, v in thresholds().items()), ""]
+    parts += [
+        "Thresholds (sources in docs/doctor.md): " + ", ".join(f"{k} = {v:g}" for k, v in thresholds().items()),
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -128,8 +132,14 @@ def diagnosis_rich(d: Diagnosis, run: Path, steps: int | None, descriptions: Map
     lines = summary_lines(d, run, steps, descriptions)
     text = [Text(line) for line in lines]
     text[1].stylize("bold")
-    return Group(*text[:4], _rich_table("Norm imbalance and tasks at risk", TASK_HEADER, task_rows(d)), text[4], text[6],
-                 _rich_table("Conflict", PAIR_HEADER, pair_rows(d)), text[5])
+    return Group(
+        *text[:4],
+        _rich_table("Norm imbalance and tasks at risk", TASK_HEADER, task_rows(d)),
+        text[4],
+        text[6],
+        _rich_table("Conflict", PAIR_HEADER, pair_rows(d)),
+        text[5],
+    )
 
 
 def seed_rows(check: StudyCheck) -> list[list[str]]:
@@ -138,8 +148,10 @@ def seed_rows(check: StudyCheck) -> list[list[str]]:
     for c in check.seeds:
         o = c.outcome
         rank = f"{o.rank} of {len(o.delta_m)}" if o.rank is not None else "not in study"
-        deltas = (f"{o.delta_m[o.recommended_arm]:+.2f} / {o.delta_m[o.uniform_arm]:+.2f}"
-                  if o.recommended_arm in o.delta_m and o.uniform_arm in o.delta_m else "n/a")
+        recommended, uniform = o.recommended_arm, o.uniform_arm  # None: the study did not run that arm
+        deltas = "n/a"
+        if recommended is not None and uniform is not None and recommended in o.delta_m and uniform in o.delta_m:
+            deltas = f"{o.delta_m[recommended]:+.2f} / {o.delta_m[uniform]:+.2f}"
         rows.append([str(c.seed), _list(c.diagnosis.at_risk), _list(o.below_single_task),
                      c.diagnosis.recommendation.method, rank, deltas, f"{c.stable_from} of {c.last_step}"])
     return rows
@@ -156,8 +168,11 @@ def study_lines(check: StudyCheck, steps: int | None) -> list[str]:
         f"precision {_p(check.precision)}; recall {_p(check.recall)}.",
         f"Recommended arm beats uniform (Δm, per seed): {_p(check.beats_uniform)}; "
         f"is the best arm: {_p(check.best)}; best arm(s) measured: {', '.join(sorted(best)) or 'n/a'}.",
-        "Recommendation (on all steps) stable from step " + ", ".join(
-            f"{c.stable_from} of {c.last_step} (seed {c.seed}, {c.diagnosis.recommendation.method})" for c in check.seeds)
+        "Recommendation (on all steps) stable from step "
+        + ", ".join(
+            f"{c.stable_from} of {c.last_step} (seed {c.seed}, {c.diagnosis.recommendation.method})"
+            for c in check.seeds
+        )
         + ": from there on, --steps N gives the same method.",
         "Intervals: 95% Wilson score; (seed, task) decisions of one seed are not independent, so that interval is "
         "optimistic.",

@@ -22,6 +22,7 @@ from taskbalance.doctor.signals import wilson
 from taskbalance.doctor.validate import stable_from
 from taskbalance.jsonlines import JsonLines
 from taskbalance.results import RunResult, save_run_result
+from taskbalance.records import append_record
 from taskbalance.training.diagnostics import diagnostic_record
 
 TASKS = ("semseg", "depth", "normals", "edge")
@@ -63,7 +64,7 @@ def write_run(run: Path, phases: Sequence[tuple[int, Mapping[str, float]]], conf
     for count, norms in phases:
         for _ in range(count):
             step += every
-            log.append(_record(step, _gradients(norms, conflict, noise, generator)))
+            append_record(log, _record(step, _gradients(norms, conflict, noise, generator)))
     return run
 
 
@@ -153,7 +154,7 @@ def test_weighted_run_reads_contributions(tmp_path: Path):
     log = JsonLines(tmp_path / "run" / "diagnostics.jsonl")
     generator = torch.Generator().manual_seed(0)
     for step in range(1, 11):
-        log.append(_record(step, _gradients(EDGE_SMALL, (), 0.05, generator), weights))
+        append_record(log, _record(step, _gradients(EDGE_SMALL, (), 0.05, generator), weights))
     diagnosis = diagnose(compute_signals(read_records(tmp_path / "run")))
     assert diagnosis.recommendation.method == "avgnorm" and diagnosis.at_risk == ()
     assert diagnosis.signals.contribution_share["edge"] == pytest.approx(0.25, abs=0.01)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from taskbalance.cli.main import app
 from taskbalance.plots import FIGURES, plot_runs
 from taskbalance.plots.diagnostics import curves, window_means
+from taskbalance.records import DiagnosticsRecord
 from taskbalance.training.rundir import RunDir
 
 
@@ -34,7 +35,8 @@ def test_window_means_average_and_skip_missing():
 
 
 def test_curves_per_task_and_pair():
-    records = [{"step": 1, "cos": {"a|b": 0.5}}, {"step": 2, "cos": {"a|b": 0.7}}]
+    records = [DiagnosticsRecord(step=1, tasks=["a", "b"], cos={"a|b": 0.5}),
+               DiagnosticsRecord(step=2, tasks=["a", "b"], cos={"a|b": 0.7})]
     assert curves(records, "cos", points=10) == {"a|b": ([1.0, 2.0], [0.5, 0.7])}
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from taskbalance.balancers import create
+from taskbalance.records import DiagnosticsRecord
 from taskbalance.training.diagnostics import diagnostic_record, format_summary, imbalance_summary, pair_key
 
 
@@ -26,7 +27,7 @@ def _step(weights_method: str = "uniform"):
 
 def test_record_matches_explicit_gradients():
     result, grads = _step()
-    record = diagnostic_record(12, result)
+    record = diagnostic_record(12, result).to_json()
     assert record["step"] == 12 and record["source"] == "last_layer"
     combined = sum(grads.values())
     for task, g in grads.items():
@@ -42,7 +43,7 @@ def test_weighted_norms_and_avgnorm_balance():
     result, grads = _step("avgnorm")
     record = diagnostic_record(1, result)
     for task, g in grads.items():
-        assert record["weighted_grad_norms"][task] == pytest.approx(result.weights[task] * float(g.norm()), rel=1e-5)
+        assert record.weighted_grad_norms[task] == pytest.approx(result.weights[task] * float(g.norm()), rel=1e-5)
     summary = imbalance_summary([record])
     assert summary["norm_ratio"] == pytest.approx(1.0, rel=1e-4)  # AvgNorm equalises every contribution
     norms = [float(g.norm()) for g in grads.values()]
@@ -50,8 +51,8 @@ def test_weighted_norms_and_avgnorm_balance():
 
 
 def _record(step, norms, cosines):
-    return {"step": step, "source": "last_layer", "tasks": list(norms), "grad_norms": norms, "weighted_grad_norms": norms,
-            "cos_to_update": cosines, "weights": {t: 1.0 for t in norms}}
+    return DiagnosticsRecord(step=step, source="last_layer", tasks=list(norms), grad_norms=norms,
+                             weighted_grad_norms=norms, cos_to_update=cosines, weights={t: 1.0 for t in norms})
 
 
 def test_imbalance_summary_ratios_and_spreads():

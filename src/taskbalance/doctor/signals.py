@@ -12,7 +12,8 @@ update ``d`` and the pairwise cosines ``cos(g_i, g_j)``. From them:
 * **conflict** per task pair: the fraction of steps whose cosine is negative (with its 95% Wilson interval) and the
   mean cosine; and the fraction of steps on which any pair is negative.
 
-The records are read with :func:`taskbalance.plots.diagnostics.load_records` (the same reader as the figures).
+The records are :class:`~taskbalance.records.DiagnosticsRecord`s, read with
+:func:`taskbalance.plots.diagnostics.load_records` (the same reader as the figures, which says why a folder has none).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import statistics
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from taskbalance.conventions import PAIR_SEPARATOR
 from taskbalance.plots.diagnostics import load_records
+from taskbalance.records import DiagnosticsRecord
 
 #: Two-sided 95% normal quantile of the Wilson intervals (the doctor's one confidence level).
 Z95 = statistics.NormalDist().inv_cdf(0.975)
@@ -107,7 +109,7 @@ class Signals:
         return min(self.tasks, key=lambda t: self.norm_share[t])
 
 
-def read_records(run: Path, steps: int | None = None) -> list[dict[str, Any]]:
+def read_records(run: Path, steps: int | None = None) -> list[DiagnosticsRecord]:
     """A run's diagnostic records, those logged at training steps ``<= steps`` when given.
 
     Raises:
@@ -117,16 +119,16 @@ def read_records(run: Path, steps: int | None = None) -> list[dict[str, Any]]:
         records = load_records(Path(run))
     except FileNotFoundError as error:
         raise DoctorError(str(error)) from None
-    tasks = records[0].get("tasks") or []
+    tasks = records[0].tasks
     if len(tasks) < 2:
         raise DoctorError(f"{run} is a single-task run ({', '.join(tasks) or 'no task'}): there is nothing to balance")
     if steps is not None:
         if steps < 1:
             raise DoctorError(f"--steps must be at least 1, got {steps}")
-        kept = [r for r in records if int(r["step"]) <= steps]
+        kept = [r for r in records if r.step <= steps]
         if not kept:
             raise DoctorError(f"{run} has no diagnostics record at or before step {steps} "
-                              f"(the first is at step {records[0]['step']})")
+                              f"(the first is at step {records[0].step})")
         records = kept
     return records
 
@@ -145,8 +147,8 @@ def step_shares(values: Mapping[str, float | None], tasks: Sequence[str]) -> dic
     return {t: abs(v) / total for t, v in zip(tasks, row)} if total > 0 else None  # type: ignore[arg-type]
 
 
-def _ratio(record: Mapping[str, Any], tasks: Sequence[str]) -> float | None:
-    norms = [(record.get("grad_norms") or {}).get(t) for t in tasks]
+def _ratio(record: DiagnosticsRecord, tasks: Sequence[str]) -> float | None:
+    norms = [record.grad_norms.get(t) for t in tasks]
     if any(n is None for n in norms) or min(norms) <= 0:  # type: ignore[type-var]
         return None
     return max(norms) / min(norms)  # type: ignore[type-var, operator]
@@ -157,37 +159,37 @@ def _median(values: Sequence[float | None]) -> float:
     return statistics.median(kept) if kept else math.inf
 
 
-def _pair(records: Sequence[Mapping[str, Any]], a: str, b: str) -> PairConflict:
+def _pair(records: Sequence[DiagnosticsRecord], a: str, b: str) -> PairConflict:
     key = f"{a}{PAIR_SEPARATOR}{b}"
-    values = [v for v in ((r.get("cos") or {}).get(key) for r in records) if v is not None]
+    values = [v for v in (r.cos.get(key) for r in records) if v is not None]
     return PairConflict(a, b, statistics.fmean(values) if values else 0.0, wilson(sum(v < 0 for v in values), len(values)))
 
 
-def compute_signals(records: Sequence[Mapping[str, Any]]) -> Signals:
+def compute_signals(records: Sequence[DiagnosticsRecord]) -> Signals:
     """The doctor's signals of a run's diagnostic records (at least one record of at least two tasks)."""
     if not records:
         raise DoctorError("no diagnostics records to diagnose")
-    tasks = tuple(records[0]["tasks"])
+    tasks = tuple(records[0].tasks)
 
     def per_task_share(group: str) -> dict[str, float]:
-        rows = [s for s in (step_shares(r.get(group) or {}, tasks) for r in records) if s is not None]
+        rows = [s for s in (step_shares(r.group(group), tasks) for r in records) if s is not None]
         if not rows:
             raise DoctorError(f"the diagnostics records hold no usable {group}")
         return {t: statistics.fmean(row[t] for row in rows) for t in tasks}
 
     ratios = [_ratio(r, tasks) for r in records]
     third = max(1, len(records) // 3)
-    negative = [any(v is not None and v < 0 for v in (r.get("cos") or {}).values()) for r in records]
+    negative = [any(v is not None and v < 0 for v in r.cos.values()) for r in records]
     return Signals(
         tasks=tasks,
-        source=records[0].get("source"),
+        source=records[0].source,
         records=len(records),
-        first_step=int(records[0]["step"]),
-        last_step=int(records[-1]["step"]),
+        first_step=records[0].step,
+        last_step=records[-1].step,
         norm_share=per_task_share("grad_norms"),
         contribution_share=per_task_share("weighted_grad_norms"),
-        cos_to_update={t: _mean([(r.get("cos_to_update") or {}).get(t) for r in records]) for t in tasks},
-        mean_weight={t: _mean([(r.get("weights") or {}).get(t) for r in records]) or 0.0 for t in tasks},
+        cos_to_update={t: _mean([r.group("cos_to_update").get(t) for r in records]) for t in tasks},
+        mean_weight={t: _mean([r.weights.get(t) for r in records]) or 0.0 for t in tasks},
         norm_ratio=_median(ratios),
         norm_ratio_early=_median(ratios[:third]),
         norm_ratio_late=_median(ratios[-third:]),

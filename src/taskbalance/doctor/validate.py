@@ -1,4 +1,4 @@
-"""The doctor checked against a study (``<study>/[<variant>/]<arm>/seed-<n>``, see :mod:`taskbalance.training.study`).
+"""The doctor checked against a study (``<study>/[<variant>/]<arm>/seed-<n>``, see :mod:`taskbalance.study.plan`).
 
 For each seed's finished uniform run the diagnosis is compared with what the study measured on the test split:
 
@@ -19,16 +19,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from taskbalance.doctor.rules import Diagnosis, diagnose, recommend
 from taskbalance.doctor.signals import DoctorError, Proportion, compute_signals, read_records, wilson
-from taskbalance.plots.diagnostics import DIAGNOSTICS_FILE
+from taskbalance.records import DIAGNOSTICS_FILE, DiagnosticsRecord
 from taskbalance.results.schema import RESULTS_FILENAME
 
 #: The study's arm of equal weights, whose runs the doctor diagnoses.
 UNIFORM_ARM = "uniform"
-#: A seed's folder inside an arm (``training.study.run_name``).
+#: A seed's folder inside an arm (``study.plan.run_name``).
 SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 #: Folders a study moved aside as stale (``<run>.stale-<hash>``).
 STALE_MARK = ".stale-"
@@ -107,13 +107,13 @@ def uniform_runs(root: Path) -> dict[Path, list[tuple[int, Path]]]:
     return {study: sorted(runs) for study, runs in found.items()}
 
 
-def stable_from(records: Sequence[Mapping[str, Any]]) -> int:
+def stable_from(records: Sequence[DiagnosticsRecord]) -> int:
     """The first logged step from which the recommendation on the records up to each step equals the one on all."""
     methods = [recommend(compute_signals(records[: i + 1])).method for i in range(len(records))]
     first = len(methods) - 1
     while first > 0 and methods[first - 1] == methods[-1]:
         first -= 1
-    return int(records[first]["step"])
+    return records[first].step
 
 
 def study_outcome(study: Path, method: str) -> tuple[dict[int, Outcome], list[str]]:
@@ -168,7 +168,7 @@ def check_study(study: Path, runs: Sequence[tuple[int, Path]], steps: int | None
         notes += found
     empty = Outcome(None, {}, None, None)
     checks = tuple(SeedCheck(seed, run, d, outcomes[d.recommendation.method].get(seed, empty), stable_from(records),
-                             int(records[-1]["step"])) for seed, run, d, records in diagnosed)
+                             records[-1].step) for seed, run, d, records in diagnosed)
     decisions = correct = predicted = hit = below = 0
     for check in checks:
         fell = check.outcome.below_single_task

@@ -26,15 +26,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import yaml
 
 from taskbalance.conventions import PAIR_SEPARATOR, TASK_LABELS
-from taskbalance.jsonlines import JsonLines
+from taskbalance.records import DIAGNOSTICS_FILE, DiagnosticsRecord, read_diagnostics
 from taskbalance.results.stats import summarize
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-#: A run directory's gradient-diagnostics log (``RunDir.diagnostics`` in training).
-DIAGNOSTICS_FILE = "diagnostics.jsonl"
 #: quantity -> (file stem, y label, per-pair?)
 FIGURES: dict[str, tuple[str, str, bool]] = {
     "cos_to_update": ("cos_to_update", "cos(task gradient, combined update)", False),
@@ -67,10 +65,10 @@ def _diagnostics_every(path: Path) -> Any:
     return (config.get("diagnostics") or {}).get("every") if isinstance(config, dict) else None
 
 
-def load_records(path: Path) -> list[dict[str, Any]]:
+def load_records(path: Path) -> list[DiagnosticsRecord]:
     """A run's diagnostic records; raises, saying why, if the folder has none."""
     path = Path(path)
-    records = JsonLines(path / DIAGNOSTICS_FILE).read()
+    records = read_diagnostics(path)
     if records:
         return records
     if not path.exists():
@@ -129,15 +127,15 @@ def _label(key: str) -> str:
     return " / ".join(TASK_LABELS.get(part, part) for part in key.split(PAIR_SEPARATOR))
 
 
-def curves(records: Sequence[Mapping[str, Any]], quantity: str, points: int) -> dict[str, tuple[list[float], list[float]]]:
+def curves(records: Sequence[DiagnosticsRecord], quantity: str, points: int) -> dict[str, tuple[list[float], list[float]]]:
     """Per task (or task pair) the windowed curve of ``quantity``."""
     keys: list[str] = []
     for record in records:
-        for key in record.get(quantity) or {}:
+        for key in record.group(quantity):
             if key not in keys:
                 keys.append(key)
-    steps = [int(r["step"]) for r in records]
-    return {key: window_means(steps, [(r.get(quantity) or {}).get(key) for r in records], points) for key in keys}
+    steps = [r.step for r in records]
+    return {key: window_means(steps, [r.group(quantity).get(key) for r in records], points) for key in keys}
 
 
 def seed_band(seed_curves: Sequence[Curve]) -> tuple[list[float], list[float], list[float]]:
@@ -148,7 +146,7 @@ def seed_band(seed_curves: Sequence[Curve]) -> tuple[list[float], list[float], l
     return xs, [s.mean for s in summaries], [s.std or 0.0 for s in summaries]
 
 
-def _panel(ax: Axes, runs: Sequence[Sequence[Mapping[str, Any]]], quantity: str, points: int) -> bool:
+def _panel(ax: Axes, runs: Sequence[Sequence[DiagnosticsRecord]], quantity: str, points: int) -> bool:
     """Draw one arm's curves (mean line, ± std band over seeds) on ``ax``; False when nothing was logged."""
     per_seed = [curves(records, quantity, points) for records in runs]
     keys = list(dict.fromkeys(key for c in per_seed for key in c))
@@ -171,7 +169,7 @@ def _panel(ax: Axes, runs: Sequence[Sequence[Mapping[str, Any]]], quantity: str,
     return True
 
 
-def quantity_figure(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], quantity: str, points: int = 50) -> Figure | None:
+def quantity_figure(runs: Mapping[str, Sequence[Sequence[DiagnosticsRecord]]], quantity: str, points: int = 50) -> Figure | None:
     """One figure with a panel per arm (label -> the records of each of its seeds); None when no run logged it."""
     from matplotlib.figure import Figure  # imported on use (slow); no pyplot: leaves the caller's backend alone
 
@@ -201,7 +199,7 @@ def quantity_figure(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], q
     return figure
 
 
-def plot_quantity(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], quantity: str, out: Path,
+def plot_quantity(runs: Mapping[str, Sequence[Sequence[DiagnosticsRecord]]], quantity: str, out: Path,
                   points: int = 50) -> Path | None:
     """Save :func:`quantity_figure` as ``out/<stem>.png`` atomically; None when no run logged ``quantity``."""
     from taskbalance.atomic import atomic_target
@@ -225,7 +223,7 @@ def plot_runs(run_dirs: Sequence[Path], out: Path, points: int = 50, labels: Seq
         run_dirs, labels = find_runs(run_dirs)
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs")
-    grouped: dict[str, list[list[dict[str, Any]]]] = {}
+    grouped: dict[str, list[list[DiagnosticsRecord]]] = {}
     for label, path in zip(labels, run_dirs):
         grouped.setdefault(label, []).append(load_records(path))
     written = [plot_quantity(grouped, quantity, out, points) for quantity in FIGURES]

@@ -2,7 +2,8 @@
 
 An arm is a method plus the config values that define it, excluding the seed. From a run's ``results.json`` those
 are its method, kind, tasks and the provenance in ``meta`` listed in :data:`ARM_META_KEYS` (method options,
-architecture, backbone, dataset and its options, training length); the seed is ``meta["seed"]``.
+architecture, backbone, dataset and its options, training length); the seed is ``meta["seed"]``. ``meta`` is read
+through :class:`~taskbalance.results.meta.RunMeta`, the model the trainer writes it with.
 Rows are labelled by the method plus the config values that differ between the compared arms (issue: three
 ``train quick`` runs must not all read "quick").
 """
@@ -15,6 +16,7 @@ from typing import Any, Hashable, Mapping, Sequence
 
 from taskbalance.results.baseline import BASELINE_NAME, compose_baseline
 from taskbalance.results.errors import ResultsError
+from taskbalance.results.meta import RunMeta
 from taskbalance.results.schema import RunResult
 
 #: The ``meta`` entries of a run that define its arm (with method, kind and tasks). ``arm_sha256``, when a run records
@@ -52,7 +54,7 @@ class Arm:
 
 def seed_of(run: RunResult) -> Seed:
     """The seed a run recorded in ``meta["seed"]`` (None when it did not)."""
-    return run.meta.get("seed")
+    return RunMeta.of(run).seed
 
 
 def single_arm(run: RunResult) -> Arm:
@@ -71,7 +73,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def arm_config(run: RunResult) -> dict[str, Any]:
     """The dotted config values that define the run's arm (``method``, ``method_options.gamma``, ``steps``...)."""
-    meta = {k: run.meta[k] for k in ARM_META_KEYS if k in run.meta}
+    meta = RunMeta.of(run).recorded(ARM_META_KEYS)
     if isinstance(meta.get("dataset_info"), Mapping):
         meta["dataset_info"] = {k: v for k, v in meta["dataset_info"].items() if k not in _REPLICATE_KEYS}
     return {"method": run.method, "kind": run.kind, "tasks": ",".join(run.tasks), **_flatten(meta)}
@@ -142,7 +144,7 @@ def comparability_warnings(runs: Sequence[RunResult]) -> list[str]:
     for what, key in COMPARABILITY_KEYS:
         values: dict[str, list[str]] = {}
         for run in runs:
-            value = _flatten({k: run.meta[k] for k in ARM_META_KEYS if k in run.meta}).get(key)
+            value = _flatten(RunMeta.of(run).recorded(ARM_META_KEYS)).get(key)
             if value is not None:
                 values.setdefault(_text(value), []).append(run.name)
         if len(values) > 1:

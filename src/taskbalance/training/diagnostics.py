@@ -3,7 +3,8 @@
 At a diagnostic step the balancer returns the Gramian ``G`` of the per-task gradients on the diagnosed source
 (the last shared layer by default). From it: per-task gradient norms ``√G_ii`` (Figs. 8, 15, 16), pairwise
 cosines (Figs. 10, 11) and dot products ``G_ij`` (Figs. 12, 13), the cosine of each task gradient with the
-combined update (Figs. 7, 9, 14) and the loss weights the method applied.
+combined update (Figs. 7, 9, 14) and the loss weights the method applied. The records are
+:class:`~taskbalance.records.DiagnosticsRecord`s (``diagnostics.jsonl``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from taskbalance.balancers import StepResult
 from taskbalance.conventions import PAIR_SEPARATOR
+from taskbalance.records import DiagnosticsRecord
 
 
 def pair_key(a: str, b: str) -> str:
@@ -21,8 +23,10 @@ def pair_key(a: str, b: str) -> str:
     return f"{a}{PAIR_SEPARATOR}{b}"
 
 
-def diagnostic_record(step: int, result: StepResult) -> dict[str, Any] | None:
-    """A JSON-ready record of one step's gradient geometry (None when the step computed no task gradients)."""
+def diagnostic_record(step: int, result: StepResult,
+                      feature_distance: Mapping[str, float] | None = None) -> DiagnosticsRecord | None:
+    """The record of one step's gradient geometry (None when the step computed no task gradients); with URL, the
+    step's ``feature_distance`` per task."""
     if result.gramian is None:
         return None
     cosines = result.pairwise_cosines()
@@ -30,47 +34,48 @@ def diagnostic_record(step: int, result: StepResult) -> dict[str, Any] | None:
     index = {task: i for i, task in enumerate(result.tasks)}
     pairs = list(combinations(result.tasks, 2))
     norms = result.grad_norms or {}
-    return {
-        "step": step,
-        "source": result.source,
-        "tasks": list(result.tasks),
-        "losses": dict(result.losses),
-        "weights": dict(result.weights),
-        "grad_norms": norms,
-        "weighted_grad_norms": {t: abs(result.weights[t]) * n for t, n in norms.items()},
-        "cos_to_update": result.cosines_to_update,
-        "cos": {pair_key(a, b): float(cosines[index[a], index[b]]) for a, b in pairs},
-        "dot": {pair_key(a, b): float(result.gramian[index[a], index[b]]) for a, b in pairs},
-    }
+    return DiagnosticsRecord(
+        step=step,
+        source=result.source,
+        tasks=list(result.tasks),
+        losses=dict(result.losses),
+        weights=dict(result.weights),
+        grad_norms=norms,
+        weighted_grad_norms={t: abs(result.weights[t]) * n for t, n in norms.items()},
+        cos_to_update=result.cosines_to_update,
+        cos={pair_key(a, b): float(cosines[index[a], index[b]]) for a, b in pairs},
+        dot={pair_key(a, b): float(result.gramian[index[a], index[b]]) for a, b in pairs},
+        feature_distance=dict(feature_distance) if feature_distance else None,
+    )
 
 
-def tensorboard_scalars(record: Mapping[str, Any]) -> dict[str, float]:
+def tensorboard_scalars(record: DiagnosticsRecord) -> dict[str, float]:
     """Flatten a diagnostic record into TensorBoard tags (``grad_norm/semseg``, ``cos/semseg|depth``, ...)."""
     scalars: dict[str, float] = {}
     for group, tag in (("grad_norms", "grad_norm"), ("weighted_grad_norms", "weighted_grad_norm"),
                        ("cos_to_update", "cos_to_update"), ("cos", "cos"), ("dot", "dot"),
                        ("weights", "weight"), ("feature_distance", "feature_distance")):
-        for key, value in (record.get(group) or {}).items():
+        for key, value in record.group(group).items():
             if value is not None:
                 scalars[f"diagnostics/{tag}/{key}"] = float(value)
     return scalars
 
 
-def _late(records: Sequence[Mapping[str, Any]], fraction: float) -> Sequence[Mapping[str, Any]]:
+def _late(records: Sequence[DiagnosticsRecord], fraction: float) -> Sequence[DiagnosticsRecord]:
     start = int(len(records) * (1.0 - fraction))
     return records[min(start, len(records) - 1) :]
 
 
-def _norm_ratio(record: Mapping[str, Any], group: str) -> float | None:
-    norms = [v for v in (record.get(group) or {}).values() if v is not None]
+def _norm_ratio(record: DiagnosticsRecord, group: str) -> float | None:
+    norms = [v for v in record.group(group).values() if v is not None]
     positive = [v for v in norms if v > 0]
     if len(norms) < 2 or not positive:
         return None
     return max(norms) / min(positive)
 
 
-def _cos_spread(record: Mapping[str, Any]) -> float | None:
-    cosines = [v for v in (record.get("cos_to_update") or {}).values() if v is not None]
+def _cos_spread(record: DiagnosticsRecord) -> float | None:
+    cosines = [v for v in record.group("cos_to_update").values() if v is not None]
     return max(cosines) - min(cosines) if len(cosines) >= 2 else None
 
 
@@ -79,7 +84,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return statistics.fmean(kept) if kept else None
 
 
-def imbalance_summary(records: Sequence[Mapping[str, Any]], late_fraction: float = 0.25) -> dict[str, Any]:
+def imbalance_summary(records: Sequence[DiagnosticsRecord], late_fraction: float = 0.25) -> dict[str, Any]:
     """Summarise the diagnostics of a run.
 
     * ``norm_ratio``: largest / smallest weighted task gradient norm ``w_i ‖g_i‖`` (each task's contribution to
@@ -92,15 +97,15 @@ def imbalance_summary(records: Sequence[Mapping[str, Any]], late_fraction: float
     """
     if not records:
         return {"steps": 0}
-    tasks = list(records[0]["tasks"])
+    tasks = list(records[0].tasks)
     late = _late(records, late_fraction)
 
-    def per_task(group: str, subset: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-        return {t: _mean([(r.get(group) or {}).get(t) for r in subset]) for t in tasks}
+    def per_task(group: str, subset: Sequence[DiagnosticsRecord]) -> dict[str, float | None]:
+        return {t: _mean([r.group(group).get(t) for r in subset]) for t in tasks}
 
     return {
         "steps": len(records),
-        "source": records[0].get("source"),
+        "source": records[0].source,
         "late_fraction": late_fraction,
         "norm_ratio": _mean([_norm_ratio(r, "weighted_grad_norms") for r in records]),
         "norm_ratio_late": _mean([_norm_ratio(r, "weighted_grad_norms") for r in late]),

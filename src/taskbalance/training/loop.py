@@ -32,6 +32,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from taskbalance.balancers import StepResult
 from taskbalance.balancers.driver import Forward, StepDriver, StepOptions, TrainingDiverged
+from taskbalance.records import TrainRecord, ValidationRecord, append_record, read_diagnostics
+from taskbalance.results.meta import RunMeta
 from taskbalance.results.schema import RunResult, load_run_result, save_run_result
 from taskbalance.training import checkpoint as ckpt
 from taskbalance.training.batches import EpochBatchSampler, to_device
@@ -257,21 +259,20 @@ class Trainer:
         if not self.dist.is_main:
             return
         if state.step % self.config.log_every == 0 or state.step == self.total_steps:
-            record = {"step": state.step, "kind": "train", "epoch": state.epoch, "lr": self.scheduler.get_last_lr()[0],
-                      "loss": sum(result.losses.values()), "losses": result.losses, "weights": result.weights}
-            self.run.metrics.append(record)
+            loss = sum(result.losses.values())
+            lr = self.scheduler.get_last_lr()[0]
+            append_record(self.run.metrics, TrainRecord(step=state.step, epoch=state.epoch, lr=lr, loss=loss,
+                                                        losses=result.losses, weights=result.weights))
             if writer is not None:
-                writer.add_scalar("train/loss", record["loss"], state.step)
-                writer.add_scalar("train/lr", record["lr"], state.step)
+                writer.add_scalar("train/loss", loss, state.step)
+                writer.add_scalar("train/lr", lr, state.step)
                 for task in result.losses:
                     writer.add_scalar(f"train/loss/{task}", result.losses[task], state.step)
                     writer.add_scalar(f"train/weight/{task}", result.weights[task], state.step)
         if diagnose:
-            diagnostic = diagnostic_record(state.step, result)
+            diagnostic = diagnostic_record(state.step, result, distances)
             if diagnostic is not None:
-                if distances:
-                    diagnostic["feature_distance"] = dict(distances)
-                self.run.diagnostics.append(diagnostic)
+                append_record(self.run.diagnostics, diagnostic)
                 if writer is not None:
                     for tag, value in tensorboard_scalars(diagnostic).items():
                         writer.add_scalar(tag, value, state.step)
@@ -297,9 +298,10 @@ class Trainer:
         if improved:
             state.best_score, state.best_step = score, state.step
             ckpt.save_checkpoint(self.run.checkpoints, "best", state.step, self.model)
-        self.run.metrics.append({"step": state.step, "kind": "val", "metrics": metrics, "score": score, "best": improved,
-                                 "primary": {t: s.primary_metric for t, s in self.specs.items()},
-                                 "higher_is_better": {t: s.higher_is_better for t, s in self.specs.items()}})
+        append_record(self.run.metrics, ValidationRecord(
+            step=state.step, metrics=metrics, score=score, best=improved,
+            primary={t: s.primary_metric for t, s in self.specs.items()},
+            higher_is_better={t: s.higher_is_better for t, s in self.specs.items()}))
         if writer is not None:
             writer.add_scalar("val/score", score, state.step)
             for task, values in metrics.items():
@@ -447,7 +449,7 @@ class Trainer:
         test_set = build_split(config, "test", train=False)
         final_specs = build_specs(config, self.info, exact_edge=config.evaluation.exact_edge)
         metrics = evaluate(self.model, self._loader(test_set), final_specs, self.device, self.amp, config.evaluation.max_batches)
-        records = self.run.diagnostics.read()
+        records = read_diagnostics(self.run.diagnostics.path)
         summary = imbalance_summary(records)
         write_json(self.run.imbalance, summary)
         if records:
@@ -462,24 +464,24 @@ class Trainer:
             "higher_is_better": {t: s.higher_is_better for t, s in final_specs.items()},
             "mean_weights": {t: v / max(state.weight_count, 1) for t, v in state.weight_sums.items()},
             "selection": selection,
-            "meta": {
-                "steps": state.step,
-                "best_step": state.best_step if best is not None else None,
-                "train_seconds": state.train_seconds,
-                "method_options": dict(config.method.options),
-                "arch": config.model.arch,
-                "backbone": config.model.backbone,
-                "dataset": config.data.name,
-                "dataset_info": dict(self.info.metadata),
-                "seed": config.seed,
-                "threads": config.threads,
-                "torch": torch.__version__,
-                "config_sha256": config_hash(config),
+            "meta": RunMeta(
+                steps=state.step,
+                best_step=state.best_step if best is not None else None,
+                train_seconds=state.train_seconds,
+                method_options=dict(config.method.options),
+                arch=config.model.arch,
+                backbone=config.model.backbone,
+                dataset=config.data.name,
+                dataset_info=dict(self.info.metadata),
+                seed=config.seed,
+                threads=config.threads,
+                torch=torch.__version__,
+                config_sha256=config_hash(config),
                 # the same for every seed of a study arm: tells arms apart that differ outside the listed meta; like
                 # the seed, the thread count perturbs the numbers but not the experiment (config_sha256 has both)
-                "arm_sha256": config_hash(config, ignore=(*DERIVED_KEYS, "seed", "name", "threads")),
-                "imbalance": summary,
-            },
+                arm_sha256=config_hash(config, ignore=(*DERIVED_KEYS, "seed", "name", "threads")),
+                imbalance=summary,
+            ).dump(),
         })
         save_run_result(result, self.run.results)
         if writer is not None:

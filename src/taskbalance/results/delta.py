@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from taskbalance.results.errors import ResultsError
 
@@ -25,7 +25,9 @@ def task_improvements(
     improvements: dict[str, float] = {}
     for task, value in metrics.items():
         if task not in baseline:
-            raise ResultsError(f"task {task!r} has no single-task baseline value (baseline tasks: {', '.join(baseline)})")
+            raise ResultsError(
+                f"task {task!r} has no single-task baseline value (baseline tasks: {', '.join(baseline)})"
+            )
         if task not in higher_is_better:
             raise ResultsError(f"task {task!r}: whether higher is better is not given")
         reference = baseline[task]

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from taskbalance.conventions import TASK_LABELS
 from taskbalance.atomic import atomic_target
+from taskbalance.conventions import TASK_LABELS
 from taskbalance.results.errors import ResultsError
 from taskbalance.results.render import format_delta, format_mean_std
 from taskbalance.results.table import ResultsTable, Row
@@ -48,7 +48,9 @@ def radar_figure(table: ResultsTable, title: str | None = None) -> Figure:
                         label=f"{row.name} (Δm {format_mean_std(row.delta_m, format_delta)}%, n={row.n})")
         band_low, band_high = bands[row.name]
         if band_low != band_high:
-            ax.fill_between(closed, band_low + band_low[:1], band_high + band_high[:1], color=line.get_color(), alpha=0.2)
+            ax.fill_between(
+                closed, band_low + band_low[:1], band_high + band_high[:1], color=line.get_color(), alpha=0.2
+            )
     circle = [2 * math.pi * i / 120 for i in range(121)]
     ax.plot(circle, [0.0] * len(circle), "k--", linewidth=1, label="single-task (0%)")
     ax.set_ylim(low - margin, high + margin)
@@ -64,7 +66,10 @@ def radar_figure(table: ResultsTable, title: str | None = None) -> Figure:
 def _band(row: Row) -> tuple[list[float], list[float]]:
     """Per task ``mean − std`` and ``mean + std`` (the mean twice for one seed)."""
     spread = [m.std or 0.0 for m in row.improvements]
-    return ([m.mean - s for m, s in zip(row.improvements, spread)], [m.mean + s for m, s in zip(row.improvements, spread)])
+    return (
+        [m.mean - s for m, s in zip(row.improvements, spread)],
+        [m.mean + s for m, s in zip(row.improvements, spread)],
+    )
 
 
 def radar_chart(table: ResultsTable, out: str | os.PathLike[str], title: str | None = None, dpi: int = 150) -> Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Callable, Iterable, Literal, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 from rich.cells import cell_len
 from rich.console import Group, RenderableType
@@ -72,7 +73,11 @@ def _cells(table: ResultsTable) -> list[list[str]]:
         cells = [row.name, str(row.n), *(format_mean_std(v) for v in row.values),
                  format_mean_std(row.delta_m, format_delta), format_interval(row.delta_m)]
         if table.reference:
-            cells.append("(reference)" if row.name == table.reference else format_paired(row.versus_reference, row.versus_significant))
+            cells.append(
+                "(reference)"
+                if row.name == table.reference
+                else format_paired(row.versus_reference, row.versus_significant)
+            )
         rows.append(cells)
     return rows
 
@@ -158,13 +163,21 @@ def to_latex(table: ResultsTable) -> str:
     headers = ["Method", "$n$"] + [latex_text(f"{c.header} {c.arrow}") for c in table.columns]
     headers += [r"$\Delta_m\%$ $\uparrow$", r"$\Delta_m$ 95\% CI"]
     headers += [f"vs {latex_escape(table.reference)}"] if table.reference else []
-    lines = [r"\begin{tabular}{l" + "c" * (len(headers) - 1) + "}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{l" + "c" * (len(headers) - 1) + "}",
+        r"\toprule",
+        " & ".join(headers) + r" \\",
+        r"\midrule",
+    ]
     for row, cells in zip(table.rows, _cells(table)):
         lines.append(" & ".join(latex_text(cell) for cell in cells) + r" \\")
         if row.is_baseline:
             lines.append(r"\midrule")
     lines.append(r"\bottomrule")
-    lines += [rf"\multicolumn{{{len(headers)}}}{{p{{0.9\linewidth}}}}{{\footnotesize {latex_text(note)}}} \\" for note in table.notes]
+    lines += [
+        rf"\multicolumn{{{len(headers)}}}{{p{{0.9\linewidth}}}}{{\footnotesize {latex_text(note)}}} \\"
+        for note in table.notes
+    ]
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
 
@@ -174,7 +187,9 @@ def _rich_table(table: ResultsTable, columns: Sequence[int], title: str | None, 
     out = Table(title=title, caption=caption, caption_justify="left")
     headers, delta_index = _headers(table), 2 + len(table.columns)
     for i in columns:
-        out.add_column(headers[i], justify="left" if i == 0 else "right", overflow="fold", min_width=_longest_word(table, i))
+        out.add_column(
+            headers[i], justify="left" if i == 0 else "right", overflow="fold", min_width=_longest_word(table, i)
+        )
     for row, texts in zip(table.rows, _cells(table)):
         cells = [escape(text) for text in texts]
         style = "green" if row.delta_m.mean > 0 else "red" if row.delta_m.mean < 0 else ""

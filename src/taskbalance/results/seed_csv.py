@@ -17,8 +17,8 @@ import csv
 import io
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from taskbalance.atomic import atomic_write_text
 from taskbalance.results.arms import Arm, Seed
@@ -26,12 +26,12 @@ from taskbalance.results.baseline import BASELINE_NAME
 from taskbalance.results.errors import ResultsError
 from taskbalance.results.render import csv_table, to_markdown
 from taskbalance.results.schema import RunResult
-from taskbalance.results.table import BaselineMode, ResultsTable, results_table
+from taskbalance.results.table import BaselineMode, ResultsTable, Row, results_table
 
 #: File name of the per-seed CSV beside a study's report.
 SEED_CSV = "per_seed.csv"
 #: Δm columns, per single-task reference.
-DELTA_COLUMNS: dict[str, str] = {"mean": "delta_m_mean", "per-seed": "delta_m_per_seed"}
+DELTA_COLUMNS: dict[BaselineMode, str] = {"mean": "delta_m_mean", "per-seed": "delta_m_per_seed"}
 _METRIC = re.compile(r"^(?P<task>[^.\s]+)\.(?P<metric>\S+) (?P<arrow>[↑↓])$")
 
 
@@ -42,12 +42,16 @@ def seed_csv_text(arms: Sequence[Arm], baseline: Arm) -> str:
     headers = ["arm", "seed", *(f"{c.task}.{c.metric} {c.arrow}" for c in columns), *DELTA_COLUMNS.values()]
     lines = []
     for arm in [Arm(BASELINE_NAME, baseline.runs), *arms]:
-        rows = {mode: table.rows[0] if arm.name == BASELINE_NAME else table.row(arm.name) for mode, table in tables.items()}
+        rows: dict[BaselineMode, Row] = {}
+        for mode, table in tables.items():
+            row = table.rows[0] if arm.name == BASELINE_NAME else table.row(arm.name)
+            assert row is not None, arm.name  # results_table makes a row of every arm
+            rows[mode] = row
         for seed in arm.seeds:
             run = arm.runs[seed]
             lines.append([arm.name, "" if seed is None else str(seed),
                           *(repr(run.metrics[c.task][c.metric]) for c in columns),
-                          *(repr(rows[mode].seed_delta_m[seed]) for mode in DELTA_COLUMNS)])  # type: ignore[union-attr]
+                          *(repr(rows[mode].seed_delta_m[seed]) for mode in DELTA_COLUMNS)])
     return csv_table(headers, lines)
 
 
@@ -73,13 +77,14 @@ def read_seed_csv(path: str | os.PathLike[str]) -> tuple[list[Arm], Arm]:
     except OSError as error:
         raise ResultsError(f"cannot read {source}: {error}") from None
     fields = reader.fieldnames or []
-    metrics = [(name, _METRIC.match(name)) for name in fields if name not in ("arm", "seed", *DELTA_COLUMNS.values())]
-    if not metrics or any(match is None for _, match in metrics) or "arm" not in fields or "seed" not in fields:
+    matches = [(name, _METRIC.match(name)) for name in fields if name not in ("arm", "seed", *DELTA_COLUMNS.values())]
+    if not matches or any(match is None for _, match in matches) or "arm" not in fields or "seed" not in fields:
         raise ResultsError(f"{source}: expected columns arm, seed, <task>.<metric> ↑|↓ ..., got {', '.join(fields)}")
+    metrics = [(name, match) for name, match in matches if match is not None]
     runs: dict[str, dict[Seed, RunResult]] = {}
     for line, record in enumerate(records, start=2):
         try:
-            values = {m["task"]: (m["metric"], m["arrow"] == "↑", float(record[name])) for name, m in metrics}  # type: ignore[index]
+            values = {m["task"]: (m["metric"], m["arrow"] == "↑", float(record[name])) for name, m in metrics}
         except (TypeError, ValueError):
             raise ResultsError(f"{source} line {line}: a metric value is not a number") from None
         arm = record["arm"]
@@ -90,7 +95,9 @@ def read_seed_csv(path: str | os.PathLike[str]) -> tuple[list[Arm], Arm]:
             higher_is_better={t: higher for t, (_, higher, _) in values.items()}, meta={"seed": _seed(record["seed"])})
     if BASELINE_NAME not in runs:
         raise ResultsError(f"{source} has no {BASELINE_NAME!r} rows: the baseline is needed")
-    return [Arm(name, members) for name, members in runs.items() if name != BASELINE_NAME], Arm(BASELINE_NAME, runs[BASELINE_NAME])
+    return [Arm(name, members) for name, members in runs.items() if name != BASELINE_NAME], Arm(
+        BASELINE_NAME, runs[BASELINE_NAME]
+    )
 
 
 def seed_csv_table(path: str | os.PathLike[str], baseline_mode: BaselineMode = "mean") -> ResultsTable:

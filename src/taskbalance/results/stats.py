@@ -10,8 +10,9 @@ interval: ``std``, ``low`` and ``high`` are None and nothing is significant.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from taskbalance.results.errors import ResultsError
 

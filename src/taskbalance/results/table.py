@@ -16,8 +16,9 @@ compared with the reference (the printed intervals are the unadjusted 95% t-inte
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Mapping, Sequence, get_args
+from typing import Literal, get_args
 
 from taskbalance.conventions import TASK_LABELS, TASK_NAMES
 from taskbalance.results.arms import Arm, Seed, single_arm
@@ -123,7 +124,9 @@ def _columns(arms: Sequence[Arm], baseline: RunResult, tasks: Sequence[str] | No
 def _values(run: RunResult, columns: tuple[Column, ...]) -> dict[str, float]:
     for col in columns:
         if col.task not in run.tasks:
-            raise ResultsError(f"run {run.name!r} has no result for task {col.task!r} (its tasks: {', '.join(run.tasks)})")
+            raise ResultsError(
+                f"run {run.name!r} has no result for task {col.task!r} (its tasks: {', '.join(run.tasks)})"
+            )
         if run.primary[col.task] != col.metric or run.higher_is_better[col.task] != col.higher_is_better:
             raise ResultsError(
                 f"run {run.name!r} reports {run.primary[col.task]!r} as the primary metric of task {col.task!r}, "
@@ -185,8 +188,12 @@ def _with_reference(rows: list[Row], reference: str | None) -> tuple[list[Row], 
             versus[index] = None
     p_values = {i: None if v is None else t_test_p(v) for i, v in versus.items()}
     adjusted = holm(p_values)
-    out = [row if i not in versus else replace(row, versus_reference=versus[i], versus_p=p_values[i], versus_p_holm=adjusted[i])
-           for i, row in enumerate(rows)]
+    out = [
+        row
+        if i not in versus
+        else replace(row, versus_reference=versus[i], versus_p=p_values[i], versus_p_holm=adjusted[i])
+        for i, row in enumerate(rows)
+    ]
     return out, reference
 
 
@@ -249,4 +256,6 @@ def results_table(
     rows, anchor = _with_reference(rows, reference)
     n_max = max((row.n for row in rows), default=1)
     compared = sum(row.versus_reference is not None and row.versus_p is not None for row in rows)
-    return ResultsTable(columns, tuple(rows), anchor, _notes(counts, anchor, n_max, baseline_mode, compared), baseline_mode)
+    return ResultsTable(
+        columns, tuple(rows), anchor, _notes(counts, anchor, n_max, baseline_mode, compared), baseline_mode
+    )

@@ -13,8 +13,8 @@ An arm is converged when all its seeds are; the report flags the others.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from taskbalance.results.delta import delta_m
 from taskbalance.results.errors import ResultsError
@@ -80,6 +80,10 @@ def check_convergence(curve: Curve, steps: int, best_step: int | None, higher_is
     elif by_delta:
         move = abs(last["Δm"] - start["Δm"])
     else:
-        move = max(abs(100.0 * (last[t] - start[t]) / start[t]) if start[t] else abs(last[t] - start[t]) for t in last if t in start)
+        move = max(
+            abs(100.0 * (last[t] - start[t]) / start[t]) if start[t] else abs(last[t] - start[t])
+            for t in last
+            if t in start
+        )
     early_best = best_step is not None and best_step <= (1 - LATE_FRACTION) * steps
     return Convergence(early_best or (move is not None and move < MOVE_LIMIT), steps, best_step, move, measure)

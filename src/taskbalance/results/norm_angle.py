@@ -22,8 +22,9 @@ resamples (10 at 3 seeds), which the report states.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 from taskbalance.conventions import PAIR_SEPARATOR
 from taskbalance.results.errors import ResultsError
@@ -53,7 +54,9 @@ def gradient_profile(records: Iterable[Mapping[str, Any]]) -> GradientProfile | 
     others: dict[str, list[float]] = {}
     update: dict[str, list[float]] = {}
     for record in records:
-        norms = {t: v for t, v in (record.get("weighted_grad_norms") or {}).items() if v is not None and math.isfinite(v)}
+        norms = {
+            t: v for t, v in (record.get("weighted_grad_norms") or {}).items() if v is not None and math.isfinite(v)
+        }
         total = math.fsum(norms.values())
         if len(norms) < 2 or total <= 0:
             continue
@@ -93,8 +96,11 @@ class Point:
 def points_of(arm: str, seed: Hashable, improvements: Mapping[str, float], profile: GradientProfile) -> list[Point]:
     """The points of one run: its per-task ``M_i`` joined with its gradient profile (tasks without a share are
     left out)."""
-    return [Point(arm, seed, task, drop, profile.share[task], profile.cos_others.get(task), profile.cos_update.get(task))
-            for task, drop in improvements.items() if task in profile.share]
+    return [
+        Point(arm, seed, task, drop, profile.share[task], profile.cos_others.get(task), profile.cos_update.get(task))
+        for task, drop in improvements.items()
+        if task in profile.share
+    ]
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,9 @@ def norm_angle(points: Sequence[Point], resamples: int = RESAMPLES, seed: int = 
 
     for p in points:
         if not (math.isfinite(p.drop) and math.isfinite(p.share)):
-            raise ResultsError(f"{p.arm} seed {p.seed} task {p.task}: M_i {p.drop} or norm share {p.share} is not finite")
+            raise ResultsError(
+                f"{p.arm} seed {p.seed} task {p.task}: M_i {p.drop} or norm share {p.share} is not finite"
+            )
     seeds = list(dict.fromkeys(p.seed for p in points))
     data = np.array([[p.drop, p.share, np.nan if p.cos_others is None else p.cos_others,
                       np.nan if p.cos_update is None else p.cos_update] for p in points])

@@ -18,8 +18,8 @@ except where said).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from taskbalance.results.errors import ResultsError
 
@@ -120,8 +120,11 @@ def max_sd_for_equivalence(n: int, margin: float, alpha: float = ALPHA, power: f
     probability ``power`` (true difference 0)."""
     from scipy import optimize
 
-    return float(optimize.brentq(lambda sd: equivalence_power(sd, n, margin, alpha) - power, 1e-3 * margin, 1e3 * margin,
-                                 xtol=1e-10 * margin))
+    return float(
+        optimize.brentq(
+            lambda sd: equivalence_power(sd, n, margin, alpha) - power, 1e-3 * margin, 1e3 * margin, xtol=1e-10 * margin
+        )
+    )
 
 
 def max_sd_to_detect(n: int, difference: float, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -144,7 +147,9 @@ class PairedPower:
 
     def text(self) -> str:
         """``MDD 5.60 at 3 seeds (80% power, α = 0.05); a 2.00 difference needs 65 seeds at sd 5.60, or sd ≤ 0.52``."""
-        seeds = f"{self.seeds_for_margin} seeds" if self.seeds_for_margin is not None else f"more than {MAX_SEEDS} seeds"
+        seeds = (
+            f"{self.seeds_for_margin} seeds" if self.seeds_for_margin is not None else f"more than {MAX_SEEDS} seeds"
+        )
         return (f"minimum detectable difference {self.mdd:.2f} at {self.n} seeds ({POWER:.0%} power, two-sided "
                 f"α = {ALPHA}, paired sd {self.sd:.2f}); a {self.margin:.2f} difference needs {seeds} at this sd, "
                 f"or a paired sd ≤ {self.sd_for_margin:.2f} at {self.n} seeds")

@@ -91,7 +91,9 @@ def _power_text(sd: float | None, n: int, margin: float) -> tuple[str, dict[str,
     return f" Power: {power.text()}.", power.__dict__
 
 
-def uniform_leaves_tasks_behind(table: ResultsTable, uniform: str = "uniform", margin: float = DEFAULT_MARGIN) -> Verdict | None:
+def uniform_leaves_tasks_behind(
+    table: ResultsTable, uniform: str = "uniform", margin: float = DEFAULT_MARGIN
+) -> Verdict | None:
     """(a) Holm-corrected per-task tests of ``M_i`` under uniform weights (see the module notes). None without a
     uniform row."""
     row = table.row(uniform)
@@ -111,18 +113,24 @@ def uniform_leaves_tasks_behind(table: ResultsTable, uniform: str = "uniform", m
     if row.n < 2:
         return Verdict(claim, "inconclusive", row.n, f"{evidence} No interval: {ONE_SEED}.", details)
     below = [label for label, m in zip(labels, row.improvements)
-             if adjusted[label] is not None and adjusted[label] < ALPHA and m.mean < 0]  # type: ignore[operator]
+             if (p_holm := adjusted[label]) is not None and p_holm < ALPHA and m.mean < 0]
     if below:
         return Verdict(claim, "supported", row.n, f"Significantly below single-task (Holm-corrected across "
                        f"{len(labels)} tasks): {', '.join(below)}; {evidence}", details)
     lows = [None if (bounds := interval_at(m, EQUIVALENCE_CONFIDENCE)) is None else bounds[0] for m in row.improvements]
     details["low_90"] = lows
     if all(low is not None and low > -margin for low in lows):
-        return Verdict(claim, "not supported", row.n, f"No task is behind by more than the margin δ = {margin:g}: every "
-                       f"task's 90% interval lies above −{margin:g}. {evidence}", details)
+        return Verdict(
+            claim,
+            "not supported",
+            row.n,
+            f"No task is behind by more than the margin δ = {margin:g}: every "
+            f"task's 90% interval lies above −{margin:g}. {evidence}",
+            details,
+        )
     undecided = [(label, m) for label, m, low in zip(labels, row.improvements, lows) if low is None or low <= -margin]
-    power = "; ".join(f"{label}: {paired_power(m.std, m.n, margin).text()}" for label, m in undecided  # type: ignore[union-attr]
-                      if m.std is not None)
+    powers = [(label, paired_power(m.std, m.n, margin)) for label, m in undecided]
+    power = "; ".join(f"{label}: {figures.text()}" for label, figures in powers if figures is not None)
     return Verdict(claim, "inconclusive", row.n, f"No task is significantly below single-task after Holm's correction, "
                    f"and not every task is shown within δ = {margin:g} of it. {evidence} To decide: {power}.", details)
 
@@ -143,12 +151,17 @@ def avgnorm_near_grid(table: ResultsTable, avgnorm: str = "avgnorm", grid: str =
     try:
         paired = paired_difference(row.seed_delta_m, grid_row.seed_delta_m, EQUIVALENCE_CONFIDENCE)
         n = paired.n
-        paired_text = f"; paired difference over {_seeds(paired.n)} in common {format_delta(paired.mean)}, 90% interval {format_interval(paired)}"
+        paired_text = (
+            f"; paired difference over {_seeds(paired.n)} in common {format_delta(paired.mean)}, "
+            f"90% interval {format_interval(paired)}"
+        )
     except ResultsError:
         paired = None
         paired_text = "; no common seed for a paired difference"
-    evidence = (f"AvgNorm {_mean_ci(row)}, grid search{f' ({grid_choice})' if grid_choice else ''} {_mean_ci(grid_row)}: "
-                f"AvgNorm is {format_delta(gap)} Δm-points from the grid{paired_text}.")
+    evidence = (
+        f"AvgNorm {_mean_ci(row)}, grid search{f' ({grid_choice})' if grid_choice else ''} {_mean_ci(grid_row)}: "
+        f"AvgNorm is {format_delta(gap)} Δm-points from the grid{paired_text}."
+    )
     details: dict[str, Any] = {"margin": margin, "confidence": EQUIVALENCE_CONFIDENCE, "paired": _summary(paired)}
     if paired is None or paired.n < 2 or paired.low is None or paired.high is None or paired.std is None:
         return Verdict(claim, "inconclusive", n, f"{evidence} No paired interval: {ONE_SEED}.", details)
@@ -181,8 +194,12 @@ def best_arm(table: ResultsTable, margin: float = DEFAULT_MARGIN) -> Verdict | N
     try:
         paired = paired_difference(best.seed_delta_m, runner_up.seed_delta_m)
     except ResultsError:
-        return Verdict(claim, "inconclusive", min(best.n, runner_up.n),
-                       f"{best.name} {_mean_ci(best)}, {runner_up.name} {_mean_ci(runner_up)}; they share no seed to pair.")
+        return Verdict(
+            claim,
+            "inconclusive",
+            min(best.n, runner_up.n),
+            f"{best.name} {_mean_ci(best)}, {runner_up.name} {_mean_ci(runner_up)}; they share no seed to pair.",
+        )
     evidence = (f"{best.name} {_mean_ci(best)}, {runner_up.name} {_mean_ci(runner_up)}; paired difference over "
                 f"{_seeds(paired.n)} {format_delta(paired.mean)} {format_interval(paired)}.")
     details: dict[str, Any] = {"best": best.name, "runner_up": runner_up.name, "paired": _summary(paired)}
@@ -192,8 +209,13 @@ def best_arm(table: ResultsTable, margin: float = DEFAULT_MARGIN) -> Verdict | N
     if paired.low is not None and paired.low > 0:
         return Verdict(claim, "supported", paired.n, f"Separable from the runner-up: the paired interval excludes 0. "
                        f"{evidence}{power_text}", details)
-    return Verdict(claim, "inconclusive", paired.n, f"Not separable from the runner-up: the paired interval includes 0. "
-                   f"{evidence}{power_text}", details)
+    return Verdict(
+        claim,
+        "inconclusive",
+        paired.n,
+        f"Not separable from the runner-up: the paired interval includes 0. {evidence}{power_text}",
+        details,
+    )
 
 
 def _rho(summary: Any) -> str:
@@ -216,7 +238,10 @@ def norm_explains_drop(analysis: NormAngle | None) -> Verdict | None:
     None when no run logged diagnostics."""
     if analysis is None:
         return None
-    claim = "(d) Imbalance follows the gradient norm, not the angle: the per-task drop M_i correlates more with the task's gradient-norm share than with its conflict angle"
+    claim = (
+        "(d) Imbalance follows the gradient norm, not the angle: the per-task drop M_i correlates more with the task's "
+        "gradient-norm share than with its conflict angle"
+    )
     parts = [f"ρ(M_i, norm share) {_rho(analysis.norm)}"]
     parts += [f"ρ(M_i, {label}) {_rho(analysis.angles[key])}, |ρ_norm| − |ρ| {_rho(analysis.differences[key])}"
               for key, label in ANGLE_MEASURES.items()]
@@ -233,16 +258,33 @@ def norm_explains_drop(analysis: NormAngle | None) -> Verdict | None:
     if better_angle:
         return Verdict(claim, "not supported", analysis.n, f"The angle ({', '.join(better_angle)}) explains the drop "
                        f"significantly better than the norm share. {evidence}", details)
-    if -NEGLIGIBLE_RHO < analysis.norm.low and analysis.norm.high < NEGLIGIBLE_RHO:
-        return Verdict(claim, "not supported", analysis.n, f"The norm share's correlation with the drop is negligible: its "
-                       f"interval lies inside ±{NEGLIGIBLE_RHO:g}. {evidence}", details)
-    needed = {label: _seeds_to_exclude_zero(analysis.differences[key], analysis.n) for key, label in ANGLE_MEASURES.items()}
+    if analysis.norm.low > -NEGLIGIBLE_RHO and analysis.norm.high < NEGLIGIBLE_RHO:
+        return Verdict(
+            claim,
+            "not supported",
+            analysis.n,
+            f"The norm share's correlation with the drop is negligible: its "
+            f"interval lies inside ±{NEGLIGIBLE_RHO:g}. {evidence}",
+            details,
+        )
+    needed = {
+        label: _seeds_to_exclude_zero(analysis.differences[key], analysis.n) for key, label in ANGLE_MEASURES.items()
+    }
     details["seeds_to_decide"] = dict(needed)
-    decide = "; ".join(f"vs the {label}: {'about ' + str(n) + ' seeds' if n is not None else 'no number of seeds (the difference is 0)'}"
-                       for label, n in needed.items())
-    return Verdict(claim, "inconclusive", analysis.n, f"The intervals of the differences include 0. {evidence} To decide "
-                   f"(if the differences stay as estimated; approximation: bootstrap intervals narrow as 1/√seeds): "
-                   f"{decide}.", details)
+    decide = "; ".join(
+        f"vs the {label}: "
+        f"{'about ' + str(n) + ' seeds' if n is not None else 'no number of seeds (the difference is 0)'}"
+        for label, n in needed.items()
+    )
+    return Verdict(
+        claim,
+        "inconclusive",
+        analysis.n,
+        f"The intervals of the differences include 0. {evidence} To decide "
+        f"(if the differences stay as estimated; approximation: bootstrap intervals narrow as 1/√seeds): "
+        f"{decide}.",
+        details,
+    )
 
 
 def _seeds_to_exclude_zero(difference: Any, n: int) -> int | None:
@@ -254,11 +296,22 @@ def _seeds_to_exclude_zero(difference: Any, n: int) -> int | None:
     return max(n + 1, math.ceil(n * (half / abs(difference.estimate)) ** 2))
 
 
-def judge_claims(table: ResultsTable, uniform: str = "uniform", avgnorm: str = "avgnorm", grid: str = "grid search",
-                 grid_choice: str = "", margin: float = DEFAULT_MARGIN, gradients: NormAngle | None = None) -> list[Verdict]:
+def judge_claims(
+    table: ResultsTable,
+    uniform: str = "uniform",
+    avgnorm: str = "avgnorm",
+    grid: str = "grid search",
+    grid_choice: str = "",
+    margin: float = DEFAULT_MARGIN,
+    gradients: NormAngle | None = None,
+) -> list[Verdict]:
     """The verdicts (a), (b), (c), (d) that the table's rows and the diagnostics allow (a claim whose arms or data are
     missing is left out). ``margin`` is the equivalence margin δ of (b), also the non-inferiority margin of (a) and
     the difference every power statement refers to."""
-    found = (uniform_leaves_tasks_behind(table, uniform, margin), avgnorm_near_grid(table, avgnorm, grid, grid_choice, margin),
-             best_arm(table, margin), norm_explains_drop(gradients))
+    found = (
+        uniform_leaves_tasks_behind(table, uniform, margin),
+        avgnorm_near_grid(table, avgnorm, grid, grid_choice, margin),
+        best_arm(table, margin),
+        norm_explains_drop(gradients),
+    )
     return [v for v in found if v is not None]

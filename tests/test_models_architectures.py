@@ -176,9 +176,9 @@ def test_foundation_model_backbones_run_and_pad_to_their_patch(
 
 
 def test_bad_names_and_options_list_the_valid_ones() -> None:
-    with pytest.raises(ModelError, match="valid architectures: vanilla, mtan, mtinet, invpt"):
+    with pytest.raises(ModelError, match="unknown architecture 'cross-stitch'; available: vanilla, mtan, mtinet, invpt"):
         build_model("cross-stitch", "tiny", TASKS)
-    with pytest.raises(ValueError, match="valid backbones: tiny, resnet18"):
+    with pytest.raises(ModelError, match="unknown backbone 'resnet101'; available: tiny, resnet18"):
         build_model("vanilla", "resnet101", TASKS)
     with pytest.raises(ModelError, match="compatible backbones: tiny, resnet18, resnet50$"):
         build_model("mtan", "tiny_vit", TASKS)

@@ -43,7 +43,7 @@ def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     """A folder on sys.path holding docs/plugins.md's ``my_methods.py``; the registry and sys.modules are restored
     afterwards, so every test imports the module afresh."""
     available()  # the built-in methods are registered before the snapshot
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", registry._REGISTRY.copy())
     (tmp_path / "my_methods.py").write_text(doc_blocks()[0])
     monkeypatch.syspath_prepend(str(tmp_path))
     before = set(sys.modules)

@@ -1,4 +1,5 @@
-"""Finding methods by name, by explicit registration (the timm style).
+"""Finding methods by name, by explicit registration (the timm style) into the package's one registry class,
+:class:`taskbalance.registration.Registry`.
 
 A method is a class decorated with :func:`register_balancer`; only decorated classes are methods, so a helper
 module (or a test's subclass) is never mistaken for one. On the first lookup (``available``, ``get``, ``create``)
@@ -6,7 +7,8 @@ the registry imports every module of :mod:`taskbalance.balancers` except the :da
 module that registers nothing is harmless), then the entry points of the group ``taskbalance.balancers``
 (:mod:`taskbalance.plugins`). A new method is one new module: nothing lists it. Importing happens on the first
 lookup, not with the package, so ``import taskbalance.balancers`` stays cheap (several methods import scipy or
-quadprog), and this module imports nothing above the ``base`` layer.
+quadprog), and this module imports nothing above the ``base`` layer. An unknown name raises ``BalancerError``
+naming the methods.
 
 A user's plugin module registers its methods with the same decorator when it is imported (``--plugin``,
 ``plugins:`` in a config, or an entry point); see docs/plugins.md.
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 
 from taskbalance.balancers.base import Balancer, BalancerError
 from taskbalance.plugins import load_entry_points
+from taskbalance.registration import Registry
 
 #: Modules of :mod:`taskbalance.balancers` that are not scanned for methods: the layers below the methods (the
 #: engine and its parts), the helpers shared by methods and the step driver above them. Every other module of the
@@ -32,15 +35,10 @@ INFRASTRUCTURE: frozenset[str] = frozenset({
     "solvers", "helpers", "driver",
 })
 
-_REGISTRY: dict[str, type[Balancer]] = {}
+_REGISTRY: Registry[type[Balancer]] = Registry("balancer", BalancerError)
 _loaded = False
 
 B = TypeVar("B", bound=type[Balancer])
-
-
-def _same_definition(a: type, b: type) -> bool:
-    """Whether ``a`` and ``b`` are one class defined twice (its module re-imported or reloaded)."""
-    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
 def register_balancer(cls: B) -> B:
@@ -52,11 +50,7 @@ def register_balancer(cls: B) -> B:
         raise TypeError(f"register_balancer takes a Balancer subclass, got {cls!r}")
     if not cls.name or not cls.description:
         raise TypeError(f"{cls.__qualname__} needs a non-empty name and description to be registered")
-    registered = _REGISTRY.get(cls.name)
-    if registered is not None and not _same_definition(registered, cls):
-        raise TypeError(f"two balancers are named {cls.name!r}: {registered.__module__}.{registered.__qualname__} "
-                        f"and {cls.__module__}.{cls.__qualname__}")
-    _REGISTRY[cls.name] = cls
+    _REGISTRY.add(cls.name, cls)
     return cls
 
 
@@ -66,29 +60,27 @@ def method_modules() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in found if m.name not in INFRASTRUCTURE and not m.name.startswith("_")))
 
 
-def _methods() -> dict[str, type[Balancer]]:
+def _methods() -> Registry[type[Balancer]]:
+    """The registry, after the package's method modules and the entry points were imported (once)."""
     global _loaded
     if not _loaded:
         for module in method_modules():
             importlib.import_module(f"{__package__}.{module}")
         load_entry_points()  # a broken one raises PluginError; the next lookup tries again
         _loaded = True
-    return dict(sorted(_REGISTRY.items()))
+    return _REGISTRY
 
 
 def available() -> dict[str, str]:
     """Method name -> one-line description, for every balancer."""
-    return {name: cls.description for name, cls in _methods().items()}
+    return {name: cls.description for name, cls in sorted(_methods().items())}
 
 
 def get(name: str) -> type[Balancer]:
     """The class of the method called ``name`` (case-insensitive, '-' and '_' alike)."""
-    key = name.lower().replace("_", "-")
     methods = _methods()
-    for method_name, cls in methods.items():
-        if method_name.replace("_", "-") == key:
-            return cls
-    raise BalancerError(f"unknown balancer {name!r}; available: {', '.join(methods)}")
+    key = name.lower().replace("_", "-")
+    return methods.lookup(next((m for m in sorted(methods) if m.replace("_", "-") == key), name))
 
 
 def describe_options(cls: type[Balancer]) -> str:

@@ -23,7 +23,9 @@ from typing import Any, Literal, Mapping, Sequence
 import timm
 from torch import Tensor, nn
 
+from taskbalance.models.errors import ModelError
 from taskbalance.models.pretrained import load_weights, resolve_weights
+from taskbalance.registration import Registry
 
 Family = Literal["resnet", "hrnet", "vit"]
 
@@ -60,7 +62,17 @@ _SPECS: tuple[BackboneSpec, ...] = (
     BackboneSpec("vit_b_dino", "vit_base_patch16_224.dino", "vit", "ViT-B/16, DINO (Table VIII)"),
     BackboneSpec("vit_b_dinov2", "vit_base_patch14_reg4_dinov2", "vit", "ViT-B/14 with 4 registers, DINOv2 (Table VIII)"),
 )
-BACKBONES: Mapping[str, BackboneSpec] = {spec.name: spec for spec in _SPECS}
+#: Backbone name → its spec (an unknown name: :class:`ModelError` listing the names).
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", ModelError)
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Make ``spec`` available under ``spec.name`` (a duplicate name is an error)."""
+    return BACKBONES.add(spec.name, spec)
+
+
+for _spec in _SPECS:
+    register_backbone(_spec)
 
 
 def available_backbones() -> list[str]:
@@ -69,10 +81,8 @@ def available_backbones() -> list[str]:
 
 
 def backbone_spec(name: str) -> BackboneSpec:
-    """The spec of a backbone name; an unknown name lists the valid ones."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
-    return BACKBONES[name]
+    """The spec of a backbone name; an unknown name raises :class:`ModelError` listing the valid ones."""
+    return BACKBONES.lookup(name)
 
 
 def _last_weight_layer(module: nn.Module) -> nn.Module:
@@ -81,7 +91,7 @@ def _last_weight_layer(module: nn.Module) -> nn.Module:
         if isinstance(sub, (nn.Conv2d, nn.Linear)):
             last = sub
     if last is None:
-        raise ValueError(f"{type(module).__name__} has no convolution or linear layer")
+        raise ModelError(f"{type(module).__name__} has no convolution or linear layer")
     return last
 
 
@@ -135,7 +145,7 @@ class CNNBackbone(Backbone):
 
     def _resnet_body(self) -> Any:
         if self.family != "resnet":
-            raise ValueError(f"stage access needs a ResNet backbone, not {self.spec.name!r}")
+            raise ModelError(f"stage access needs a ResNet backbone, not {self.spec.name!r}")
         return self.body
 
 
@@ -191,12 +201,12 @@ def build_backbone(
     kwargs: dict[str, Any] = {"pretrained": False, **spec.timm_kwargs}
     if drop_path_rate:
         if spec.family == "hrnet":
-            raise ValueError("timm's HRNet has no stochastic depth; drop_path_rate must be 0")
+            raise ModelError("timm's HRNet has no stochastic depth; drop_path_rate must be 0")
         kwargs["drop_path_rate"] = drop_path_rate
     weights = resolve_weights(spec.timm_name, pretrained)
     if spec.family == "vit":
         if multi_scale:
-            raise ValueError("multi_scale applies to CNN backbones; ViTs take num_levels")
+            raise ModelError("multi_scale applies to CNN backbones; ViTs take num_levels")
         kwargs["num_classes"] = 0
         if not spec.timm_name.startswith("samvit"):  # SAM resamples its position embedding for any size itself
             kwargs["dynamic_img_size"] = True
@@ -205,7 +215,7 @@ def build_backbone(
             load_weights(model, weights)
         return ViTBackbone(spec, model, evenly_spaced_blocks(len(model.blocks), num_levels))  # type: ignore[arg-type]
     if num_levels != 1:
-        raise ValueError("num_levels applies to ViT backbones")
+        raise ModelError("num_levels applies to ViT backbones")
     if spec.family == "resnet":
         # zero_init_last=False: torchvision's initialisation, which MTLP uses; timm's zero-initialised last BN
         # would also leave the last shared layer without gradient at initialisation (GradNorm/AvgNorm divide by it)

@@ -25,12 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskbalance.models.backbones import Backbone
+from taskbalance.models.errors import ModelError as ModelError  # defined below the backbones, raised from here on
 
 _M = TypeVar("_M", bound=nn.Module)
-
-
-class ModelError(ValueError):
-    """A user mistake in how a model is built or called (bad name, option, task or input)."""
 
 
 @dataclass

@@ -33,8 +33,8 @@ class ArchitectureSpec:
     tiny_options: Mapping[str, Any] = field(default_factory=dict)
 
 
-#: Architecture name → its spec.
-ARCHITECTURES: Registry[ArchitectureSpec] = Registry("architecture")
+#: Architecture name → its spec (an unknown name: :class:`ModelError` listing the names).
+ARCHITECTURES: Registry[ArchitectureSpec] = Registry("architecture", ModelError)
 
 
 def register_architecture(spec: ArchitectureSpec) -> ArchitectureSpec:
@@ -68,10 +68,8 @@ def available_architectures() -> list[str]:
 
 
 def architecture_spec(name: str) -> ArchitectureSpec:
-    """The spec of an architecture name; an unknown name lists the valid ones."""
-    if name not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {name!r}; valid architectures: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[name]
+    """The spec of an architecture name; an unknown name raises :class:`ModelError` listing the valid ones."""
+    return ARCHITECTURES.lookup(name)
 
 
 def compatible_backbones(arch: str) -> list[str]:

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from taskbalance.balancers import BalancerError, available, create, registry
 from taskbalance.cli.main import app
 from taskbalance.plugins import PluginError, import_plugin
+from taskbalance.study.plan import load_study, plan
+from taskbalance.study.staleness import differing_keys
 from taskbalance.training.config import ConfigError, config_hash, validate_config
 from taskbalance.training.presets import load_config, load_raw
-from taskbalance.training.staleness import differing_keys
-from taskbalance.training.study import load_study, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins.md"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from taskbalance.cli.main import app
 from taskbalance.results import load_run_result
-from taskbalance.training import load_study, plan
+from taskbalance.study import load_study, plan
 from taskbalance.training.config import config_hash, validate_config
 from taskbalance.training.loop import train
 

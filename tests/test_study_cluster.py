@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 
 submitit = pytest.importorskip("submitit")
 
+from taskbalance.study.cluster import StudyJob, export_torch_environment  # noqa: E402
+from taskbalance.study.executors import ClusterOptions, RunTask, build_backend  # noqa: E402
 from taskbalance.training import loop  # noqa: E402
 from taskbalance.training.checkpoint import find_checkpoint, verify_checkpoint  # noqa: E402
-from taskbalance.training.cluster import StudyJob, export_torch_environment  # noqa: E402
-from taskbalance.training.executors import ClusterOptions, RunTask, build_backend  # noqa: E402
 from taskbalance.training.presets import load_config  # noqa: E402
 
 TINY = ["optim.iterations=8", "optim.eval_every=100", "optim.checkpoint_every=100000", "log_every=1",

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from taskbalance.cli.main import app
 from taskbalance.results import load_run_result
-from taskbalance.training import load_study, plan, run_study
+from taskbalance.study import load_study, plan, run_study
 
 TINY = {
     "optim.iterations": 4, "optim.eval_every": 2, "data.batch_size": 4, "data.eval_batch_size": 8,

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from taskbalance.cli.main import app
 from taskbalance.results import load_run_result
-from taskbalance.training import ConfigError, load_config, load_study, plan
+from taskbalance.study import load_study, plan
+from taskbalance.study.executors import ClusterOptions, RunOutcome, RunTask, build_backend, thread_budget
+from taskbalance.study.schedule import execute
+from taskbalance.training import ConfigError, load_config
 from taskbalance.training.config import config_hash, validate_config
-from taskbalance.training.executors import ClusterOptions, RunOutcome, RunTask, build_backend, thread_budget
-from taskbalance.training.schedule import execute
 
 TINY = {
     "optim.iterations": 2, "optim.eval_every": 2, "data.batch_size": 4, "data.eval_batch_size": 8,
@@ -58,8 +59,8 @@ def test_seed_errors_are_one_line(tmp_path: Path):
 
 
 def test_randomised_method_and_augmentation_follow_the_run_seed():
-    from taskbalance.training.components import build_balancer, build_split
     from taskbalance.models import build_model
+    from taskbalance.training.components import build_balancer, build_split
 
     model = build_model(arch="vanilla", backbone="tiny", task_channels={"depth": 1, "normals": 3})
     for seed in (0, 3):
@@ -226,7 +227,7 @@ def test_local_processes_and_submitit_local_run_the_same_study(tmp_path: Path):
 def test_validation_curves_average_the_seeds_of_an_arm(tmp_path: Path):
     from types import SimpleNamespace
 
-    from taskbalance.training.curves import plot_validation_curves, validation_curves
+    from taskbalance.study.curves import plot_validation_curves, validation_curves
     from taskbalance.training.rundir import RunDir
 
     runs = [SimpleNamespace(name=f"uniform/seed-{s}", arm="uniform") for s in (0, 1)]

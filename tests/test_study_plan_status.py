@@ -8,9 +8,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from taskbalance.cli.main import app
-from taskbalance.training import load_study, plan
+from taskbalance.study import load_study, plan
+from taskbalance.study.plan import expected_config
 from taskbalance.training.config import dump_config
-from taskbalance.training.study import expected_config
 
 
 def test_plan_marks_stale_runs_with_the_changed_keys(tmp_path: Path):

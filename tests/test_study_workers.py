@@ -153,9 +153,9 @@ def test_a_run_stopped_by_a_signal_stops_the_study_from_starting_more(tmp_path: 
 
     from rich.console import Console
 
-    from taskbalance.training import load_study, plan
-    from taskbalance.training.executors import RunOutcome
-    from taskbalance.training.schedule import execute
+    from taskbalance.study import load_study, plan
+    from taskbalance.study.executors import RunOutcome
+    from taskbalance.study.schedule import execute
 
     class StoppedAtFirst:
         """Runs one at a time; the first run is stopped by SIGTERM after a checkpoint, as a worker's would be."""

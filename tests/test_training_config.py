@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from taskbalance.training import ConfigError, available_presets, load_config, load_study, plan, validate_config
+from taskbalance.study import load_study, plan
+from taskbalance.training import ConfigError, available_presets, load_config, validate_config
 from taskbalance.training.config import apply_overrides, config_differences
 
 

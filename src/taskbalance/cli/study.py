@@ -13,7 +13,7 @@ console = Console()
 
 
 class ExecutorName(str, Enum):
-    """Where the runs execute (see taskbalance.training.executors)."""
+    """Where the runs execute (see taskbalance.study.executors)."""
 
     local = "local"
     slurm = "slurm"
@@ -50,11 +50,12 @@ def study_command(
     from taskbalance.balancers import BalancerError
     from taskbalance.protocols.presets import available_protocols
     from taskbalance.results import ResultsError
-    from taskbalance.training import ConfigError, RunDir, load_study, plan, run_study
-    from taskbalance.training.executors import ClusterOptions, build_backend
-    from taskbalance.training.schedule import StudyIncomplete
-    from taskbalance.training.staleness import plan_status
-    from taskbalance.training.study import expected_config
+    from taskbalance.study import load_study, plan, run_study
+    from taskbalance.study.executors import ClusterOptions, build_backend
+    from taskbalance.study.plan import expected_config
+    from taskbalance.study.schedule import StudyIncomplete
+    from taskbalance.study.staleness import plan_status
+    from taskbalance.training import ConfigError, RunDir
 
     if preset in available_protocols():
         raise _fail(f"{preset!r} is a method-paper benchmark with its own protocol: run "

@@ -14,7 +14,7 @@ from taskbalance.results.errors import ResultsError
 
 #: File name of a run's final evaluation inside its run directory.
 RESULTS_FILENAME = "results.json"
-#: Marks a run folder a study set aside because it was trained under another config (training/staleness.py).
+#: Marks a run folder a study set aside because it was trained under another config (study/staleness.py).
 STALE_MARK = ".stale-"
 
 

@@ -1,6 +1,6 @@
 """Packaged YAML presets (``taskbalance/configs``) and config loading with ``base:`` inheritance.
 
-Training presets are ``<name>.yaml``; study presets are ``study-<name>.yaml`` (see :mod:`taskbalance.training.study`).
+Training presets are ``<name>.yaml``; study presets are ``study-<name>.yaml`` (see :mod:`taskbalance.study.plan`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any, Protocol, Sequence
 
 from rich.console import Console
 
-from taskbalance.training.run_task import RunOutcome, RunTask, execute_run
+from taskbalance.study.run_task import RunOutcome, RunTask, execute_run
 from taskbalance.training.workers import guard_worker
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -109,7 +109,7 @@ class ClusterOptions:
 
     def parameters(self) -> dict[str, Any]:
         """submitit ``update_parameters`` keywords (generic names, ``slurm_`` for SLURM-only ones)."""
-        tasks = max(1, self.gpus_per_job)  # one process per GPU (taskbalance.training.cluster)
+        tasks = max(1, self.gpus_per_job)  # one process per GPU (taskbalance.study.cluster)
         params: dict[str, Any] = {"name": "taskbalance", "timeout_min": self.time_min, "tasks_per_node": tasks,
                                   "cpus_per_task": max(1, self.cpus_per_job // tasks), "gpus_per_node": self.gpus_per_job,
                                   "slurm_array_parallelism": self.array_parallelism}
@@ -146,7 +146,7 @@ class SubmititBackend:
             self.poll_seconds = 0.5
 
     def submit(self, tasks: Sequence[RunTask]) -> list[Handle]:
-        from taskbalance.training.cluster import FirstTask, StudyJob
+        from taskbalance.study.cluster import FirstTask, StudyJob
 
         with self.executor.batch():
             jobs = [self.executor.submit(StudyJob(), task) for task in tasks]

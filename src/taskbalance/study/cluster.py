@@ -22,7 +22,7 @@ from typing import Any
 import submitit
 from submitit.helpers import Checkpointable, TorchDistributedEnvironment
 
-from taskbalance.training.run_task import RunOutcome, RunTask, execute_run
+from taskbalance.study.run_task import RunOutcome, RunTask, execute_run
 from taskbalance.training.preemption import Preempted, signal_number
 
 PREEMPT_SIGNAL_VARIABLE = "SUBMITIT_PREEMPT_SIGNAL"

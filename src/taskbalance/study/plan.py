@@ -10,8 +10,8 @@ Runs, per variant (prefix ``<variant>/`` when there are variants) and per seed, 
 ``grid-<i>``, each method and ``url`` (distillation from the same seed's single-task runs). The seed sets the
 initialisation, the data order, the augmentation and the method's own random numbers. Once a seed's single-task
 runs are finished, their validation metrics become the ``baseline`` of that seed's MTL runs, so model selection
-maximises validation Δm against single-task. Running them is :mod:`taskbalance.training.schedule`'s job
-(:func:`~taskbalance.training.schedule.run_study`).
+maximises validation Δm against single-task. Running them is :mod:`taskbalance.study.schedule`'s job
+(:func:`~taskbalance.study.schedule.run_study`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from taskbalance.training.config import (
 )
 from taskbalance.training.presets import load_raw, read_yaml, resolve_path
 from taskbalance.training.rundir import RunDir
-
 
 #: Torch threads of a study's runs when neither its base preset nor its ``set`` fixes them.
 STUDY_THREADS = 1

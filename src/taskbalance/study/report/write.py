@@ -44,7 +44,7 @@ from taskbalance.results.render import format_mean_std, markdown_table
 from taskbalance.results.seed_csv import SEED_CSV, write_seed_csv
 from taskbalance.results.table import BASELINE_RULES
 from taskbalance.results.verdicts import CORRECTIONS, ONE_SEED, Verdict, judge_claims
-from taskbalance.training.report_checks import (
+from taskbalance.study.report.checks import (
     CONVERGENCE_RULE,
     arm_convergence,
     comparison_power,

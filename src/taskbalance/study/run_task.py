@@ -1,6 +1,6 @@
 """One run of a study as a picklable task, and the function that executes it in any process.
 
-Shared by the executors (local processes) and the submitit job wrapper (:mod:`taskbalance.training.cluster`), so
+Shared by the executors (local processes) and the submitit job wrapper (:mod:`taskbalance.study.cluster`), so
 neither imports the other.
 """
 
@@ -42,7 +42,7 @@ def execute_run(task: RunTask, console: Console | None = None, show_progress: bo
 
     A run stopped by one of its ``stop_signals`` (after checkpointing) ends with an outcome saying so; one stopped by
     one of ``requeue_signals`` (which it then stops on too) raises :class:`~taskbalance.training.preemption.Preempted`
-    for the caller to requeue it (:class:`~taskbalance.training.cluster.StudyJob`)."""
+    for the caller to requeue it (:class:`~taskbalance.study.cluster.StudyJob`)."""
     from taskbalance.training.config import validate_config
     from taskbalance.training.loop import train
     from taskbalance.training.preemption import Preempted

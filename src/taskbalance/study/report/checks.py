@@ -23,7 +23,7 @@ from taskbalance.results.norm_angle import NormAngle, Point, gradient_profile, n
 from taskbalance.results.power import PairedPower, paired_power
 from taskbalance.results.render import markdown_table
 from taskbalance.results.table import ResultsTable
-from taskbalance.training.curves import run_validation_curve
+from taskbalance.study.curves import run_validation_curve
 from taskbalance.training.rundir import RunDir
 
 

@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taskbalance.results import ResultsError
+from taskbalance.study.curves import plot_validation_curves
+from taskbalance.study.executors import Backend, Handle, RunOutcome, RunTask, build_backend
+from taskbalance.study.plan import PlannedRun, StudySpec, describe_arms, expected_config, finalize, plan
+from taskbalance.study.report import write_report
+from taskbalance.study.staleness import set_aside_if_stale, stale_differences
 from taskbalance.training.config import ConfigError
-from taskbalance.training.curves import plot_validation_curves
-from taskbalance.training.executors import Backend, Handle, RunOutcome, RunTask, build_backend
 from taskbalance.training.rundir import RunDir
-from taskbalance.training.staleness import set_aside_if_stale, stale_differences
-from taskbalance.training.study import PlannedRun, StudySpec, describe_arms, expected_config, finalize, plan
-
 
 
 class StudyIncomplete(RuntimeError):
@@ -133,8 +133,6 @@ def _current_runs(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, consol
 
 
 def _report(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, redraw: bool) -> dict[str, Any]:
-    from taskbalance.training.report import write_report
-
     curves = out / "figures" / "validation_curves.png"
     if redraw and plot_validation_curves(out, runs, curves) is not None:
         console.print(f"validation curves: {curves}")
@@ -176,9 +174,9 @@ def run_study(spec: StudySpec, out: Path, console: Console | None = None, show_p
     """Run every unfinished run of the study into ``out`` and write the report; returns the report data. With
     ``train=False``, only write the report of the finished runs (a study still running, or jobs still queued).
 
-    ``executor`` is a :class:`~taskbalance.training.executors.Backend` (default: one run at a time in this
+    ``executor`` is a :class:`~taskbalance.study.executors.Backend` (default: one run at a time in this
     process). Runs whose stored config differs from the plan are moved aside first (see
-    :mod:`taskbalance.training.staleness`); failed runs are reported by name and retried by the next invocation.
+    :mod:`taskbalance.study.staleness`); failed runs are reported by name and retried by the next invocation.
     """
     runs = plan(spec)
     if only:

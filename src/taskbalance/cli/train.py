@@ -8,22 +8,20 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from taskbalance.cli.failure import INTERRUPTED, PREEMPTED, USAGE, fail
+
 console = Console()
 
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: key=value (YAML value), repeatable")]
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-s", help="override a config key: key=value (YAML value), repeatable")]
 PluginOption = Annotated[Optional[list[str]], typer.Option(
     "--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable")]
 
 
-def _fail(error: Exception, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/bold red] {error}", soft_wrap=True)  # one line, whatever the terminal width
-    return typer.Exit(code)
-
-
 def _user_errors() -> tuple[type[Exception], ...]:
+    from taskbalance.atomic import WriteError
     from taskbalance.balancers import BalancerError
     from taskbalance.training import ConfigError, RunExistsError, TrainingDiverged
-    from taskbalance.atomic import WriteError
     from taskbalance.training.rundir import RunLockedError
 
     return (ConfigError, RunExistsError, RunLockedError, TrainingDiverged, BalancerError, FileNotFoundError, ValueError,
@@ -31,28 +29,31 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def train_command(
-    config: Annotated[Optional[str], typer.Argument(help="YAML config file, or the name of a packaged preset (e.g. quick); "
-                                                    "with --resume --out RUN, RUN's own config.yaml by default")] = None,
+    config: Annotated[Optional[str], typer.Argument(
+        help="YAML config file, or the name of a packaged preset (e.g. quick); with --resume --out RUN, RUN's own "
+        "config.yaml by default")] = None,
     overrides: SetOption = None,
     plugins: PluginOption = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/train/<name>)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue the run in --out from its last checkpoint")] = False,
     resume_if_exists: Annotated[bool, typer.Option(
-        "--resume-if-exists", help="continue the run in --out if there is one, else start it (restarts, requeues)")] = False,
+        "--resume-if-exists",
+        help="continue the run in --out if there is one, else start it (restarts, requeues)")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     list_presets: Annotated[bool, typer.Option("--list", help="list the packaged training presets and exit")] = False,
 ) -> None:
     """Train one model: balancer, diagnostics, checkpoints, final evaluation (results.json) in a run directory."""
     from taskbalance.training import RunDir, available_presets, load_config, train
-    from taskbalance.training.preemption import PREEMPTED_EXIT_CODE, Preempted
+    from taskbalance.training.preemption import Preempted
     from taskbalance.training.rundir import run_dir_for
 
     if list_presets:
         console.print("\n".join(available_presets()))
         return
     if config is None and not (resume and out is not None):
-        raise _fail(ValueError("give a config file or preset name (taskbalance train --list shows the presets), "
-                               "or --resume --out RUN to continue a run"), 2)
+        raise fail("give a config file or preset name (taskbalance train --list shows the presets), "
+                   "or --resume --out RUN to continue a run", USAGE)
     target = out
     try:
         if config is None and not RunDir(target).config.is_file():
@@ -64,14 +65,12 @@ def train_command(
                              "--resume-if-exists to start or continue it")
         result = train(cfg, target, resume=resume or resume_if_exists, console=console, show_progress=progress)
     except _user_errors() as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     except Preempted as stop:  # a signal asked for it: not an error, but the run is not finished
-        console.print(f"[yellow]stopped:[/yellow] {stop}; continue with: taskbalance train --resume --out {target}",
-                      soft_wrap=True, highlight=False)
-        raise typer.Exit(PREEMPTED_EXIT_CODE) from None
+        raise fail(f"{stop}; continue with: taskbalance train --resume --out {target}", PREEMPTED, "stopped") from None
     except KeyboardInterrupt:
         hint = f"; continue with: taskbalance train --resume --out {target}" if target is not None else ""
-        raise _fail(KeyboardInterrupt(f"interrupted{hint}"), 130) from None
+        raise fail(f"interrupted{hint}", INTERRUPTED) from None
     if result is not None:
         console.print(f"results written to {target / 'results.json'}")
         for task, metrics in result.metrics.items():
@@ -89,7 +88,7 @@ def plot_command(
     try:
         written = plot_runs(runs, out, points)
     except (FileNotFoundError, ValueError) as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     for path in written:
         console.print(f"wrote {path}")
 

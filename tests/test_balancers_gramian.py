@@ -4,9 +4,8 @@ and the path through ``backward()`` on a tiny model."""
 
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 
 import cvxpy as cp
 import numpy as np

@@ -163,7 +163,9 @@ def test_graddrop_leak_one_is_the_sum_and_partial_leak_interpolates() -> None:
     uniform = torch.tensor([0.3, 0.5, 0.9])
     assert torch.allclose(graddrop_direction(jacobian, uniform, torch.ones(2)), jacobian.sum(0))
     # leak 1 on task b only: task b passes whole, task a is masked
-    assert torch.allclose(graddrop_direction(jacobian, uniform, torch.tensor([0.0, 1.0])), torch.tensor([0.0, -3.0, 4.0]))
+    assert torch.allclose(
+        graddrop_direction(jacobian, uniform, torch.tensor([0.0, 1.0])), torch.tensor([0.0, -3.0, 4.0])
+    )
 
 
 def test_graddrop_agreeing_signs_are_never_dropped() -> None:
@@ -191,7 +193,9 @@ def test_graddrop_paper_variant_hand_computed() -> None:
     jacobian = torch.stack([grads_a.reshape(-1), grads_b.reshape(-1)])
     # signals Σ_batch sign(A)·grad: a: (1+1, -1-1) = (2, -2); b: (-2-2, -.5+.5) = (-4, 0)
     # purity: element 0: ½(1 + (2-4)/6) = 1/3; element 1: ½(1 + (-2)/2) = 0
-    uniform = torch.tensor([0.2, 0.5])  # element 0: P > U keeps positive signals (task a); element 1: P < U keeps task a
+    uniform = torch.tensor(
+        [0.2, 0.5]
+    )  # element 0: P > U keeps positive signals (task a); element 1: P < U keeps task a
     direction = graddrop_direction_at_features(jacobian, [activation], [uniform], torch.zeros(2))
     expected = torch.stack([grads_a[:, 0], grads_a[:, 1]], dim=1).reshape(-1)
     assert torch.allclose(direction, expected)
@@ -261,7 +265,9 @@ def test_db_mtl_state_before_and_after_first_step() -> None:
     fresh.load_state_dict(used.state_dict())  # grows the lazy buffer
     assert torch.equal(fresh.combine(jacobian, losses)[0], used.combine(jacobian, losses)[0])
     used.load_state_dict(empty_state)  # shrinks it back: behaves like a new balancer
-    assert torch.equal(used.combine(jacobian, losses)[0], create("db_mtl", tasks=("a", "b")).combine(jacobian, losses)[0])
+    assert torch.equal(
+        used.combine(jacobian, losses)[0], create("db_mtl", tasks=("a", "b")).combine(jacobian, losses)[0]
+    )
 
 
 def test_db_mtl_errors() -> None:
@@ -283,7 +289,9 @@ def test_db_mtl_heads_get_raw_log_loss_gradients() -> None:
     balancer = create("db_mtl", tasks=("a", "b"), shared=encoder)
     z = encoder(torch.randn(6, 3))
     losses = {"a": heads[0](z).pow(2).mean(), "b": (heads[1](z) - 2).pow(2).mean()}
-    expected = [torch.autograd.grad(torch.log(losses[t] + 1e-8), h.weight, retain_graph=True)[0] for t, h in zip("ab", heads)]
+    expected = [
+        torch.autograd.grad(torch.log(losses[t] + 1e-8), h.weight, retain_graph=True)[0] for t, h in zip("ab", heads)
+    ]
     balancer.backward(losses)
     for head, grad in zip(heads, expected):
         assert torch.allclose(head.weight.grad, grad, rtol=1e-5)

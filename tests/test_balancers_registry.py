@@ -17,7 +17,16 @@ import torch
 from torch import nn
 
 import taskbalance.balancers as package
-from taskbalance.balancers import Aggregation, Balancer, BalancerError, StepInputs, available, create, get, register_balancer
+from taskbalance.balancers import (
+    Aggregation,
+    Balancer,
+    BalancerError,
+    StepInputs,
+    available,
+    create,
+    get,
+    register_balancer,
+)
 from taskbalance.balancers.registry import INFRASTRUCTURE, method_modules
 
 PACKAGE_DIR = Path(package.__file__).parent

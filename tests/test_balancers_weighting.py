@@ -59,7 +59,9 @@ def build(name: str, model: TinyMTL, **options: Any) -> Balancer:
     return create(name, tasks=tuple(model.heads), shared=model.shared, **{**QUICK.get(name, {}), **options})
 
 
-def train(balancer: Balancer, model: TinyMTL, optimizer: torch.optim.Optimizer, steps: int, epoch_every: int = 2) -> list[Tensor]:
+def train(
+    balancer: Balancer, model: TinyMTL, optimizer: torch.optim.Optimizer, steps: int, epoch_every: int = 2
+) -> list[Tensor]:
     """A training loop that calls every hook; returns the weights used at each step."""
     used = []
     for i in range(steps):
@@ -284,7 +286,7 @@ def test_dwa_epoch_weights_by_hand() -> None:
     epochs = [[(1.0, 2.0), (3.0, 4.0)], [(1.0, 3.0), (1.0, 3.0)], [(0.5, 1.0)], [(1.0, 1.0)]]
     seen = []
     for losses in epochs:
-        seen.append([step(balancer, *l).tolist() for l in losses])
+        seen.append([step(balancer, *pair).tolist() for pair in losses])
         balancer.epoch_end()
     assert seen[0] == seen[1] == [[1.0, 1.0]] * 2
     # epoch 2: averages (2, 3) then (1, 3)
@@ -310,7 +312,7 @@ def test_dwa_matches_torchjd() -> None:
 def test_dwa_iteration_window_by_hand() -> None:
     balancer = create("dwa", tasks=TASKS, mode="iteration", window=2)
     sequence = [(4.0, 1.0), (2.0, 1.0), (1.0, 1.0), (1.0, 2.0), (0.5, 2.0)]
-    used = [step(balancer, *l).tolist() for l in sequence]
+    used = [step(balancer, *pair).tolist() for pair in sequence]
     assert used[:3] == [[1.0, 1.0]] * 3  # weights move once more than `window` steps have run
     # step 3: FIFO = [L0, L1, L2, L3]: ratio = mean(L2, L3) / mean(L0, L1)
     assert used[3] == pytest.approx(dwa_by_hand([1.0, 1.5], [3.0, 1.0], 2.0))
@@ -389,7 +391,10 @@ def test_famo_logit_update_is_adam_on_the_softmax_vjp() -> None:
     adam = torch.optim.Adam([xi], lr=lr, weight_decay=gamma)
     torch.manual_seed(3)
     for _ in range(6):
-        before, after = bounds + torch.rand(3, dtype=torch.float64) + 0.1, bounds + torch.rand(3, dtype=torch.float64) + 0.1
+        before, after = (
+            bounds + torch.rand(3, dtype=torch.float64) + 0.1,
+            bounds + torch.rand(3, dtype=torch.float64) + 0.1,
+        )
         step(balancer, *before.tolist(), jacobian=zero_jacobian(3))
         balancer.post_step(after)
         delta = (before - bounds + 1e-8).log() - (after - bounds + 1e-8).log()

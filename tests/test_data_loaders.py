@@ -34,7 +34,11 @@ def exported(tmp_path_factory):
 
 
 def digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("layout, name", [("nyud", "NYUD_MT"), ("nyudv2", "NYUDv2")])
@@ -78,7 +82,9 @@ def test_pascal_reads_exported_files_back(exported, synthetic):
 
 def test_pascal_parts_only_drops_images_without_people(exported, synthetic):
     parts_only = build_dataset("pascal", "train", tasks=("human_parts",), root=exported["pascal"], resolution=None)
-    with_people = [i for i in range(len(synthetic["train"])) if bool((synthetic["train"].load_sample(i)["human_parts"] > 0).any())]
+    with_people = [
+        i for i in range(len(synthetic["train"])) if bool((synthetic["train"].load_sample(i)["human_parts"] > 0).any())
+    ]
     assert len(parts_only) == len(with_people)
 
 
@@ -138,7 +144,12 @@ def test_check_lists_every_problem_and_modifies_nothing(tmp_path, exported):
     report = check_dataset(root, "nyud")
     assert digest(root) == before
     assert report.samples == 12 and report.layout == "NYUD_MT"
-    found = {(Path(p.path).relative_to(root).as_posix(), kind) for p in report.problems for kind in ("corrupt or truncated", "missing", "out of range", "but the image") if kind in p.message}
+    found = {
+        (Path(p.path).relative_to(root).as_posix(), kind)
+        for p in report.problems
+        for kind in ("corrupt or truncated", "missing", "out of range", "but the image")
+        if kind in p.message
+    }
     assert found == {
         (f"images/{ids[0]}.jpg", "corrupt or truncated"),
         (f"edge/{ids[1]}.npy", "missing"),
@@ -170,15 +181,22 @@ def write_replica(root: Path, scenes: dict[str, int], source) -> dict[str, dict]
             sample = source.load_sample(index % len(source))
             index += 1
             stem = f"point_{view}_view_{view % 2}"
-            folder = lambda domain: root / domain / "replica" / scene  # noqa: E731
-            for domain in ("rgb", "semantic", "depth_zbuffer", "normal"):
-                folder(domain).mkdir(parents=True, exist_ok=True)
-            Image.fromarray((sample["image"].permute(1, 2, 0) * 255).round().byte().numpy()).save(folder("rgb") / f"{stem}_domain_rgb.png")
-            Image.fromarray((sample["semseg"] + 1).byte().numpy()).save(folder("semantic") / f"{stem}_domain_semantic.png")
+            domains = ("rgb", "semantic", "depth_zbuffer", "normal")
+            folder = {domain: root / domain / "replica" / scene for domain in domains}
+            for path in folder.values():
+                path.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((sample["image"].permute(1, 2, 0) * 255).round().byte().numpy()).save(
+                folder["rgb"] / f"{stem}_domain_rgb.png"
+            )
+            Image.fromarray((sample["semseg"] + 1).byte().numpy()).save(
+                folder["semantic"] / f"{stem}_domain_semantic.png"
+            )
             depth = (sample["depth"][0] * 512).round().numpy().astype(np.uint16)
             depth[0, 0] = 65535
-            Image.fromarray(depth).save(folder("depth_zbuffer") / f"{stem}_domain_depth_zbuffer.png")
-            Image.fromarray(((sample["normals"].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()).save(folder("normal") / f"{stem}_domain_normal.png")
+            Image.fromarray(depth).save(folder["depth_zbuffer"] / f"{stem}_domain_depth_zbuffer.png")
+            Image.fromarray(((sample["normals"].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()).save(
+                folder["normal"] / f"{stem}_domain_normal.png"
+            )
             written[f"{scene}/{stem}"] = sample
     (root / "splits").mkdir()
     (root / "splits" / "train.txt").write_text("\n".join(list(scenes)[:2]) + "\n")

@@ -45,7 +45,7 @@ def test_labels_are_valid(train):
         assert int(s["semseg"].min()) >= 0 and int(s["semseg"].max()) < len(CLASSES)
         assert bool((s["depth"] > 0).all()) and bool(torch.isfinite(s["depth"]).all())
         torch.testing.assert_close(s["normals"].norm(dim=0), torch.ones(48, 64), atol=1e-4, rtol=0)
-        assert 0.0 <= float(s["image"].min()) and float(s["image"].max()) <= 1.0
+        assert float(s["image"].min()) >= 0.0 and float(s["image"].max()) <= 1.0
 
 
 def test_saliency_is_the_object_mask_and_parts_live_on_objects(train):
@@ -119,15 +119,26 @@ def test_scene_counts_per_split():
     one = build_dataset("synthetic", "test", num_scenes=2, views_per_scene=2, resolution=(16, 20))
     assert torch.equal(one[3]["image"], build_dataset("synthetic", "test", num_scenes=counts, views_per_scene=2,
                                                       resolution=(16, 20))[3]["image"])
-    for bad, message in (({"tran": 3}, "unknown split"), ({"train": 0}, "at least one scene"), (0, "at least one scene")):
+    for bad, message in (
+        ({"tran": 3}, "unknown split"),
+        ({"train": 0}, "at least one scene"),
+        (0, "at least one scene"),
+    ):
         with pytest.raises(DataError, match=message):
             build_dataset("synthetic", "train", num_scenes=bad, views_per_scene=2, resolution=(16, 20))
 
 
 def test_splits_are_disjoint():
-    splits = {s: build_dataset("synthetic", s, num_scenes=2, views_per_scene=2, resolution=(32, 40)) for s in ("train", "val", "test")}
+    splits = {
+        s: build_dataset("synthetic", s, num_scenes=2, views_per_scene=2, resolution=(32, 40))
+        for s in ("train", "val", "test")
+    }
     scenes = {s: {d.load_sample(i)["meta"]["scene"] for i in range(len(d))} for s, d in splits.items()}
-    assert not (scenes["train"] & scenes["val"]) and not (scenes["train"] & scenes["test"]) and not (scenes["val"] & scenes["test"])
+    assert (
+        not (scenes["train"] & scenes["val"])
+        and not (scenes["train"] & scenes["test"])
+        and not (scenes["val"] & scenes["test"])
+    )
     images = {s: torch.stack([d.load_sample(i)["image"] for i in range(len(d))]) for s, d in splits.items()}
     for one, other in (("train", "val"), ("train", "test"), ("val", "test")):
         distance = torch.cdist(images[one].flatten(1), images[other].flatten(1))
@@ -154,7 +165,16 @@ def test_data_quantity_options(train):
     assert fewer_scans.indices == build_dataset("synthetic", "train", scans_per_scene=0.5, **SMALL).indices
 
 
-@pytest.mark.parametrize("bad", [{"scans_per_scene": 0}, {"scans_per_scene": 1.5}, {"scene_subset": 9}, {"scene_subset": ["nope"]}, {"frobnicate": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"scans_per_scene": 0},
+        {"scans_per_scene": 1.5},
+        {"scene_subset": 9},
+        {"scene_subset": ["nope"]},
+        {"frobnicate": 1},
+    ],
+)
 def test_bad_options_raise(bad):
     with pytest.raises(DataError):
         build_dataset("synthetic", "train", **{**SMALL, **bad})

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pytest
 import torch
@@ -16,13 +16,12 @@ from typer.testing import CliRunner
 from taskbalance.balancers import StepResult
 from taskbalance.balancers.registry import available
 from taskbalance.cli.main import app
-from taskbalance.doctor import compute_signals, diagnose, read_records
-from taskbalance.doctor import rules
+from taskbalance.doctor import compute_signals, diagnose, read_records, rules
 from taskbalance.doctor.signals import wilson
 from taskbalance.doctor.validate import stable_from
 from taskbalance.jsonlines import JsonLines
-from taskbalance.results import RunResult, save_run_result
 from taskbalance.records import append_record
+from taskbalance.results import RunResult, save_run_result
 from taskbalance.training.diagnostics import diagnostic_record
 
 TASKS = ("semseg", "depth", "normals", "edge")
@@ -87,7 +86,8 @@ def test_thresholds_separate_the_papers_tab_vi_tasks():
     shares = {t: n / sum(norms.values()) for t, n in norms.items()}
     assert {t for t, n in norms.items() if largest / n >= rules.NORM_RATIO_MARKED} == hurt
     assert {t for t, s in shares.items() if s < rules.AT_RISK_FRACTION_OF_EQUAL / 4} == hurt
-    assert shares["normals"] / 0.25 == pytest.approx(0.68, abs=0.005) and shares["depth"] / 0.25 == pytest.approx(1.09, abs=0.005)
+    assert shares["normals"] / 0.25 == pytest.approx(0.68, abs=0.005)
+    assert shares["depth"] / 0.25 == pytest.approx(1.09, abs=0.005)
 
 
 def test_rule_names_registered_methods():

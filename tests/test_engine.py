@@ -68,7 +68,9 @@ def per_task_grads(model: Model, params: list[Tensor]) -> list[list[Tensor]]:
 def every_task_grad(model: Model) -> list[list[Tensor]]:
     """∇ L_i over every parameter of the model (zeros where L_i does not reach it)."""
     params = list(model.parameters())
-    return [[torch.zeros_like(p) if g is None else g for p, g in zip(params, row)] for row in per_task_grads(model, params)]
+    return [
+        [torch.zeros_like(p) if g is None else g for p, g in zip(params, row)] for row in per_task_grads(model, params)
+    ]
 
 
 def combined(grads: list[list[Tensor]], weights: Tensor) -> list[Tensor]:
@@ -90,7 +92,7 @@ def test_shared_grad_is_j_transpose_w_and_heads_as_configured(source: str, heads
     balancer.backward(losses, features=z)
     for p, g in zip(shared, expected_shared):
         assert torch.allclose(p.grad, g, atol=1e-6)
-    for i, (task, head) in enumerate(model.heads.items()):
+    for i, head in enumerate(model.heads.values()):
         raw = per_task_grads(model, [head.weight])[i][0]
         factor = float(WEIGHTS[i]) if heads == "weighted" else 1.0
         assert torch.allclose(head.weight.grad, factor * raw, atol=1e-6)
@@ -105,7 +107,9 @@ def test_the_method_sees_the_gramian_of_its_source(source: str) -> None:
         rows = [torch.autograd.grad(losses[t], z, retain_graph=True)[0].reshape(-1) for t in TASKS]
     else:
         params = list(model.encoder[2].parameters()) if source == "last_layer" else list(model.encoder.parameters())
-        rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[t], params, retain_graph=True)]) for t in TASKS]
+        rows = [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[t], params, retain_graph=True)]) for t in TASKS
+        ]
     jacobian = torch.stack(rows).double()
     balancer.backward(losses, features=z)
     assert torch.allclose(balancer.seen[0].gramian, jacobian @ jacobian.T, rtol=1e-5)
@@ -171,11 +175,11 @@ def test_features_source_rejects_a_head_reading_shared_parameters() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda l: {k: v for k, v in l.items() if k != "b"}, "expected"),
-        (lambda l: {**l, "d": l["a"]}, "expected"),
-        (lambda l: {**l, "b": l["b"].expand(2)}, "scalar"),
-        (lambda l: {**l, "b": l["b"].detach()}, "require grad"),
-        (lambda l: {**l, "b": 1.0}, "scalar"),
+        (lambda losses: {k: v for k, v in losses.items() if k != "b"}, "expected"),
+        (lambda losses: {**losses, "d": losses["a"]}, "expected"),
+        (lambda losses: {**losses, "b": losses["b"].expand(2)}, "scalar"),
+        (lambda losses: {**losses, "b": losses["b"].detach()}, "require grad"),
+        (lambda losses: {**losses, "b": 1.0}, "scalar"),
     ],
 )
 def test_bad_losses_give_clear_errors(edit: Any, message: str) -> None:
@@ -312,7 +316,9 @@ class DoublingReducer:
 def source_jacobian(model: Model, source: str) -> Tensor:
     z, losses = model(data())
     if source == "features":
-        return torch.stack([torch.autograd.grad(losses[t], z, retain_graph=True)[0].reshape(-1) for t in TASKS]).double()
+        return torch.stack(
+            [torch.autograd.grad(losses[t], z, retain_graph=True)[0].reshape(-1) for t in TASKS]
+        ).double()
     params = list(model.encoder[2].parameters()) if source == "last_layer" else list(model.encoder.parameters())
     return torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in per_task_grads(model, params)]).double()
 
@@ -337,7 +343,9 @@ def test_reducer_is_applied_where_the_engine_docstring_says(source: str) -> None
         assert reducer.calls == [("losses", (3,)), ("jacobian", (3, d))]
         expected_gramian, factor = 4 * jacobian @ jacobian.T, 2.0 if source == "params" else 1.0
     assert torch.allclose(balancer.seen[0].gramian, expected_gramian, rtol=1e-5)
-    assert torch.equal(balancer.seen[0].losses, 2 * torch.tensor([losses[t].item() for t in TASKS], dtype=torch.float64))
+    assert torch.equal(
+        balancer.seen[0].losses, 2 * torch.tensor([losses[t].item() for t in TASKS], dtype=torch.float64)
+    )
     assert step.losses == pytest.approx({t: 2 * losses[t].item() for t in TASKS})
     for p, g in zip(shared, local_update):
         assert torch.allclose(p.grad, factor * g, atol=1e-6)
@@ -430,7 +438,10 @@ def test_layer_gramian_equals_the_gramian_of_the_weight_gradients(layer: nn.Modu
     assert taken is not None and taken[1] is y
     deltas = [torch.randn_like(y) for _ in range(3)]
     params = [p for p in layer.parameters()]
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, params, d, retain_graph=True)]).double() for d in deltas]
+    rows = [
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, params, d, retain_graph=True)]).double()
+        for d in deltas
+    ]
     expected = torch.stack(rows) @ torch.stack(rows).T
     assert torch.allclose(layer_gramian(layer, taken[0], deltas), expected, rtol=1e-5)
 
@@ -439,7 +450,9 @@ class ConvModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.encoder = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Tanh())
+        self.encoder = nn.Sequential(
+            nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Tanh()
+        )
         self.heads = nn.ModuleDict({t: nn.Conv2d(8, 1, 1) for t in TASKS})
 
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -453,8 +466,10 @@ def test_last_layer_source_takes_the_gramian_from_the_layer_output(give_features
     x = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(3))
     last = model.encoder[2]
     _, losses = model(x)
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[t], list(last.parameters()), retain_graph=True)])
-            for t in TASKS]
+    rows = [
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[t], list(last.parameters()), retain_graph=True)])
+        for t in TASKS
+    ]
     expected_gramian = torch.stack(rows).double() @ torch.stack(rows).double().T
     grads = [[torch.zeros_like(p) if g is None else g for p, g in zip(model.parameters(), torch.autograd.grad(
         losses[t], list(model.parameters()), retain_graph=True, allow_unused=True))] for t in TASKS]

@@ -1,14 +1,14 @@
 """Last-layer gradients in user models that modify the last shared layer's output in place (issue 18, item 1).
 
 The fast ``last_layer`` path takes per-task gradients on the layer's output and the Gramian from its input
-(``gramian.layer_gramian``, called by the engine). After ``ReLU(inplace=True)`` or ``out += residual`` the captured output tensor holds the
-modified values, and a gradient on it is not the gradient on the layer's output. The engine must then take the
-exact path: the reported gradient norms equal autograd's on the layer's parameters.
+(``gramian.layer_gramian``, called by the engine). After ``ReLU(inplace=True)`` or ``out += residual`` the captured
+output tensor holds the modified values, and a gradient on it is not the gradient on the layer's output. The engine
+must then take the exact path: the reported gradient norms equal autograd's on the layer's parameters.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch

@@ -91,9 +91,11 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 low[node] = min(low[node], index[nxt])
         if low[node] == index[node]:
             group = set()
-            while not group or member != node:
+            while True:
                 member = stack.pop()
                 group.add(member)
+                if member == node:
+                    break
             if len(group) > 1:
                 groups.append(group)
 

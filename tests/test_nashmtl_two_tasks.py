@@ -33,7 +33,7 @@ def test_hand_computed_solution() -> None:
     alpha, alpha_hat = nash_two_tasks(gramian)
     expected = torch.tensor([1 / math.sqrt(1.5), 1 / (2 * math.sqrt(1.5))], dtype=torch.float64)
     torch.testing.assert_close(alpha, expected, rtol=1e-15, atol=0)
-    assert 1 / 1.5 + 1 / (2 * 1.5) == pytest.approx(1.0)
+    assert pytest.approx(1.0) == 1 / 1.5 + 1 / (2 * 1.5)
     torch.testing.assert_close(alpha_hat, alpha * math.sqrt(float(torch.linalg.matrix_norm(gramian))))
 
 
@@ -44,7 +44,9 @@ def test_equals_the_general_solver_and_solves_the_equation(index: int) -> None:
     # the defining equation (G α)_i = 1/α_i, and the same for the normalised Gramian and α̂
     torch.testing.assert_close(alpha * (gramian @ alpha), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-10)
     normalized = gramian / torch.linalg.matrix_norm(gramian)
-    torch.testing.assert_close(alpha_hat * (normalized @ alpha_hat), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        alpha_hat * (normalized @ alpha_hat), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-10
+    )
     general = nash_mtl_solve(gramian, optim_niter=200)
     assert general.alpha is not None and general.alpha_hat is not None
     torch.testing.assert_close(general.alpha, alpha, rtol=1e-6, atol=0)

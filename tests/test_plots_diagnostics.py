@@ -139,4 +139,7 @@ def test_plots_do_not_import_training():
     import sys
 
     code = "import sys, taskbalance.plots; print('taskbalance.training' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from taskbalance.data import DataError
+from taskbalance.protocols.check import check_protocol_data
 from taskbalance.protocols.data import (
     NYUV2,
     CelebADataset,
@@ -21,7 +22,6 @@ from taskbalance.protocols.data import (
     standin_mtan,
     standin_multimnist,
 )
-from taskbalance.protocols.check import check_protocol_data
 from taskbalance.protocols.data.augment import mtan_scale_crop_flip
 
 H, W = 8, 12
@@ -51,10 +51,14 @@ def test_mtan_nyuv2_round_trip(tmp_path):
     assert len(ds) == 2 and ds.info.tasks == ("semseg", "depth", "normals") and not ds.info.has_val_split
     item = ds[1]
     source = written[1]
-    assert item["image"].shape == (3, H, W) and torch.allclose(item["image"], torch.from_numpy(source["image"]).permute(2, 0, 1))
+    assert item["image"].shape == (3, H, W) and torch.allclose(
+        item["image"], torch.from_numpy(source["image"]).permute(2, 0, 1)
+    )
     label = source["label"].astype(np.int64)
     assert torch.equal(item["semseg"], torch.from_numpy(np.where(label < 0, 255, label)))
-    assert item["depth"].shape == (1, H, W) and torch.allclose(item["depth"][0], torch.from_numpy(source["depth"][..., 0]))
+    assert item["depth"].shape == (1, H, W) and torch.allclose(
+        item["depth"][0], torch.from_numpy(source["depth"][..., 0])
+    )
     assert item["normals"].shape == (3, H, W)
     assert item["meta"]["id"] == "val/1"
 
@@ -101,8 +105,12 @@ def test_mtan_errors_on_gaps_in_numbering(tmp_path):
 
 
 def test_mtan_augmentation_scales_depth_and_flips_normals():
-    sample = {"image": torch.rand(3, 30, 40), "semseg": torch.randint(0, 5, (30, 40)),
-              "depth": torch.full((1, 30, 40), 3.0), "normals": torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).repeat(1, 30, 40)}
+    sample = {
+        "image": torch.rand(3, 30, 40),
+        "semseg": torch.randint(0, 5, (30, 40)),
+        "depth": torch.full((1, 30, 40), 3.0),
+        "normals": torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).repeat(1, 30, 40),
+    }
     depths, signs = set(), set()
     generator = torch.Generator().manual_seed(0)
     for _ in range(40):
@@ -202,7 +210,9 @@ def test_mnist_corrupt_files(tmp_path):
     _idx(tmp_path / "t10k-labels-idx1-ubyte", 2049, np.zeros(2), False)
     with pytest.raises(DataError, match="magic number 2051"):
         read_mnist(tmp_path, "test")
-    (tmp_path / "t10k-images-idx3-ubyte").write_bytes((2051).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes(8) + bytes(10))
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(
+        (2051).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes(8) + bytes(10)
+    )
     with pytest.raises(DataError, match="truncated"):
         read_mnist(tmp_path, "test")
 

@@ -12,7 +12,14 @@ from taskbalance.protocols.delta import (
     last_epochs_mean,
     protocol_delta_m,
 )
-from taskbalance.protocols.tasks import attribute_task, cosine_normals_loss, digit_task, mtan_depth, mtan_normals, mtan_semseg
+from taskbalance.protocols.tasks import (
+    attribute_task,
+    cosine_normals_loss,
+    digit_task,
+    mtan_depth,
+    mtan_normals,
+    mtan_semseg,
+)
 from taskbalance.results import ResultsError
 from taskbalance.tasks import TaskError
 

@@ -60,7 +60,7 @@ def test_segnet_refuses_sizes_it_cannot_unpool():
     with pytest.raises(ModelError, match="B×3×H×W"):
         model(torch.rand(1, 1, 32, 32))
     with pytest.raises(ModelError, match="no timm backbone"):
-        model.backbone
+        _ = model.backbone
 
 
 def test_celeba_cnn_outputs_one_logit_per_attribute():
@@ -98,6 +98,8 @@ def test_segnet_mtan_with_per_task_attention_blocks_is_cut_at_the_taps():
     assert "encoder_block_att" in model.task_specific["depth"] and "encoder_block_att" not in model.shared
     out = model.forward_train(torch.rand(2, 3, 32, 32))
     losses = {"semseg": out.predictions["semseg"].mean(), "depth": out.predictions["depth"].mean()}
-    balancer = create("mgda-ub", tasks=("semseg", "depth"), shared=model.shared_parameters(), last_layer=model.last_shared_layer())
+    balancer = create(
+        "mgda-ub", tasks=("semseg", "depth"), shared=model.shared_parameters(), last_layer=model.last_shared_layer()
+    )
     balancer.backward(losses, features=out.features)  # raises when a loss bypasses the taps
     assert all(p.grad is not None for p in model.shared["trunk"].encoder_block[0].parameters())

@@ -20,7 +20,9 @@ ROWS = _rows()
 
 
 def _baseline(dataset: str) -> dict[str, str]:
-    return next(r for r in ROWS if r["dataset"] == dataset and r["backbone"] == "ResNet-18" and r["method"] == "Single-task")
+    return next(
+        r for r in ROWS if r["dataset"] == dataset and r["backbone"] == "ResNet-18" and r["method"] == "Single-task"
+    )
 
 
 def _values(row: dict[str, str]) -> dict[str, float]:
@@ -36,7 +38,8 @@ def _rounding_bound(row: dict[str, str], base: dict[str, str]) -> float:
     """Largest change of Δm that rounding the printed inputs (and the printed Δm) can explain."""
     tasks = list(_values(row))
     spread = sum(
-        _half_ulp(row[t], t) / float(base[t]) + float(row[t]) * _half_ulp(base[t], t) / float(base[t]) ** 2 for t in tasks
+        _half_ulp(row[t], t) / float(base[t]) + float(row[t]) * _half_ulp(base[t], t) / float(base[t]) ** 2
+        for t in tasks
     )
     return 100 * spread / len(tasks) + 0.005
 
@@ -70,7 +73,11 @@ def _param(row: dict[str, str]):
     key = (row["dataset"], row["backbone"], row["method"])
     marks = []
     if key in ROUNDING:
-        marks = [pytest.mark.xfail(strict=True, reason=f"paper rounding: Eq. (5) on the printed numbers gives {ROUNDING[key]:+.4f}")]
+        marks = [
+            pytest.mark.xfail(
+                strict=True, reason=f"paper rounding: Eq. (5) on the printed numbers gives {ROUNDING[key]:+.4f}"
+            )
+        ]
     elif key in INCONSISTENT:
         value, note = INCONSISTENT[key]
         marks = [pytest.mark.xfail(strict=True, reason=f"paper typo: Eq. (5) gives {value:+.4f}, {note}")]
@@ -104,9 +111,13 @@ def test_uniform_nyud_resnet18_example_from_the_issue():
 
 
 def test_signs_follow_metric_direction():
-    m = task_improvements({"semseg": 44.0, "depth": 0.55}, {"semseg": 40.0, "depth": 0.5}, {"semseg": True, "depth": False})
+    m = task_improvements(
+        {"semseg": 44.0, "depth": 0.55}, {"semseg": 40.0, "depth": 0.5}, {"semseg": True, "depth": False}
+    )
     assert m == pytest.approx({"semseg": 10.0, "depth": -10.0})
-    assert delta_m({"semseg": 44.0, "depth": 0.45}, {"semseg": 40.0, "depth": 0.5}, {"semseg": True, "depth": False}) == pytest.approx(10.0)
+    assert delta_m(
+        {"semseg": 44.0, "depth": 0.45}, {"semseg": 40.0, "depth": 0.5}, {"semseg": True, "depth": False}
+    ) == pytest.approx(10.0)
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -57,7 +57,12 @@ def test_equivalence_power_agrees_with_a_simulated_tost():
 
 def test_paired_power_text_states_mdd_and_needed_seeds():
     power = paired_power(5.6, 3, 2.0)
-    assert power.seeds_for_margin == 64 and power.sd_for_margin == pytest.approx(2.0 / min_detectable_difference(1.0, 3))
-    assert power.text().startswith(f"minimum detectable difference {min_detectable_difference(5.6, 3):.2f} at 3 seeds (80% power, two-sided α = 0.05")
+    assert power.seeds_for_margin == 64 and power.sd_for_margin == pytest.approx(
+        2.0 / min_detectable_difference(1.0, 3)
+    )
+    assert power.text().startswith(
+        f"minimum detectable difference {min_detectable_difference(5.6, 3):.2f} at 3 seeds "
+        "(80% power, two-sided α = 0.05"
+    )
     assert "a 2.00 difference needs 64 seeds at this sd" in power.text()
     assert paired_power(None, 1, 2.0) is None

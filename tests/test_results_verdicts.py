@@ -59,7 +59,9 @@ def test_a_holm_withholds_what_an_uncorrected_test_would_call_significant():
     assert t.row("uniform").improvements[0].high < 0
     assert verdict.details["p"][0] == pytest.approx(0.0351, abs=5e-4) and verdict.details["p_holm"][0] > 0.05
     assert verdict.status == "inconclusive"
-    assert "To decide: Seg.: minimum detectable difference" in verdict.evidence and "seeds at this sd" in verdict.evidence
+    assert (
+        "To decide: Seg.: minimum detectable difference" in verdict.evidence and "seeds at this sd" in verdict.evidence
+    )
 
 
 def test_a_not_supported_when_every_task_is_within_the_margin_or_above():

@@ -57,7 +57,9 @@ def test_approx_f_perfect_constant_and_empty():
 def test_thresholds_of_the_reference_protocols():
     assert np.allclose(edge_thresholds(99), np.arange(1, 100) / 100)
     t101 = edge_thresholds(101)
-    assert t101.size == 101 and t101[0] == 0.001 and t101[-1] == 0.999 and np.allclose(t101[1:-1], np.arange(1, 100) / 100)
+    assert (
+        t101.size == 101 and t101[0] == 0.001 and t101[-1] == 0.999 and np.allclose(t101[1:-1], np.arange(1, 100) / 100)
+    )
 
 
 def _generated_maps(seed: int = 0, count: int = 3, shape: tuple[int, int] = (32, 48)):

@@ -60,6 +60,9 @@ def test_saliency_balanced_bce_uses_adaptive_weight():
     target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     pred = torch.tensor([[[[1.0, -1.0], [0.0, 2.0]]]])
     w = 3 / 4  # negatives / labelled pixels
-    sp = lambda x: math.log1p(math.exp(x))  # softplus: −log σ(−x)
+
+    def sp(x: float) -> float:  # softplus: −log σ(−x)
+        return math.log1p(math.exp(x))
+
     expected = (w * sp(-1.0) + (1 - w) * (sp(-1.0) + sp(0.0) + sp(2.0))) / 4
     assert build_task("sal").loss(pred, target).item() == pytest.approx(expected, rel=1e-6)

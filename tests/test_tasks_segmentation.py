@@ -47,7 +47,10 @@ def test_all_ignored_image_changes_nothing():
 
 def test_perfect_and_constant_predictions():
     labels = TARGET.clamp(max=2)
-    assert run(build_task("semseg", num_classes=3).meter(), (logits(labels, 3), TARGET)) == {"mIoU": 100.0, "pixel_acc": 100.0}
+    assert run(build_task("semseg", num_classes=3).meter(), (logits(labels, 3), TARGET)) == {
+        "mIoU": 100.0,
+        "pixel_acc": 100.0,
+    }
     constant = torch.zeros_like(TARGET)
     out = run(build_task("semseg", num_classes=3).meter(), (logits(constant, 3), TARGET))
     # class 0: TP 2, FP 3 → 2/5; classes 1 and 2 never predicted → 0

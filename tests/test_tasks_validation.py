@@ -9,7 +9,11 @@ from taskbalance.tasks import TaskError, available_tasks, build_task
 
 def _specs():
     return {
-        "semseg": (build_task("semseg", num_classes=4), torch.zeros(2, 4, 3, 3), torch.zeros(2, 3, 3, dtype=torch.long)),
+        "semseg": (
+            build_task("semseg", num_classes=4),
+            torch.zeros(2, 4, 3, 3),
+            torch.zeros(2, 3, 3, dtype=torch.long),
+        ),
         "human_parts": (build_task("human_parts"), torch.zeros(2, 7, 3, 3), torch.zeros(2, 3, 3, dtype=torch.long)),
         "depth": (build_task("depth"), torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3)),
         "normals": (build_task("normals"), torch.zeros(2, 3, 3, 3), torch.ones(2, 3, 3, 3)),
@@ -30,7 +34,12 @@ def test_every_canonical_task_builds_with_contract_fields():
     }
     for name, (spec, pred, target) in _specs().items():
         primary, higher, channels = expected[name]
-        assert (spec.name, spec.primary_metric, spec.higher_is_better, spec.out_channels) == (name, primary, higher, channels)
+        assert (spec.name, spec.primary_metric, spec.higher_is_better, spec.out_channels) == (
+            name,
+            primary,
+            higher,
+            channels,
+        )
         assert spec.metrics[0] == primary
         assert torch.isfinite(spec.loss(pred, target))
     exact = build_task("edge", exact_odsf=True, max_dist=0.011)
@@ -40,7 +49,9 @@ def test_every_canonical_task_builds_with_contract_fields():
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_prediction_and_label_shape_mismatch_names_task(name):
     spec, pred, target = _specs()[name]
-    with pytest.raises(TaskError, match=rf"task '{name}': label must be .* matching the prediction 2×.*×3×3, got shape 2×.*3×2$"):
+    with pytest.raises(
+        TaskError, match=rf"task '{name}': label must be .* matching the prediction 2×.*×3×3, got shape 2×.*3×2$"
+    ):
         spec.loss(pred, target[..., :2])
     with pytest.raises(TaskError, match=rf"task '{name}'.*prediction must be B×{spec.out_channels}×H×W"):
         spec.meter().update(pred[:, :1].repeat(1, spec.out_channels + 1, 1, 1), target)
@@ -64,7 +75,9 @@ def test_class_labels_outside_range_are_rejected_but_255_is_ignored():
     for bad in (4, -1, 254):
         target = ok.clone()
         target[0, 0, 0] = bad
-        with pytest.raises(TaskError, match=rf"task 'semseg': label values \[{bad}\] are outside the class range \[0, 3\]"):
+        with pytest.raises(
+            TaskError, match=rf"task 'semseg': label values \[{bad}\] are outside the class range \[0, 3\]"
+        ):
             spec.loss(pred, target)
 
 

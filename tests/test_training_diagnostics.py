@@ -18,8 +18,10 @@ def _step(weights_method: str = "uniform"):
     z = shared(x)
     scales = {"semseg": 1.0, "depth": 10.0, "edge": 0.1}
     losses = {t: scales[t] * head(z).pow(2).mean() for t, head in heads.items()}
-    grads = {t: torch.cat([g.reshape(-1) for g in torch.autograd.grad(l, list(shared.parameters()), retain_graph=True)])
-             for t, l in losses.items()}
+    grads = {
+        t: torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(shared.parameters()), retain_graph=True)])
+        for t, loss in losses.items()
+    }
     balancer = create(weights_method, tasks=list(heads), shared=shared, last_layer=shared)
     result = balancer.backward(losses, diagnose="last_layer")
     return result, grads
@@ -32,9 +34,13 @@ def test_record_matches_explicit_gradients():
     combined = sum(grads.values())
     for task, g in grads.items():
         assert record["grad_norms"][task] == pytest.approx(float(g.norm()), rel=1e-5)
-        assert record["cos_to_update"][task] == pytest.approx(float(torch.cosine_similarity(g, combined, dim=0)), abs=1e-5)
+        assert record["cos_to_update"][task] == pytest.approx(
+            float(torch.cosine_similarity(g, combined, dim=0)), abs=1e-5
+        )
     key = pair_key("semseg", "depth")
-    assert record["cos"][key] == pytest.approx(float(torch.cosine_similarity(grads["semseg"], grads["depth"], dim=0)), abs=1e-5)
+    assert record["cos"][key] == pytest.approx(
+        float(torch.cosine_similarity(grads["semseg"], grads["depth"], dim=0)), abs=1e-5
+    )
     assert record["dot"][key] == pytest.approx(float(grads["semseg"] @ grads["depth"]), rel=1e-4)
     assert record["weights"] == {"semseg": 1.0, "depth": 1.0, "edge": 1.0}
 

@@ -8,7 +8,9 @@ from taskbalance.training.distributed import DistInfo, average_gradients, init_f
 from taskbalance.training.optim import build_optimizer, build_scheduler, lr_factor
 
 
-@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize(
+    "name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]
+)
 def test_optimizer_kind_and_group_overrides(name, cls):
     a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
     cfg = OptimConfig(optimizer=name, lr=0.1, weight_decay=0.01, iterations=10)

@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_training_loop import _interrupt_at, config, run, stand_ins  # noqa: F401  (stand_ins is a fixture)
 from typer.testing import CliRunner
 
 from taskbalance.cli.main import app
@@ -17,6 +16,7 @@ from taskbalance.training.checkpoint import CheckpointError, find_checkpoint
 from taskbalance.training.config import dump_config
 from taskbalance.training.presets import load_config
 from taskbalance.training.rundir import RunDir, RunDirError, RunLockedError, run_dir_for
+from test_training_loop import _interrupt_at, config, run, stand_ins  # noqa: F401  (stand_ins is a fixture)
 
 runner = CliRunner()
 
@@ -51,7 +51,8 @@ def _train_steps(out: Path) -> list[int]:
     return [event.step for event in events.Scalars("train/loss")]
 
 
-def test_resume_falls_back_to_the_previous_checkpoint_when_the_last_is_damaged(stand_ins, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("stand_ins")
+def test_resume_falls_back_to_the_previous_checkpoint_when_the_last_is_damaged(monkeypatch, tmp_path):
     out = tmp_path / "r"
     _killed_run(monkeypatch, out)
     damaged = out / "checkpoints" / "last-00000006" / "model.safetensors"
@@ -65,7 +66,8 @@ def test_resume_falls_back_to_the_previous_checkpoint_when_the_last_is_damaged(s
 
 
 @pytest.mark.parametrize("file", ["last-00000002/state.pt", "last-00000002/model.safetensors"])
-def test_damage_without_a_previous_checkpoint_is_one_line_in_the_cli(stand_ins, monkeypatch, tmp_path, file):
+@pytest.mark.usefixtures("stand_ins")
+def test_damage_without_a_previous_checkpoint_is_one_line_in_the_cli(monkeypatch, tmp_path, file):
     out = tmp_path / "r"
     _killed_run(monkeypatch, out, at=3)  # only the checkpoint of step 2 exists
     _truncate(out / "checkpoints" / file)
@@ -75,7 +77,8 @@ def test_damage_without_a_previous_checkpoint_is_one_line_in_the_cli(stand_ins, 
     assert "Traceback" not in result.output
 
 
-def test_truncated_pointer_resumes_from_the_newest_intact_checkpoint(stand_ins, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("stand_ins")
+def test_truncated_pointer_resumes_from_the_newest_intact_checkpoint(monkeypatch, tmp_path):
     out = tmp_path / "r"
     _killed_run(monkeypatch, out)
     _truncate(out / "checkpoints" / "last.json")
@@ -84,7 +87,8 @@ def test_truncated_pointer_resumes_from_the_newest_intact_checkpoint(stand_ins, 
     assert _has(result.output, "last.json is damaged") and _has(result.output, "from step 6/12")
 
 
-def test_interrupt_hint_resumes_with_the_overrides_of_the_run(stand_ins, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("stand_ins")
+def test_interrupt_hint_resumes_with_the_overrides_of_the_run(monkeypatch, tmp_path):
     out = tmp_path / "r"
     (tmp_path / "tiny.yaml").write_text(dump_config(config()))
     with monkeypatch.context() as patch:
@@ -105,7 +109,8 @@ def test_resume_without_config_needs_a_run_directory(tmp_path):
     assert result.exit_code == 1 and _has(result.output, "not a run directory")
 
 
-def test_a_second_process_on_the_run_is_refused_naming_the_holder(stand_ins, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("stand_ins")
+def test_a_second_process_on_the_run_is_refused_naming_the_holder(monkeypatch, tmp_path):
     out = tmp_path / "r"
     _killed_run(monkeypatch, out)
     held = RunDir(out).lock()
@@ -121,21 +126,25 @@ def test_a_second_process_on_the_run_is_refused_naming_the_holder(stand_ins, mon
     RunDir(out).lock().release()
 
 
-def test_a_run_that_stopped_before_its_first_step_is_reused(stand_ins, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("stand_ins")
+def test_a_run_that_stopped_before_its_first_step_is_reused(monkeypatch, tmp_path):
     out = tmp_path / "r"
 
     def failing_step(self, *args, **kwargs):
         raise MemoryError("out of memory in the first forward")
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop.Trainer, "_train", failing_step)
+        patch.setattr(loop.Loop, "_train", failing_step)
         with pytest.raises(MemoryError):
             run(config(), out)
     assert (out / "config.yaml").is_file()
-    assert run(config(optim={"lr": 1e-2, "iterations": 8, "eval_every": 4, "checkpoint_every": 2}), out).meta["steps"] == 8
+    assert (
+        run(config(optim={"lr": 1e-2, "iterations": 8, "eval_every": 4, "checkpoint_every": 2}), out).meta["steps"] == 8
+    )
 
 
-def test_tensorboard_keeps_the_step_of_the_resume_point(stand_ins, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("stand_ins")
+def test_tensorboard_keeps_the_step_of_the_resume_point(monkeypatch, tmp_path):
     out = tmp_path / "r"
     _killed_run(monkeypatch, out, at=5)  # checkpoint at step 4, steps 1-5 logged
     run(config(), out, resume=True)
@@ -153,7 +162,8 @@ def test_run_names_must_stay_inside_the_runs_folder(tmp_path):
     assert not Path("/tmp/escaped").exists()
 
 
-def test_a_folder_that_is_not_a_run_directory_is_refused(stand_ins, tmp_path):
+@pytest.mark.usefixtures("stand_ins")
+def test_a_folder_that_is_not_a_run_directory_is_refused(tmp_path):
     dataset = tmp_path / "nyud"
     (dataset / "images").mkdir(parents=True)
     (dataset / "gt_sets.txt").write_text("a\n")

@@ -193,9 +193,8 @@ def test_graddrop_paper_variant_hand_computed() -> None:
     jacobian = torch.stack([grads_a.reshape(-1), grads_b.reshape(-1)])
     # signals Σ_batch sign(A)·grad: a: (1+1, -1-1) = (2, -2); b: (-2-2, -.5+.5) = (-4, 0)
     # purity: element 0: ½(1 + (2-4)/6) = 1/3; element 1: ½(1 + (-2)/2) = 0
-    uniform = torch.tensor(
-        [0.2, 0.5]
-    )  # element 0: P > U keeps positive signals (task a); element 1: P < U keeps task a
+    # element 0: P > U keeps positive signals (task a); element 1: P < U keeps task a
+    uniform = torch.tensor([0.2, 0.5])
     direction = graddrop_direction_at_features(jacobian, [activation], [uniform], torch.zeros(2))
     expected = torch.stack([grads_a[:, 0], grads_a[:, 1]], dim=1).reshape(-1)
     assert torch.allclose(direction, expected)

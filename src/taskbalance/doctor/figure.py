@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from taskbalance.atomic import atomic_target
 from taskbalance.conventions import PAIR_SEPARATOR, TASK_LABELS

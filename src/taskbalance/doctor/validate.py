@@ -17,9 +17,9 @@ of one seed are not independent, so the interval over them is optimistic; the pe
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from taskbalance.doctor.rules import Diagnosis, diagnose, recommend
 from taskbalance.doctor.signals import DoctorError, Proportion, compute_signals, read_records, wilson
@@ -76,7 +76,13 @@ class SeedCheck:
     def beats_uniform(self) -> bool | None:
         """Whether the recommended arm's Δm beat uniform's (None when either is missing or uniform is recommended)."""
         rec, uni = self.outcome.recommended_arm, self.outcome.uniform_arm
-        if rec is None or uni is None or rec == uni or rec not in self.outcome.delta_m or uni not in self.outcome.delta_m:
+        if (
+            rec is None
+            or uni is None
+            or rec == uni
+            or rec not in self.outcome.delta_m
+            or uni not in self.outcome.delta_m
+        ):
             return None
         return self.outcome.delta_m[rec] > self.outcome.delta_m[uni]
 

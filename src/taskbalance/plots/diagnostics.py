@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -74,12 +75,16 @@ def load_records(path: Path) -> list[DiagnosticsRecord]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(f"{path} is not a run directory (no config.yaml) and holds no run with diagnostics records")
+        raise FileNotFoundError(
+            f"{path} is not a run directory (no config.yaml) and holds no run with diagnostics records"
+        )
     every = _diagnostics_every(path)
     if not every:
         raise FileNotFoundError(f"{path} has no diagnostics records: it was trained with diagnostics.every = {every} "
                                 "(train with diagnostics.every > 0)")
-    raise FileNotFoundError(f"{path} has no diagnostics records yet (diagnostics.every = {every}; no step logged so far)")
+    raise FileNotFoundError(
+        f"{path} has no diagnostics records yet (diagnostics.every = {every}; no step logged so far)"
+    )
 
 
 def find_runs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
@@ -127,7 +132,9 @@ def _label(key: str) -> str:
     return " / ".join(TASK_LABELS.get(part, part) for part in key.split(PAIR_SEPARATOR))
 
 
-def curves(records: Sequence[DiagnosticsRecord], quantity: str, points: int) -> dict[str, tuple[list[float], list[float]]]:
+def curves(
+    records: Sequence[DiagnosticsRecord], quantity: str, points: int
+) -> dict[str, tuple[list[float], list[float]]]:
     """Per task (or task pair) the windowed curve of ``quantity``."""
     keys: list[str] = []
     for record in records:
@@ -164,12 +171,16 @@ def _panel(ax: Axes, runs: Sequence[Sequence[DiagnosticsRecord]], quantity: str,
     if not drawn:
         return False
     positive = [v for v in drawn if v > 0]
-    if quantity in _LOG_Y or (quantity == "weights" and len(positive) == len(drawn) and max(positive) > _LOG_SPAN * min(positive)):
+    if quantity in _LOG_Y or (
+        quantity == "weights" and len(positive) == len(drawn) and max(positive) > _LOG_SPAN * min(positive)
+    ):
         ax.set_yscale("log")
     return True
 
 
-def quantity_figure(runs: Mapping[str, Sequence[Sequence[DiagnosticsRecord]]], quantity: str, points: int = 50) -> Figure | None:
+def quantity_figure(
+    runs: Mapping[str, Sequence[Sequence[DiagnosticsRecord]]], quantity: str, points: int = 50
+) -> Figure | None:
     """One figure with a panel per arm (label -> the records of each of its seeds); None when no run logged it."""
     from matplotlib.figure import Figure  # imported on use (slow); no pyplot: leaves the caller's backend alone
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -59,7 +60,8 @@ class RunResult(BaseModel):
         for task in self.tasks:
             if self.primary[task] not in self.metrics[task]:
                 raise ValueError(
-                    f"task {task!r}: primary metric {self.primary[task]!r} is not among its metrics {sorted(self.metrics[task])}"
+                    f"task {task!r}: primary metric {self.primary[task]!r} is not among its metrics "
+                    f"{sorted(self.metrics[task])}"
                 )
         return self
 

@@ -30,20 +30,22 @@ def test_export_then_check_then_info(tmp_path):
         assert "test_000_001.png" in result.output and "1 problem" in result.output
 
         result = runner.invoke(app, ["data", "export", "synthetic", "--layout", "nyud", "--out", str(out)])
-        assert result.exit_code == 2 and "not an empty folder" in result.output
+        assert result.exit_code == 1 and "not an empty folder" in result.output
 
         result = runner.invoke(app, ["data", "info", "nyud", "--split", "test", "--root", str(out)])
-        assert result.exit_code == 2 and "test_000_001.png" in result.output  # missing file named at load
+        assert result.exit_code == 1 and "test_000_001.png" in result.output  # missing file named at load
     finally:
         torch.set_num_threads(threads)
 
 
 def test_bad_arguments(tmp_path):
     result = runner.invoke(app, ["data", "check", str(tmp_path / "nowhere"), "--dataset", "nyud"])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(app, ["data", "export", "synthetic", "--layout", "coco", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "unknown export layout" in result.output
-    result = runner.invoke(app, ["data", "export", "synthetic", "--layout", "nyud", "--out", str(tmp_path / "y"), "--resolution", "big"])
+    assert result.exit_code == 1 and "unknown export layout" in result.output
+    result = runner.invoke(
+        app, ["data", "export", "synthetic", "--layout", "nyud", "--out", str(tmp_path / "y"), "--resolution", "big"]
+    )
     assert result.exit_code != 0 and "HxW" in result.output
 
 

@@ -161,7 +161,7 @@ def test_the_toy_runs_a_plugin_method(plugin_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "inverse-norm" in (out / "results.md").read_text()
     bad = CliRunner().invoke(app, ["toy", "--plugin", "nowhere_plugin", "--steps", "1", "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "nowhere_plugin" in bad.output
+    assert bad.exit_code == 1 and "nowhere_plugin" in bad.output
 
 
 def test_entry_points_of_installed_packages_are_loaded_on_first_lookup(plugin_dir: Path,

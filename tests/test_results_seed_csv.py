@@ -57,7 +57,7 @@ def test_malformed_csv_is_one_line_error(tmp_path):
     with pytest.raises(ResultsError, match="expected columns arm, seed, <task>.<metric>"):
         read_seed_csv(bad)
     result = CliRunner().invoke(app, ["results", "readme-table", str(tmp_path / "missing.csv")])
-    assert result.exit_code == 2 and "cannot read" in result.output
+    assert result.exit_code == 1 and "cannot read" in result.output
 
 
 def test_readme_standard_study_table_is_the_rendering_of_the_committed_csv():

@@ -136,14 +136,16 @@ def test_cli_radar(tmp_path):
     result = CliRunner().invoke(
         app, ["results", "radar", str(tmp_path / "runs.json"), "-b", str(tmp_path / "stl"), "-o", str(out), "--tasks", "semseg,depth"]
     )
-    assert result.exit_code == 2 and "at least 3 tasks" in result.output
+    assert result.exit_code == 1 and "at least 3 tasks" in result.output
 
 
-def test_cli_reports_errors_with_exit_code_2(tmp_path):
+def test_cli_reports_errors_with_exit_code_1(tmp_path):
     save_results(RUNS, tmp_path / "runs.json")
     save_run_result(make("stl_seg", kind="stl", semseg=40.0), tmp_path / "stl")
-    result = CliRunner().invoke(app, ["results", "table", str(tmp_path / "runs.json"), "-b", str(tmp_path / "stl"), "--tasks", "depth"])
-    assert result.exit_code == 2
+    result = CliRunner().invoke(
+        app, ["results", "table", str(tmp_path / "runs.json"), "-b", str(tmp_path / "stl"), "--tasks", "depth"]
+    )
+    assert result.exit_code == 1
     assert "task 'depth' is missing from the single-task baseline" in result.output
 
 

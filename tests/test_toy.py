@@ -240,11 +240,11 @@ def test_cli_end_to_end(tmp_path):
 
 def test_cli_rejects_unknown_method_and_scaling(tmp_path):
     result = CliRunner().invoke(app, ["toy", "--methods", "nope", "--steps", "1", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "available" in result.output
+    assert result.exit_code == 1 and "available" in result.output
     result = CliRunner().invoke(app, ["toy", "--scaling", "weird", "--steps", "1", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "equal" in result.output
+    assert result.exit_code == 1 and "equal" in result.output
     result = CliRunner().invoke(app, ["toy", "--methods", "cagrad(radius=1)", "--steps", "1", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "options of cagrad" in result.output
+    assert result.exit_code == 1 and "options of cagrad" in result.output
     assert not list(tmp_path.iterdir())
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from taskbalance.cli.failure import ERROR, fail
 from taskbalance.data.layouts import CHECKABLE_DATASETS, EXPORT_LAYOUTS
 
 console = Console(soft_wrap=True)  # file paths stay on one line
@@ -65,8 +66,7 @@ def export(
                 seed=seed,
             )
     except DataError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        raise fail(error) from None
     for split_file, count in summary.samples.items():
         console.print(f"{summary.out / split_file}: {count} samples")
     console.print(f"[green]wrote[/green] {summary.out} ({summary.layout} layout)")
@@ -90,16 +90,16 @@ def check(
                 root, dataset, tuple(split) if split else None, lambda done, total: progress.update(job, completed=done, total=total)
             )
     except DataError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        raise fail(error) from None
     console.print(f"{report.dataset} ({report.layout} layout) at {report.root}: {report.samples} samples checked")
     if report.ok:
         console.print("[green]no problems found[/green]")
         return
     for problem in report.problems[:limit]:
         console.print(problem.message if problem.path in problem.message else f"{problem.path}: {problem.message}")
-    console.print(f"[red]{len(report.problems)} problem(s)[/red]" + (f", first {limit} listed" if len(report.problems) > limit else ""))
-    raise typer.Exit(1)
+    listed = f", first {limit} listed" if len(report.problems) > limit else ""
+    console.print(f"[red]{len(report.problems)} problem(s)[/red]{listed}")
+    raise typer.Exit(ERROR)
 
 
 @data_app.command("info")
@@ -115,8 +115,7 @@ def info(
     try:
         description, items = describe_dataset(dataset, split, root=root)
     except DataError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        raise fail(error) from None
     table = Table("field", "value")
     table.add_row("items", str(items))
     for name in ("name", "tasks", "num_classes", "edge_max_dist", "has_val_split", "metadata"):

@@ -9,15 +9,12 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
+from taskbalance.cli.failure import fail
+
 console = Console()
 
 REPORT_NAME = "doctor.md"
 FIGURE_NAME = "doctor.png"
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, highlight=False)
-    return typer.Exit(code)
 
 
 def _is_run(path: Path) -> bool:
@@ -90,7 +87,7 @@ def doctor_command(
             else:
                 raise DoctorError(f"{path} does not exist" if not path.exists() else f"{path} is not a folder")
     except (DoctorError, WriteError) as error:
-        raise _fail(str(error)) from None
+        raise fail(error) from None
     if as_json:
         typer.echo(json.dumps(json_safe(reports[0] if len(reports) == 1 else reports), indent=2))
 

@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from taskbalance.atomic import atomic_write_text
+from taskbalance.cli.failure import fail
 from taskbalance.results import (
     ResultsError,
     ResultsTable,
@@ -23,7 +25,6 @@ from taskbalance.results import (
     save_results,
     to_rich,
 )
-from taskbalance.atomic import atomic_write_text
 
 results_app = typer.Typer(
     no_args_is_help=True,
@@ -74,11 +75,6 @@ def _table(runs: list[Path], baseline: Optional[list[Path]], tasks: Optional[str
     return results_table(group_runs(loaded), baseline_arm(stl), tasks=columns, baseline_mode=mode.value)
 
 
-def _fail(error: Exception) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
-    return typer.Exit(code=2)
-
-
 @results_app.command("table")
 def table_command(
     runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
@@ -94,7 +90,7 @@ def table_command(
     try:
         table = _table(runs, baseline, tasks, mode)
     except ResultsError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     if fmt is TableFormat.rich:
         if out is None:
             console = Console()
@@ -125,7 +121,7 @@ def radar_command(
     try:
         radar_chart(_table(runs, baseline, tasks), out, title=title)
     except ResultsError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     typer.echo(f"wrote {out}")
 
 
@@ -141,7 +137,7 @@ def readme_table_command(
     try:
         typer.echo(render_seed_csv(csv_file, mode.value), nl=False)
     except ResultsError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
 
 
 @results_app.command("collect")
@@ -153,7 +149,7 @@ def collect_command(
     try:
         collected = load_runs(runs)
     except ResultsError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     save_results(collected, out)
     typer.echo(f"wrote {len(collected)} runs to {out}")
 

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from taskbalance.cli.failure import INTERRUPTED, USAGE, fail
+
 console = Console()
 
 
@@ -18,11 +20,6 @@ class ExecutorName(str, Enum):
     local = "local"
     slurm = "slurm"
     submitit_local = "submitit-local"
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/bold red] {message}")
-    return typer.Exit(code)
 
 
 def study_command(
@@ -58,8 +55,8 @@ def study_command(
     from taskbalance.training import ConfigError, RunDir
 
     if preset in available_protocols():
-        raise _fail(f"{preset!r} is a method-paper benchmark with its own protocol: run "
-                    f"`taskbalance protocol run {preset} --root DATA -m METHOD ...` (--cpu for the stand-in data)", 2)
+        raise fail(f"{preset!r} is a method-paper benchmark with its own protocol: run "
+                   f"`taskbalance protocol run {preset} --root DATA -m METHOD ...` (--cpu for the stand-in data)", USAGE)
     target = out or Path("runs") / Path(preset).stem
     try:
         spec = load_study(preset, overrides or [], seeds, plugins or [], methods or [])
@@ -75,12 +72,10 @@ def study_command(
                                  array_parallelism)
         backend = build_backend(executor.value, jobs, console, progress, cluster)
         run_study(spec, target, console=console, show_progress=progress, only=only, executor=backend)
-    except StudyIncomplete as error:
-        raise _fail(str(error)) from None
-    except (ConfigError, BalancerError, ResultsError, FileNotFoundError, ValueError, RuntimeError) as error:
-        raise _fail(str(error)) from None
+    except (StudyIncomplete, ConfigError, BalancerError, ResultsError, FileNotFoundError, ValueError, RuntimeError) as error:
+        raise fail(error) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; the same command continues the study (finished runs are kept)", 130) from None
+        raise fail("interrupted; the same command continues the study (finished runs are kept)", INTERRUPTED) from None
 
 
 def register(app: typer.Typer) -> None:

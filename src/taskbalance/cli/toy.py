@@ -16,6 +16,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from taskbalance.cli.failure import fail
+
 from taskbalance.toy.presets import (
     DEFAULT_DTYPE,
     DEFAULT_MOVING_THRESHOLD,
@@ -69,11 +71,11 @@ def toy(
     try:
         import_plugins(plugins or [])
     except PluginError as error:
-        raise typer.BadParameter(str(error), param_hint="--plugin") from None
+        raise fail(error) from None
     try:
         settings = resolve_settings(preset, methods=methods, steps=steps, scaling=scaling, starts=starts, dtype=dtype)
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        raise fail(error) from None
     problem = ToyProblem(settings.scales)
     labels = ", ".join(spec.label for spec in settings.methods)
     console.print(
@@ -92,7 +94,7 @@ def toy(
                 dtype=getattr(torch, settings.dtype),
             )
     except BalancerError as error:  # bad method options are found when the balancers are built, before any step
-        raise typer.BadParameter(str(error), param_hint="--methods") from None
+        raise fail(error) from None
     outcomes = summarize(run, problem, tolerance, moving_threshold)
     header, rows = table_rows(outcomes)
     table = Table(*header, title=f"toy {settings.preset}: {run.steps} steps in {run.total_seconds:.1f} s")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -137,20 +138,23 @@ def test_a_study_adds_plugin_arms_and_every_run_config_carries_the_plugin(plugin
     runs = plan(spec)  # validates every run, plugin methods included
     arms = {run.arm for run in runs}
     assert {"half-weights", "inverse-norm", "avgnorm", "uniform", "grid-1"} <= arms
-    assert all(run.raw["plugins"] == ["my_methods"] for run in runs)  # workers in other processes import it
+    assert all(run.config.plugins == ("my_methods",) for run in runs)  # workers in other processes import it
     assert [r.seed for r in runs if r.arm == "half-weights"] == spec.seeds
     with pytest.raises(ConfigError, match="already has an arm named 'avgnorm'"):
         load_study("standard", methods=["avgnorm"])
 
 
-def test_a_separate_worker_process_validates_a_planned_plugin_run(plugin_dir: Path) -> None:
+def test_a_separate_worker_process_builds_a_planned_plugin_run(plugin_dir: Path) -> None:
+    """A worker process receives the planned run's validated config pickled (as the executors send it), imports its
+    plugins as ``execute_run`` does, and finds the plugin's method."""
     run = next(r for r in plan(load_study("quick", plugins=["my_methods"], methods=["half-weights"]))
                if r.arm == "half-weights")
-    code = ("import json, sys; from taskbalance.training.config import validate_config; "
-            "print(validate_config(json.loads(sys.argv[1])).method.name)")
+    code = ("import pickle, sys; from taskbalance.plugins import import_plugins; "
+            "from taskbalance.balancers import get; config = pickle.loads(bytes.fromhex(sys.argv[1])); "
+            "import_plugins(config.plugins); print(get(config.method.name).name)")
     env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(run.raw)], env=env, capture_output=True, text=True,
-                          timeout=1200)  # a bound for a loaded machine, not a speed check
+    done = subprocess.run([sys.executable, "-c", code, pickle.dumps(run.config).hex()], env=env, capture_output=True,
+                          text=True, timeout=1200)  # a bound for a loaded machine, not a speed check
     assert done.returncode == 0 and done.stdout.strip() == "half-weights", done.stderr
 
 

@@ -42,9 +42,9 @@ def _study(tmp_path: Path, study: Path, out: str, jobs: int) -> Path:
 
 
 def test_a_study_fixes_the_thread_count_of_every_run(tmp_path: Path):
-    assert {run.raw["threads"] for run in plan(load_study(_study_file(tmp_path, None)))} == {1}
-    assert {run.raw["threads"] for run in plan(load_study(_study_file(tmp_path, 3)))} == {3}
-    assert {run.raw["threads"] for run in plan(load_study(_study_file(tmp_path, None), overrides=["threads=2"]))} == {2}
+    assert {run.config.threads for run in plan(load_study(_study_file(tmp_path, None)))} == {1}
+    assert {run.config.threads for run in plan(load_study(_study_file(tmp_path, 3)))} == {3}
+    assert {run.config.threads for run in plan(load_study(_study_file(tmp_path, None), overrides=["threads=2"]))} == {2}
 
 
 def test_the_thread_count_is_hashed():

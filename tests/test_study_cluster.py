@@ -29,7 +29,7 @@ TINY = ["optim.iterations=8", "optim.eval_every=100", "optim.checkpoint_every=10
 
 
 def _task(tmp_path: Path, name: str = "uniform/seed-0") -> RunTask:
-    config = load_config("quick", TINY).model_dump(mode="json")
+    config = load_config("quick", TINY)
     return RunTask(name, str(tmp_path / "out" / name), config, str(tmp_path / "out" / "logs" / f"{name}.log"))
 
 

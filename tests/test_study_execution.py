@@ -46,7 +46,7 @@ def test_plan_runs_every_arm_once_per_seed(tmp_path: Path):
         "stl-depth/seed-0", "stl-normals/seed-0", "stl-depth/seed-1", "stl-normals/seed-1",
         "uniform/seed-0", "grid-1/seed-0", "rlw/seed-0", "uniform/seed-1", "grid-1/seed-1", "rlw/seed-1"]
     for run in runs:
-        assert run.raw["seed"] == run.seed and run.raw["threads"] == 1  # the quick preset's
+        assert run.config.seed == run.seed and run.config.threads == 1  # the quick preset's
         assert run.needs == (() if run.kind == "stl" else (f"stl-depth/seed-{run.seed}", f"stl-normals/seed-{run.seed}"))
     assert {r.arm for r in runs if r.seed == 1} == {r.arm for r in runs if r.seed == 0}
 

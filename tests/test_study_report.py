@@ -14,6 +14,7 @@ import taskbalance.study.report as report_package
 import taskbalance.study.report.write as report_module
 from taskbalance.results import RunResult, save_run_result
 from taskbalance.study.report import write_report
+from taskbalance.training.config import RunConfig, validate_config
 from taskbalance.training.rundir import RunDir
 
 DIRECTIONS = {"semseg": ("mIoU", True), "depth": ("rmse", False), "normals": ("mean", False)}
@@ -24,7 +25,7 @@ class Run:
     arm: str
     seed: int
     kind: str
-    raw: dict[str, Any]
+    config: RunConfig
     variant: str = ""
 
     @property
@@ -42,7 +43,7 @@ class Spec:
 
 def _finish(out: Path, run: Run, values: dict[str, float], val: dict[str, float] | None = None) -> None:
     tasks = list(values)
-    method = "stl" if run.kind == "stl" else run.raw["method"]["name"]
+    method = "stl" if run.kind == "stl" else run.config.method.name
     result = RunResult(name=run.name, method=method, kind="stl" if run.kind == "stl" else "mtl", tasks=tasks,
                        metrics={t: {DIRECTIONS[t][0]: v} for t, v in values.items()},
                        primary={t: DIRECTIONS[t][0] for t in tasks}, higher_is_better={t: DIRECTIONS[t][1] for t in tasks},
@@ -54,12 +55,17 @@ def _finish(out: Path, run: Run, values: dict[str, float], val: dict[str, float]
                                                "metrics": {t: {DIRECTIONS[t][0]: v} for t, v in val.items()}})
 
 
+def _config(tasks: list[str], method: str, options: dict[str, Any] | None = None) -> RunConfig:
+    return validate_config({"tasks": tasks, "method": {"name": method, "options": options or {}},
+                            "optim": {"iterations": 400}})
+
+
 def _study(out: Path, seeds: tuple[int, ...]) -> list[Run]:
     runs = []
     stl = {"semseg": 40.0, "depth": 0.5, "normals": 20.0}
     for seed in seeds:
         for task, value in stl.items():
-            run = Run(f"stl-{task}", seed, "stl", {"tasks": [task], "method": {"name": "uniform"}})
+            run = Run(f"stl-{task}", seed, "stl", _config([task], "uniform"))
             _finish(out, run, {task: value + seed}, {task: value})
             runs.append(run)
         mtl = {"tasks": list(stl)}
@@ -74,7 +80,7 @@ def _study(out: Path, seeds: tuple[int, ...]) -> list[Run]:
         ]
         for arm, kind, method, weights, values in arms:
             options = {"weights": weights} if weights else {}
-            run = Run(arm, seed, kind, {"tasks": mtl["tasks"], "method": {"name": method, "options": options}})
+            run = Run(arm, seed, kind, _config(mtl["tasks"], method, options))
             # validation: grid-2 is better than grid-1 on validation Δm
             val = {"semseg": 40.0 + (2.0 if arm == "grid-2" else 0.0), "depth": 0.5, "normals": 20.0}
             _finish(out, run, values, val)

@@ -63,7 +63,7 @@ def study_command(
         if plan_only:
             for run in plan(spec):
                 status = plan_status(RunDir(target / run.name), expected_config(run, spec, target))
-                console.print(f"{run.name:36s} {run.raw['method']['name']:12s} {status}", soft_wrap=True)
+                console.print(f"{run.name:36s} {run.config.method.name:12s} {status}", soft_wrap=True)
             return
         if report_only:
             run_study(spec, target, console=console, only=only, train=False)

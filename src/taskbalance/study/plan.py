@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from taskbalance.plugins import merge_plugins
 from taskbalance.training.config import (
     ConfigError,
+    DistillConfig,
     RunConfig,
     add_plugins,
     apply_settings,
@@ -91,14 +93,16 @@ class PlannedRun:
     """A run of the study, before the single-task baselines are known.
 
     ``arm`` is what the report groups by (``[<variant>/]uniform``); the runs of one arm differ only in ``seed``.
-    ``needs`` names the runs whose results this one reads (its seed's single-task runs), which run first.
+    ``config`` is the run's config, validated once when the study is planned (:func:`expected_config` derives the
+    config it trains with from it). ``needs`` names the runs whose results this one reads (its seed's single-task
+    runs), which run first.
     """
 
     arm: str
     seed: int
     variant: str
     kind: str  # "stl", "mtl", "grid" or "url"
-    raw: dict[str, Any]
+    config: RunConfig
     needs: tuple[str, ...] = ()
 
     @property
@@ -165,7 +169,8 @@ def _arms(spec: StudySpec, raw: dict[str, Any]) -> list[tuple[str, str, dict[str
 
 
 def plan(spec: StudySpec) -> list[PlannedRun]:
-    """Every run of the study (validated here): all single-task runs first, then the others, seed by seed.
+    """Every run of the study, its config validated here (the only validation of a planned run's config): all
+    single-task runs first, then the others, seed by seed.
 
     Every run gets the same fixed torch thread count (the base preset's or ``set``'s ``threads``, else
     :data:`STUDY_THREADS`): the count changes the numbers on CPU, so ``--jobs`` must change only the wall time.
@@ -182,31 +187,37 @@ def plan(spec: StudySpec) -> list[PlannedRun]:
             for arm, kind, config in _arms(spec, raw):
                 config = deep_merge(config, {"name": run_name(f"{prefix}{arm}", seed), "seed": seed,
                                              "threads": config.get("threads") or STUDY_THREADS})
-                validate_config(config)
-                run = PlannedRun(f"{prefix}{arm}", seed, variant, kind, config, () if kind == "stl" else stl_needs)
+                run = PlannedRun(f"{prefix}{arm}", seed, variant, kind, validate_config(config),
+                                 () if kind == "stl" else stl_needs)
                 (singles if kind == "stl" else others).append(run)
     return singles + others
 
 
-def expected_config(run: PlannedRun, spec: StudySpec, out: Path, baseline: dict[str, dict[str, float]] | None = None) -> RunConfig:
+def expected_config(run: PlannedRun, spec: StudySpec, out: Path,
+                    baseline: Mapping[str, Mapping[str, float]] | None = None) -> RunConfig:
     """The run's config in study folder ``out``: URL teachers or the feature-distance measurement (the same seed's
-    single-task runs), and the single-task ``baseline`` for model selection when given."""
-    raw = dict(run.raw)
-    if run.kind != "stl" and spec.single_task:
-        teachers = {t: str((out / stl_arm(run.variant, t) / f"seed-{run.seed}").resolve()) for t in raw["tasks"]}
-        if run.kind == "url":
-            raw["distill"] = {"mode": "distill", "teachers": teachers}
-        elif spec.feature_distance:
-            raw["distill"] = {"mode": "measure", "teachers": teachers}
-        if baseline is not None:
-            raw["baseline"] = baseline
-    return validate_config(raw)
+    single-task runs), and the single-task ``baseline`` for model selection when given.
+
+    A copy of the planned (validated) config with these fields replaced, not validated again: the teachers are a
+    validated :class:`DistillConfig` naming the run's own tasks, and the baseline's values are floats."""
+    if run.kind == "stl" or not spec.single_task:
+        return run.config
+    update: dict[str, Any] = {}
+    teachers = {t: (out / stl_arm(run.variant, t) / f"seed-{run.seed}").resolve() for t in run.config.tasks}
+    if run.kind == "url":
+        update["distill"] = DistillConfig(mode="distill", teachers=teachers)
+    elif spec.feature_distance:
+        update["distill"] = DistillConfig(mode="measure", teachers=teachers)
+    if baseline is not None:
+        update["baseline"] = {task: {key: float(value) for key, value in metrics.items()}
+                              for task, metrics in baseline.items()}
+    return run.config.model_copy(update=update) if update else run.config
 
 
 def single_task_baseline(run: PlannedRun, out: Path) -> dict[str, dict[str, float]] | None:
     """The selected validation metrics of the run's single-task runs (same variant and seed), when all exist."""
     baseline = {}
-    for task in run.raw["tasks"]:
+    for task in run.config.tasks:
         record = RunDir(out / run_name(stl_arm(run.variant, task), run.seed)).best_validation_record()
         if record is None:
             return None
@@ -223,7 +234,7 @@ def describe_arms(runs: list[PlannedRun]) -> list[dict[str, Any]]:
     """Per arm: kind, method and options, training length, resolution, the seeds planned: what report.md states."""
     arms: dict[str, dict[str, Any]] = {}
     for run in runs:
-        config = validate_config(run.raw)
+        config = run.config
         optim = config.optim
         entry = arms.setdefault(run.arm, {
             "arm": run.arm, "kind": run.kind, "method": config.method.name, "options": dict(config.method.options),

@@ -10,18 +10,23 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 from rich.console import Console
+
+from taskbalance.training.config import RunConfig
 
 
 @dataclass(frozen=True)
 class RunTask:
-    """One run to execute: its name in the study, its directory, its finalized config (JSON-able) and its log."""
+    """One run to execute: its name in the study, its directory, its finalized config and its log.
+
+    The config is the validated model itself (pickled to a worker process or a submitit job), so no process
+    validates it again; the worker only imports the config's plugins, which register the methods it names."""
 
     name: str
     root: str
-    config: dict[str, Any]
+    config: RunConfig
     log: str
 
 
@@ -43,7 +48,7 @@ def execute_run(task: RunTask, console: Console | None = None, show_progress: bo
     A run stopped by one of its ``stop_signals`` (after checkpointing) ends with an outcome saying so; one stopped by
     one of ``requeue_signals`` (which it then stops on too) raises :class:`~taskbalance.training.preemption.Preempted`
     for the caller to requeue it (:class:`~taskbalance.study.cluster.StudyJob`)."""
-    from taskbalance.training.config import validate_config
+    from taskbalance.plugins import import_plugins
     from taskbalance.training.loop import train
     from taskbalance.training.preemption import Preempted
     from taskbalance.training.workers import rotate_log
@@ -55,7 +60,8 @@ def execute_run(task: RunTask, console: Console | None = None, show_progress: bo
     with open(task.log, "w") as handle:
         console = console or Console(file=handle, width=120, force_terminal=False)
         try:
-            train(validate_config(task.config), root, resume=(root / "config.yaml").is_file(), console=console,
+            import_plugins(task.config.plugins)  # a spawned worker or a job has not imported them yet
+            train(task.config, root, resume=(root / "config.yaml").is_file(), console=console,
                   show_progress=show_progress, also_stop_on=requeue_signals)
         except Preempted as stop:
             handle.write(f"{stop}\n")

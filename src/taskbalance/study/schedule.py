@@ -51,8 +51,7 @@ def _blocked_by(run: PlannedRun, failed: dict[str, str]) -> str | None:
 
 
 def _task(run: PlannedRun, spec: StudySpec, out: Path) -> RunTask:
-    config = finalize(run, spec, out).model_dump(mode="json")
-    return RunTask(run.name, str(out / run.name), config, str(out / "logs" / f"{run.name}.log"))
+    return RunTask(run.name, str(out / run.name), finalize(run, spec, out), str(out / "logs" / f"{run.name}.log"))
 
 
 def _outcome(run: PlannedRun, handle: Handle) -> RunOutcome:

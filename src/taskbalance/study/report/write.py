@@ -53,6 +53,7 @@ from taskbalance.study.report.checks import (
     power_tables,
     validation_reference,
 )
+from taskbalance.training.config import RunConfig
 from taskbalance.training.rundir import RunDir, write_json
 
 GRID_ROW = "grid search"
@@ -72,7 +73,7 @@ class ReportRun(Protocol):
     @property
     def kind(self) -> str: ...  # "stl", "mtl", "grid" or "url"
     @property
-    def raw(self) -> Mapping[str, Any]: ...  # the run's resolved raw config
+    def config(self) -> RunConfig: ...  # the run's validated config
 
 
 class ReportSpec(Protocol):
@@ -109,7 +110,7 @@ class Finished:
 
 def _stl_dirs(out: Path, runs: Sequence[ReportRun], run: ReportRun) -> dict[str, RunDir]:
     """The same variant's and seed's single-task run directories, per task."""
-    return {r.raw["tasks"][0]: RunDir(out / r.name) for r in runs
+    return {r.config.tasks[0]: RunDir(out / r.name) for r in runs
             if r.kind == "stl" and r.variant == run.variant and r.seed == run.seed}
 
 
@@ -147,7 +148,7 @@ def _choose_grid(grid: Mapping[str, Sequence[Finished]], runs: Sequence[ReportRu
         best = max(table.rows, key=lambda row: row.delta_m.mean)
         arm, score = best.name, best.delta_m.mean
         note = "the grid point with the best mean TEST Δm: no validation records"
-    weights = dict(grid[arm][0].run.raw["method"].get("options", {}).get("weights") or {})
+    weights = dict(grid[arm][0].run.config.method.options.get("weights") or {})
     return GridChoice(arm, weights, score, note)
 
 
@@ -291,7 +292,7 @@ def _arm_rows(variants: Sequence[str], finished: Sequence[Finished], runs: Seque
 def _avgnorm_row(finished: Sequence[Finished], variant: str) -> str:
     """The label of the reference variant's AvgNorm arm (the method's name when the study has none)."""
     for f in finished:
-        if f.run.variant == variant and f.run.kind == "mtl" and f.run.raw["method"]["name"] == "avgnorm":
+        if f.run.variant == variant and f.run.kind == "mtl" and f.run.config.method.name == "avgnorm":
             return f.run.arm.split("/")[-1]
     return "avgnorm"
 

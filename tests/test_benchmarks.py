@@ -73,5 +73,5 @@ def test_data_throughput_counts_the_cpu_time_of_exited_child_processes() -> None
     cpu_seconds = load("data_throughput").cpu_seconds
     before = cpu_seconds()
     subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\n"
-                    "while time.process_time() < end: pass"], check=True)
+                    "while time.process_time() < end: pass"], check=True, timeout=120)
     assert cpu_seconds() - before >= 0.3

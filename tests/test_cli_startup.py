@@ -20,7 +20,7 @@ print("HEAVY:" + ",".join(m for m in {heavy!r} if m in sys.modules))
 def _heavy_modules_after(code: str) -> list[str]:
     """The heavy modules a fresh interpreter has imported after running ``code``."""
     probe = _PROBE.format(code=code, heavy=HEAVY)
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
     line = next(line for line in done.stdout.splitlines() if line.startswith("HEAVY:"))
     return [m for m in line[len("HEAVY:"):].split(",") if m]
 

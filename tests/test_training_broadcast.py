@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+import processes
 from taskbalance.training.distributed import DistInfo, broadcast_flat, broadcast_state
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -58,7 +58,7 @@ def _worker(rank: int, store: str) -> None:
 
 
 def test_flat_broadcast_equals_one_broadcast_per_buffer(tmp_path: Path):
-    mp.spawn(_worker, args=(str(tmp_path / "store"),), nprocs=2)
+    processes.spawn(_worker, (str(tmp_path / "store"),), nprocs=2, timeout=300)
 
 
 def test_flat_broadcast_is_a_no_op_in_one_process():

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import Tensor, nn
 
+import processes
 from taskbalance.balancers import StepResult, create
 from taskbalance.tasks import build_task
 from taskbalance.tasks.losses import shared_normaliser
@@ -32,7 +32,7 @@ STEPS = 3
 
 
 def _spawn(worker: Any, tmp_path: Path, *args: Any) -> None:
-    mp.spawn(worker, args=(str(tmp_path / "store"), *args), nprocs=WORLD)
+    processes.spawn(worker, (str(tmp_path / "store"), *args), nprocs=WORLD, timeout=300)
 
 
 def _join(rank: int, store: str) -> DistInfo:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
+import processes
 from taskbalance.training.distributed import DistInfo, average_gradients
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -44,7 +43,7 @@ def _average_worker(rank: int, store: str) -> None:
 
 
 def test_average_gradients_over_two_ranks(tmp_path: Path):
-    mp.spawn(_average_worker, args=(str(tmp_path / "store"),), nprocs=2)
+    processes.spawn(_average_worker, (str(tmp_path / "store"),), nprocs=2, timeout=300)
 
 
 @pytest.mark.slow
@@ -54,8 +53,8 @@ def test_torchrun_two_ranks(tmp_path: Path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(Path(__file__).resolve()), str(run), str(dumps)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert job.returncode == 0, job.stdout + job.stderr
+    job = processes.run(command, tmp_path / "torchrun.out", timeout=300, env=env)
+    assert job.returncode == 0, job.output
 
     assert (run / "results.json").is_file() and (run / "checkpoints" / "last.json").is_file()
     writes = {rank: json.loads((dumps / f"writes-rank{rank}.json").read_text()) for rank in (0, 1)}

@@ -41,11 +41,12 @@ def small_disk(tmp_path: Path):
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True,
+                          timeout=60)
     if done.returncode != 0:
         pytest.skip(f"tmpfs mount not permitted here: {done.stderr.strip()}")
     yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    subprocess.run(["umount", str(mount)], check=False, timeout=60)
 
 
 def test_full_disk_is_one_line_leaves_no_temporary_folder_and_the_previous_checkpoint_resumes(small_disk: Path, tmp_path: Path):

@@ -71,24 +71,28 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value (YAML value)")
     args = parser.parse_args()
 
+    from taskbalance.balancers.driver import StepDriver
     from taskbalance.training import loop
+    from taskbalance.training import trainer as training
+    from taskbalance.training.hooks import final, logs, validation
     from taskbalance.training.config import apply_settings, validate_config
     from taskbalance.training.presets import load_raw
 
     settings = {"optim.iterations": args.steps, "optim.eval_every": max(args.steps // 2, 1), "method.name": args.method}
     settings.update({key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.overrides)})
     config = validate_config(apply_settings(load_raw(args.preset), settings))
-    loop.evaluate = timed("evaluation", loop.evaluate)  # type: ignore[assignment]
+    validation.evaluate = timed("evaluation", validation.evaluate)  # type: ignore[assignment]
+    final.evaluate = timed("evaluation", final.evaluate)  # type: ignore[assignment]
     loop.task_losses = timed("losses", loop.task_losses)  # type: ignore[assignment]
-    loop.diagnostic_record = timed("diagnostics", loop.diagnostic_record)  # type: ignore[assignment]
+    logs.diagnostic_record = timed("diagnostics", logs.diagnostic_record)  # type: ignore[assignment]
+    StepDriver.step = timed("backward", StepDriver.step)  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as folder:
         with timing("build"):
-            trainer = loop.Trainer(config, Path(folder) / "run", show_progress=False)
+            trainer = training.Trainer(config, Path(folder) / "run", show_progress=False)
         trainer.model.forward_train = timed("forward", trainer.model.forward_train)  # type: ignore[method-assign]
-        trainer.optimizer.step = timed("optimizer", trainer.optimizer.step)  # type: ignore[method-assign]
-        trainer.driver.step = timed("backward", trainer.driver.step)  # type: ignore[method-assign]
-        epoch_loader = trainer._epoch_loader
-        trainer._epoch_loader = lambda: timed_batches(epoch_loader())  # type: ignore[method-assign]
+        trainer.loop.optimizer.step = timed("optimizer", trainer.loop.optimizer.step)  # type: ignore[method-assign]
+        batches = trainer.loop.epochs.batches
+        trainer.loop.epochs.batches = lambda epoch, skip: timed_batches(batches(epoch, skip))  # type: ignore[method-assign]
         with timing("rest"):
             trainer.fit()
     train = sum(v for k, v in SPENT.items() if k != "build")

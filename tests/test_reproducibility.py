@@ -16,7 +16,7 @@ from taskbalance.cli.main import app
 from taskbalance.results import load_run_result
 from taskbalance.study import load_study, plan
 from taskbalance.training.config import config_hash, validate_config
-from taskbalance.training.loop import train
+from taskbalance.training.trainer import train
 
 TINY = {
     "optim.iterations": 4, "optim.eval_every": 2, "data.batch_size": 4, "data.eval_batch_size": 8,

@@ -70,9 +70,9 @@ def test_a_preempted_job_checkpoints_its_step_and_submitit_requeues_it_to_resume
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")  # inside a (one-task) submitit job
     monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "17")
     task = _task(tmp_path)
-    advance = loop.Trainer._advance
+    advance = loop.Loop._advance
 
-    def preempt_at_step_five(self: loop.Trainer) -> bool:
+    def preempt_at_step_five(self: loop.Loop) -> bool:
         if self.state.step + 1 == 5:
             os.kill(os.getpid(), signal.SIGUSR2)
         return advance(self)
@@ -90,7 +90,7 @@ def test_a_preempted_job_checkpoints_its_step_and_submitit_requeues_it_to_resume
     previous = signal.signal(signal.SIGUSR2, submitit_handler)
     try:
         with monkeypatch.context() as patch:
-            patch.setattr(loop.Trainer, "_advance", preempt_at_step_five)
+            patch.setattr(loop.Loop, "_advance", preempt_at_step_five)
             with pytest.raises(SystemExit):
                 job(task)
         assert len(requeued) == 1 and requeued[0].function is job and requeued[0].args == (task,)

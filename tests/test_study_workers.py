@@ -26,8 +26,8 @@ SETTINGS = {"optim.iterations": STEPS, "optim.eval_every": STEPS, "optim.checkpo
 SLOW_STEPS = """
 import time
 from taskbalance.training import loop
-advance = loop.Trainer._advance
-loop.Trainer._advance = lambda self: time.sleep(0.1) or advance(self)
+advance = loop.Loop._advance
+loop.Loop._advance = lambda self: time.sleep(0.1) or advance(self)
 """
 
 

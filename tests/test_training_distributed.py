@@ -123,7 +123,7 @@ def _record_writes(root: Path, log: list[str]) -> None:
 
 def _worker(run: Path, dumps: Path) -> None:
     """One rank of the job: train the tiny config, then record what this rank wrote and (rank 1) its weights."""
-    from taskbalance.training.loop import Trainer
+    from taskbalance.training.trainer import Trainer
     from taskbalance.training.presets import load_config
 
     writes: list[str] = []

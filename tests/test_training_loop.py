@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from taskbalance.data.base import MultiTaskDataset
-from taskbalance.training import RunExistsError, TrainingDiverged, loop, validate_config
+from taskbalance.training import RunExistsError, TrainingDiverged, validate_config
+from taskbalance.training import trainer as loop
+from taskbalance.training.hooks import MetricsLogger
 from taskbalance.training.checkpoint import find_checkpoint, load_state
 
 TASKS = ("depth", "normals")
@@ -111,14 +113,14 @@ def run(cfg, out: Path, resume: bool = False):
 
 
 def _interrupt_at(monkeypatch, step: int) -> None:
-    original = loop.Trainer._log_step
+    original = MetricsLogger.after_step
 
-    def crashing(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        if self.state.step == step:
+    def crashing(self):
+        original(self)
+        if self.loop.state.step == step:
             raise KeyboardInterrupt  # killed after the step, before its evaluation/checkpoint
 
-    monkeypatch.setattr(loop.Trainer, "_log_step", crashing)
+    monkeypatch.setattr(MetricsLogger, "after_step", crashing)
 
 
 def _final_weights(out: Path) -> dict:

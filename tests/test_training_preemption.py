@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from taskbalance.cli.main import app
 from taskbalance.training import loop
 from taskbalance.training.checkpoint import find_checkpoint, verify_checkpoint
+from taskbalance.training.hooks import FinalTest
 from taskbalance.training.preemption import PREEMPTED_EXIT_CODE, StopRequest
 
 STEPS = 80
@@ -30,14 +31,14 @@ def _train(*args: str) -> tuple[int, str]:
 
 def _signal_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int) -> None:
     """Send ``signum`` to this process while the run takes step ``step`` (as a cluster would, mid-step)."""
-    advance = loop.Trainer._advance
+    advance = loop.Loop._advance
 
-    def advance_and_signal(self: loop.Trainer) -> bool:
+    def advance_and_signal(self: loop.Loop) -> bool:
         if self.state.step + 1 == step:
             os.kill(os.getpid(), signum)
         return advance(self)
 
-    monkeypatch.setattr(loop.Trainer, "_advance", advance_and_signal)
+    monkeypatch.setattr(loop.Loop, "_advance", advance_and_signal)
 
 
 def _records(run: Path) -> list[dict]:
@@ -100,7 +101,7 @@ def test_resume_needs_a_run_and_resume_if_exists_starts_or_continues_one(tmp_pat
     run = tmp_path / "run"
     code, text = _train("--out", str(run), "--resume")
     assert code == 1 and "holds no run to resume" in text and "--resume-if-exists" in text and not run.exists()
-    monkeypatch.setattr(loop.Trainer, "_final", lambda self, writer: None)  # the training is what matters here
+    monkeypatch.setattr(FinalTest, "after_train", lambda self: None)  # the training is what matters here
     with monkeypatch.context() as patch:
         _signal_at(patch, 5, signal.SIGUSR1)
         code, text = _train("--out", str(run), "--resume-if-exists", "--set", f"optim.iterations={10}")

@@ -56,15 +56,15 @@ def _worker(run: Path, marker: Path) -> None:
     from taskbalance.training import loop
 
     if not marker.exists() and os.environ["RANK"] == "1":
-        advance = loop.Trainer._advance
+        advance = loop.Loop._advance
 
-        def die_at_step_three(self: loop.Trainer) -> bool:
+        def die_at_step_three(self: loop.Loop) -> bool:
             if self.state.step + 1 == 3:
                 marker.write_text("rank 1 exited at step 3")
                 os._exit(1)
             return advance(self)
 
-        loop.Trainer._advance = die_at_step_three  # type: ignore[method-assign]
+        loop.Loop._advance = die_at_step_three  # type: ignore[method-assign]
     app(["train", "quick", *(a for s in TINY for a in ("--set", s)), "--out", str(run), "--resume-if-exists",
          "--no-progress"])
 

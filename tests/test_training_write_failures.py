@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from taskbalance import atomic
 from taskbalance.cli.main import app
 from taskbalance.training import checkpoint as ckpt
-from taskbalance.training import loop
+from taskbalance.training.hooks import final
 
 TINY = ["optim.iterations=12", "optim.eval_every=100", "optim.checkpoint_every=2", "log_every=1", "data.batch_size=2",
         "data.eval_batch_size=8", "data.options.num_scenes=1", "data.options.views_per_scene=4",
@@ -89,7 +89,7 @@ def test_enospc_while_writing_the_results_is_one_line_naming_the_intact_checkpoi
     def full(result: object, path: Path) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(loop, "save_run_result", full)
+    monkeypatch.setattr(final, "save_run_result", full)
     code, output = _train(tmp_path / "run")
     line = " ".join(output.split())
     assert code == 1 and output.count("\n") == 1, output

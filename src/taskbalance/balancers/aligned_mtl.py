@@ -75,7 +75,6 @@ class AlignedMTL(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = AlignedMTLOptions
-    options: AlignedMTLOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

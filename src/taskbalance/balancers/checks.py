@@ -11,6 +11,7 @@ Imports only :mod:`taskbalance.balancers.types`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -32,7 +33,7 @@ def check_source(method: StepMethod, source: str) -> GradientSource:
         raise BalancerError(f"{method.name}: source must be one of {GRADIENT_SOURCES}, got {source!r}")
     if source not in method.supported_sources:
         raise BalancerError(f"{method.name} supports the gradient sources {method.supported_sources}, not {source!r}")
-    return source
+    return cast(GradientSource, source)
 
 
 def loss_values(

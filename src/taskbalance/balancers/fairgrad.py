@@ -118,7 +118,6 @@ class FairGrad(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = FairGradOptions
-    options: FairGradOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

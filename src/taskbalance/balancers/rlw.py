@@ -17,8 +17,7 @@ RNG stream, so its weights depend on everything else that consumes random number
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from pydantic import Field
@@ -47,7 +46,6 @@ class RLW(RandomizedBalancer):
     description = "Random loss weighting: w = softmax(N(0, I)) redrawn every step, sums to 1 (Lin 2022)."
     requires = "losses"
     Options = RLWOptions
-    options: RLWOptions
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         if kwargs.get("seed") is None:

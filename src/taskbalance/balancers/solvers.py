@@ -25,8 +25,7 @@ Everything takes and returns float64 CPU tensors (or numpy arrays for the scipy 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch

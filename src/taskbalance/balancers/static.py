@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Mapping, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
 from taskbalance.balancers.helpers import check_task_keys
@@ -37,9 +35,7 @@ class StaticOptions(BaseModel):
     )
 
 
-def weight_grid(
-    tasks: Sequence[str], values: Sequence[float] | Mapping[str, Sequence[float]]
-) -> list[dict[str, float]]:
+def weight_grid(tasks: Sequence[str], values: Sequence[float] | Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
     """Every combination of candidate weights, one dict task -> weight per combination (the Cartesian product).
 
     Args:
@@ -75,8 +71,6 @@ class Static(Balancer):
     description = "Fixed user-given loss weights (the grid-search arm); all 1 when omitted."
     requires = "losses"
     Options = StaticOptions
-    options: StaticOptions
-    weights: Tensor
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         super().__init__(tasks, **kwargs)

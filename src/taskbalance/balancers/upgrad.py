@@ -66,7 +66,6 @@ class UPGrad(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = UPGradOptions
-    options: UPGradOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

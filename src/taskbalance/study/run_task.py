@@ -49,7 +49,7 @@ def execute_run(task: RunTask, console: Console | None = None, show_progress: bo
     one of ``requeue_signals`` (which it then stops on too) raises :class:`~taskbalance.training.preemption.Preempted`
     for the caller to requeue it (:class:`~taskbalance.study.cluster.StudyJob`)."""
     from taskbalance.plugins import import_plugins
-    from taskbalance.training.loop import train
+    from taskbalance.training.trainer import train
     from taskbalance.training.preemption import Preempted
     from taskbalance.training.workers import rotate_log
 

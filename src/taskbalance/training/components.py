@@ -9,19 +9,18 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import Dataset
 
 from taskbalance.balancers import Balancer, create, get
 from taskbalance.training.config import RunConfig
 from taskbalance.training.optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:  # the builders import these packages on use (start-up stays light)
-    from taskbalance.data.base import DatasetInfo
+    from taskbalance.data.base import DatasetInfo, MultiTaskDataset
     from taskbalance.models.base import MultiTaskModel
     from taskbalance.tasks import TaskSpec
 
 
-def build_split(config: RunConfig, split: str, train: bool) -> Dataset:
+def build_split(config: RunConfig, split: str, train: bool) -> MultiTaskDataset:
     """One split of the configured dataset (training options and augmentation only for training)."""
     from taskbalance.data import build_dataset
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, ContextManager, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from taskbalance.tasks import TaskSpec
 
 
 def autocast_context(device: torch.device, enabled: bool) -> ContextManager[Any]:
@@ -16,7 +19,7 @@ def autocast_context(device: torch.device, enabled: bool) -> ContextManager[Any]
     return nullcontext()
 
 
-def task_losses(specs: Mapping[str, Any], output: Any, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def task_losses(specs: Mapping[str, TaskSpec], output: Any, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Each task's loss on its final prediction plus its deep-supervision (auxiliary) predictions, at full weight."""
     losses = {}
     for task, spec in specs.items():
@@ -29,7 +32,7 @@ def task_losses(specs: Mapping[str, Any], output: Any, batch: Mapping[str, Tenso
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[Mapping[str, Any]], specs: Mapping[str, Any], device: torch.device,
+def evaluate(model: nn.Module, batches: Iterable[Mapping[str, Any]], specs: Mapping[str, TaskSpec], device: torch.device,
              amp: bool = False, max_batches: int | None = None) -> dict[str, dict[str, float]]:
     """Metrics of every task over the batches (the model is put in eval mode and restored afterwards)."""
     was_training = model.training
@@ -48,12 +51,12 @@ def evaluate(model: nn.Module, batches: Iterable[Mapping[str, Any]], specs: Mapp
     return {task: meter.compute() for task, meter in meters.items()}
 
 
-def primary(metrics: Mapping[str, Mapping[str, float]], specs: Mapping[str, Any]) -> dict[str, float]:
+def primary(metrics: Mapping[str, Mapping[str, float]], specs: Mapping[str, TaskSpec]) -> dict[str, float]:
     """The primary metric of each task."""
     return {task: metrics[task][spec.primary_metric] for task, spec in specs.items()}
 
 
-def selection_score(metrics: Mapping[str, Mapping[str, float]], reference: Mapping[str, float], specs: Mapping[str, Any]) -> float:
+def selection_score(metrics: Mapping[str, Mapping[str, float]], reference: Mapping[str, float], specs: Mapping[str, TaskSpec]) -> float:
     """Δm (percent) of the primary metrics against ``reference`` (single-task metrics, or the run's first evaluation);
     the evaluation with the highest score is selected. ``-inf`` when Δm is undefined (a zero reference value)."""
     from taskbalance.results.delta import ResultsError

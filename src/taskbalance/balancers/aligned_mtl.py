@@ -75,6 +75,7 @@ class AlignedMTL(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = AlignedMTLOptions
+    options: AlignedMTLOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

@@ -31,10 +31,7 @@ class AvgNormOptions(BaseModel):
 def avgnorm_weights(gramian: torch.Tensor, reference: str = "sum_norm", eps: float = 1e-12) -> torch.Tensor:
     """``w_i = S / ‖g_i‖`` from the Gramian of the task gradients."""
     norms = gramian.diagonal().clamp_min(0).sqrt()
-    if reference == "sum_norm":
-        scale = gramian.sum().clamp_min(0).sqrt()
-    else:
-        scale = norms.mean()
+    scale = gramian.sum().clamp_min(0).sqrt() if reference == "sum_norm" else norms.mean()
     return torch.where(norms > eps, scale / norms.clamp_min(eps), torch.zeros_like(norms))
 
 
@@ -47,6 +44,7 @@ class AvgNorm(Balancer):
     requires = "gramian"
     default_source = "last_layer"
     Options = AvgNormOptions
+    options: AvgNormOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

@@ -30,7 +30,8 @@ collection (a ``weakref.finalize`` that holds the capture, never the balancer) r
 from __future__ import annotations
 
 import weakref
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -89,6 +90,7 @@ class SeededOptions(BaseModel):
 def _as_parameters(owner: nn.Module | Sequence[Tensor] | Tensor | None, what: str) -> list[Tensor]:
     if owner is None:
         return []
+    candidates: list[Tensor]
     if isinstance(owner, nn.Module):
         candidates = list(owner.parameters())
     elif isinstance(owner, Tensor):
@@ -192,6 +194,10 @@ class Balancer(nn.Module):
     needs_post_step_losses: ClassVar[bool] = False
     #: Whether :meth:`epoch_end` changes the method (DWA, STCH); runners call it every epoch regardless.
     advances_per_epoch: ClassVar[bool] = False
+    #: The validated options (a method annotates its own ``Options`` type here).
+    options: BaseModel
+    #: Steps taken (a buffer, so a resumed run counts on).
+    step_count: Tensor
 
     def __init__(
         self,
@@ -227,10 +233,12 @@ class Balancer(nn.Module):
         last, self.last_layer_name = _resolve_last_layer(shared if self.shared_params else None, last_layer)
         self.last_layer_params = _as_parameters(last, "last_layer")
         # on the last_layer source the engine takes the Gramian from the layer's input and output gradients
-        use_capture = isinstance(last, nn.Module) and self.source == "last_layer" and self.requires != "losses"
-        self.last_layer_capture = LayerCapture(last) if use_capture else None
+        capture = None
+        if isinstance(last, nn.Module) and self.source == "last_layer" and self.requires != "losses":
+            capture = LayerCapture(last)
+        self.last_layer_capture = capture
         # the hook goes with the balancer: the finalizer holds the capture, never the balancer
-        self._release = weakref.finalize(self, self.last_layer_capture.close) if use_capture else None
+        self._release = weakref.finalize(self, capture.close) if capture is not None else None
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
 
     @classmethod
@@ -288,7 +296,9 @@ class Balancer(nn.Module):
             reducer: sums per-process quantities in a data-parallel run (see :mod:`taskbalance.balancers.engine`).
         """
         if source is not None and self.requires == "losses":
-            raise BalancerError(f"{self.name} takes no per-task gradients: source={source!r} has no effect; use diagnose=")
+            raise BalancerError(
+                f"{self.name} takes no per-task gradients: source={source!r} has no effect; use diagnose="
+            )
         return engine.backward(self, losses, features, source or self.source, diagnose, reducer)
 
     def post_step(self, losses: Mapping[str, Tensor] | Tensor, reducer: GradientReducer | None = None) -> None:
@@ -322,6 +332,7 @@ class RandomizedBalancer(Balancer):
     """
 
     Options: ClassVar[type[BaseModel]] = SeededOptions
+    options: SeededOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

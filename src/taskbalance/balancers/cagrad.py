@@ -63,6 +63,7 @@ class CAGrad(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = CAGradOptions
+    options: CAGradOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

@@ -79,10 +79,12 @@ class LayerCapture:
         :func:`~taskbalance.balancers.gramian.layer_gramian` is smaller than the weight (else the K weight gradients
         are the cheaper route)."""
         module = self.module
-        own = [p for p in (module.weight, getattr(module, "bias", None)) if isinstance(p, Tensor) and p.requires_grad]
+        weight = module.weight
+        assert isinstance(weight, Tensor)  # a Linear or Conv2d: the only layers that get a hook
+        own = [p for p in (weight, getattr(module, "bias", None)) if isinstance(p, Tensor) and p.requires_grad]
         if len(own) != len(params) or {id(p) for p in own} != {id(p) for p in params}:
             return False
         channels = layer_output.shape[1] if isinstance(module, nn.Conv2d) else layer_output.shape[-1]
         positions = layer_output.numel() // max(channels, 1)
-        return positions * positions <= module.weight.numel()
+        return positions * positions <= weight.numel()
 

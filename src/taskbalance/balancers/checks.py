@@ -11,7 +11,6 @@ Imports only :mod:`taskbalance.balancers.types`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
 
 import torch
 from torch import Tensor
@@ -33,7 +32,7 @@ def check_source(method: StepMethod, source: str) -> GradientSource:
         raise BalancerError(f"{method.name}: source must be one of {GRADIENT_SOURCES}, got {source!r}")
     if source not in method.supported_sources:
         raise BalancerError(f"{method.name} supports the gradient sources {method.supported_sources}, not {source!r}")
-    return cast(GradientSource, source)
+    return source
 
 
 def loss_values(

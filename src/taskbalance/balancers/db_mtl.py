@@ -73,6 +73,8 @@ class DBMTL(Balancer):
     default_head_gradients = "raw"
     supported_sources = ("params",)
     Options = DBMTLOptions
+    options: DBMTLOptions
+    ema: Tensor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,11 +84,15 @@ class DBMTL(Balancer):
         jacobian = inputs.jacobian
         assert jacobian is not None
         if bool((inputs.losses + LOG_EPS <= 0).any()):
-            raise BalancerError(f"db_mtl takes the logarithm of the losses, which must be non-negative: {inputs.losses.tolist()}")
+            raise BalancerError(
+                f"db_mtl takes the logarithm of the losses, which must be non-negative: {inputs.losses.tolist()}"
+            )
         if self.ema.numel() == 0:
             self.ema = torch.zeros_like(jacobian)
         if self.ema.shape != jacobian.shape:
-            raise BalancerError(f"db_mtl: the gradient source changed size from {self.ema.shape[1]} to {jacobian.shape[1]}")
+            raise BalancerError(
+                f"db_mtl: the gradient source changed size from {self.ema.shape[1]} to {jacobian.shape[1]}"
+            )
         direction, weights, self.ema = db_mtl_update(
             self.ema.to(jacobian), jacobian, inputs.losses, inputs.step + 1, self.options.beta, self.options.sigma
         )

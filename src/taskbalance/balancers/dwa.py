@@ -26,7 +26,8 @@ All state (running sums, epoch averages, FIFO, counters, current weights) is in 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,7 +43,8 @@ class DWAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     temperature: float = Field(2.0, gt=0, allow_inf_nan=False, description="softmax temperature T")
     mode: Literal["epoch", "iteration"] = Field(
-        "epoch", description="'epoch': official epoch averages (call epoch_end()); 'iteration': Nash-MTL's sliding window"
+        "epoch",
+        description="'epoch': official epoch averages (call epoch_end()); 'iteration': Nash-MTL's sliding window",
     )
     window: int = Field(25, ge=1, description="iteration mode only: steps per averaging window")
 
@@ -62,6 +64,14 @@ class DWA(Balancer):
     description = "Dynamic Weight Average: K·softmax(L(t-1)/L(t-2)/T) of epoch-average losses (Liu 2019)."
     requires = "losses"
     Options = DWAOptions
+    options: DWAOptions
+    weights: Tensor
+    epoch_loss_sum: Tensor
+    epoch_steps: Tensor
+    epoch_averages: Tensor
+    epochs_done: Tensor
+    loss_window: Tensor
+    window_steps: Tensor
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         super().__init__(tasks, **kwargs)
@@ -79,7 +89,9 @@ class DWA(Balancer):
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         losses = inputs.losses.to(self.weights)
         if bool((losses < 0).any()):
-            raise BalancerError(f"{self.name} takes ratios of average losses, which needs losses >= 0; got {losses.tolist()}")
+            raise BalancerError(
+                f"{self.name} takes ratios of average losses, which needs losses >= 0; got {losses.tolist()}"
+            )
         if self.options.mode == "epoch":
             self.epoch_loss_sum += losses
             self.epoch_steps += 1

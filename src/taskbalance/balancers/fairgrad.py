@@ -118,6 +118,7 @@ class FairGrad(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = FairGradOptions
+    options: FairGradOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

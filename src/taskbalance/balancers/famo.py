@@ -28,7 +28,8 @@ weight, as in the official code).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Sequence
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,7 +50,8 @@ class FAMOOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     w_lr: float = Field(0.025, gt=0, allow_inf_nan=False, description="β, Adam learning rate of the logits")
     gamma: float = Field(
-        1e-3, ge=0, allow_inf_nan=False, description="γ, Adam weight decay of the logits (paper: 1e-3 NYUv2, 1e-2 Cityscapes)"
+        1e-3, ge=0, allow_inf_nan=False,
+        description="γ, Adam weight decay of the logits (paper: 1e-3 NYUv2, 1e-2 Cityscapes)",
     )
     min_losses: Bound | dict[str, Bound] = Field(
         0.0, description="b, lower bound of each loss (one value or task -> value); losses must stay >= b"
@@ -90,6 +92,14 @@ class FAMO(Balancer):
     description = "FAMO: w ∝ softmax(ξ)/ℓ; post_step(new_losses) updates ξ from the log-loss decrease (Liu 2023)."
     requires = "losses"
     Options = FAMOOptions
+    options: FAMOOptions
+    min_losses: Tensor
+    logits: Tensor
+    adam_exp_avg: Tensor
+    adam_exp_avg_sq: Tensor
+    adam_steps: Tensor
+    losses_before: Tensor
+    awaiting_post_step: Tensor
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         super().__init__(tasks, **kwargs)
@@ -138,6 +148,7 @@ class FAMO(Balancer):
         grad = famo_logit_grad(self.logits, self._shifted(self.losses_before, "stored"), self._shifted(after, "new"))
         self.adam_steps += 1
         adam_step(
-            self.logits, grad, self.adam_exp_avg, self.adam_exp_avg_sq, int(self.adam_steps), self.options.w_lr, self.options.gamma
+            self.logits, grad, self.adam_exp_avg, self.adam_exp_avg_sq, int(self.adam_steps), self.options.w_lr,
+            self.options.gamma,
         )
         self.awaiting_post_step.fill_(False)

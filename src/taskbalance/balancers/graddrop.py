@@ -28,7 +28,8 @@ shared gradient to norm 1 (that belongs to the training loop's gradient clipping
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -43,7 +44,9 @@ EPS_PAPER = 1e-7
 
 class GradDropOptions(SeededOptions):
     variant: Literal["flat", "paper"] = Field(
-        "flat", description="'flat': CAGrad/FAMO-repo rule on flat source gradients; 'paper': sign(A), batch-summed (source features)"
+        "flat",
+        description="'flat': CAGrad/FAMO-repo rule on flat source gradients; 'paper': sign(A), batch-summed "
+        "(source features)",
     )
     leak: tuple[float, ...] | None = Field(
         None, description="per-task leak ℓ_i in [0, 1] (a task with ℓ_i = 1 is never masked); default all 0"
@@ -95,6 +98,7 @@ class GradDrop(RandomizedBalancer):
     default_head_gradients = "raw"
     supported_sources = ("params", "features")
     Options = GradDropOptions
+    options: GradDropOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -115,9 +119,12 @@ class GradDrop(RandomizedBalancer):
             direction = graddrop_direction(inputs.jacobian, uniform.to(inputs.jacobian.device), self.leak)
             return Aggregation(weights=ones, direction=direction)
         if inputs.features is None:
-            raise BalancerError("graddrop: variant 'paper' needs source 'features' and the features passed to backward()")
+            raise BalancerError(
+                "graddrop: variant 'paper' needs source 'features' and the features passed to backward()"
+            )
         uniforms = [
-            torch.rand(a.shape[1:], generator=self.generator, dtype=inputs.jacobian.dtype).to(a.device) for a in inputs.features
+            torch.rand(a.shape[1:], generator=self.generator, dtype=inputs.jacobian.dtype).to(a.device)
+            for a in inputs.features
         ]
         direction = graddrop_direction_at_features(inputs.jacobian, inputs.features, uniforms, self.leak)
         return Aggregation(weights=ones, direction=direction)

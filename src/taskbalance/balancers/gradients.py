@@ -127,9 +127,12 @@ def task_gradients(
         )
         blocks = [torch.zeros((k, *t.shape), dtype=t.dtype, device=t.device) if g is None else g
                   for t, g in zip(tensors, grads)]
-        extra_grads = [[None if g is None else g[i] for g in grads[len(tensors) :]] for i in range(k)]
-        return TaskGradients(tensors, None, blocks), extra_grads
-    rows, extra_grads = [], []
+        batched_extra: list[list[Tensor | None]] = [
+            [None if g is None else g[i] for g in grads[len(tensors) :]] for i in range(k)
+        ]
+        return TaskGradients(tensors, None, blocks), batched_extra
+    rows: list[list[Tensor]] = []
+    extra_grads: list[list[Tensor | None]] = []
     for i, loss in enumerate(losses):
         grads = torch.autograd.grad(loss, inputs, retain_graph=retain_graph or i < k - 1, allow_unused=True)
         rows.append([torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)])

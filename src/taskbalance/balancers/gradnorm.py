@@ -32,7 +32,8 @@ is clipped there before renormalising, because a negative weight would flip task
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +47,9 @@ class GradNormOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     alpha: float = Field(1.5, ge=0, allow_inf_nan=False, description="asymmetry α of the target G·r_i^α")
     lr: float = Field(0.025, gt=0, allow_inf_nan=False, description="step size of the gradient step on w")
-    min_weight: float = Field(1e-3, gt=0, allow_inf_nan=False, description="floor of w_i after a step (before renormalising)")
+    min_weight: float = Field(
+        1e-3, gt=0, allow_inf_nan=False, description="floor of w_i after a step (before renormalising)"
+    )
 
 
 def gradnorm_weight_grad(
@@ -76,6 +79,10 @@ class GradNorm(Balancer):
     requires = "gramian"
     default_source = "last_layer"
     Options = GradNormOptions
+    options: GradNormOptions
+    weights: Tensor
+    initial_losses: Tensor
+    has_initial_losses: Tensor
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         super().__init__(tasks, **kwargs)
@@ -90,7 +97,9 @@ class GradNorm(Balancer):
             raise BalancerError(f"{self.name} needs non-negative losses (L_i/L_i(0) and r^α), got {losses.tolist()}")
         if not bool(self.has_initial_losses):
             if bool((losses <= 0).any()):
-                raise BalancerError(f"{self.name} divides by the first step's losses L_i(0); they must be > 0, got {losses.tolist()}")
+                raise BalancerError(
+                    f"{self.name} divides by the first step's losses L_i(0); they must be > 0, got {losses.tolist()}"
+                )
             self.initial_losses.copy_(losses)
             self.has_initial_losses.fill_(True)
         current = self.weights.clone()

@@ -21,13 +21,14 @@ generator state are in ``state_dict()``.
 
 Deviations (degenerate inputs only): a pair where ``g_i^PC`` or ``g_j`` is zero has no cosine and is skipped
 (no correction, no target update); LibMTL divides by the norms unguarded (0/0, and a NaN target stays NaN),
-TorchJD adds ``eps`` to the denominators and pulls the target towards 0. ``√(1−φ̂²)`` is clamped below by ``eps`` (1e-8) so a
-target that reached ±1 cannot divide by zero.
+TorchJD adds ``eps`` to the denominators and pulls the target towards 0. ``√(1−φ̂²)`` is clamped below by ``eps``
+(1e-8) so a target that reached ±1 cannot divide by zero.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -77,6 +78,8 @@ class GradVac(RandomizedBalancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = GradVacOptions
+    options: GradVacOptions
+    targets: Tensor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,6 +88,7 @@ class GradVac(RandomizedBalancer):
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None
         orders = random_orders(self.num_tasks, self.generator)
-        weights, targets = gradvac_weights(inputs.gramian, self.targets.cpu(), orders, self.options.beta, self.options.eps)
+        options = self.options
+        weights, targets = gradvac_weights(inputs.gramian, self.targets.cpu(), orders, options.beta, options.eps)
         self.targets.copy_(targets)
         return Aggregation(weights=weights)

@@ -55,7 +55,7 @@ def layer_rows(module: nn.Module, layer_input: Tensor) -> Tensor:
     (positions × fan-in)."""
     if isinstance(module, nn.Linear):
         return layer_input.reshape(-1, layer_input.shape[-1])
-    assert isinstance(module, nn.Conv2d)
+    assert isinstance(module, nn.Conv2d) and not isinstance(module.padding, str)  # LayerCapture's layers only
     patches = F.unfold(layer_input, module.kernel_size, module.dilation, module.padding, module.stride)
     return patches.transpose(1, 2).reshape(-1, patches.shape[1])
 

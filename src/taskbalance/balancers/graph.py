@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from torch import Tensor
+from torch.autograd.graph import Node
 
 from taskbalance.balancers.types import BalancerError, StepMethod
 
@@ -17,7 +18,7 @@ def reachable_leaves(roots: Sequence[Tensor], stop_at: Sequence[Tensor] = ()) ->
     stop = {t.grad_fn for t in stop_at if t.grad_fn is not None}
     seen: set[object] = set()
     leaves: dict[int, Tensor] = {}
-    stack = [r.grad_fn for r in roots if r.grad_fn is not None]
+    stack: list[Node | None] = [r.grad_fn for r in roots if r.grad_fn is not None]
     while stack:
         node = stack.pop()
         if node is None or node in seen or node in stop:

@@ -80,6 +80,7 @@ class IMGrad(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = IMGradOptions
+    options: IMGradOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

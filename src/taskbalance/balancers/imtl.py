@@ -79,6 +79,7 @@ class IMTL(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = IMTLOptions
+    options: IMTLOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

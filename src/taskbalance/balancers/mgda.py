@@ -95,6 +95,7 @@ class MGDA(Balancer):
     requires = "gramian"
     default_head_gradients = "weighted"
     Options = MGDAOptions
+    options: MGDAOptions
 
     @classmethod
     def needs_loss_values_for(cls, options: Any) -> bool:

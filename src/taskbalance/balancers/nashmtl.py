@@ -149,6 +149,9 @@ class NashMTL(Balancer):
     requires = "gramian"
     default_head_gradients = "weighted"
     Options = NashMTLOptions
+    options: NashMTLOptions
+    alpha: Tensor
+    alpha_normalized: Tensor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

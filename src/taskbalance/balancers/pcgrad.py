@@ -28,7 +28,7 @@ Defaults and conventions:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -61,6 +61,7 @@ class PCGrad(RandomizedBalancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = SeededOptions
+    options: SeededOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

@@ -99,6 +99,8 @@ def create(name: str, **kwargs: Any) -> Balancer:
         return cls(**kwargs)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors())
-        raise BalancerError(f"bad options for {cls.name}: {problems}\noptions of {cls.name}:\n{describe_options(cls)}") from None
+        raise BalancerError(
+            f"bad options for {cls.name}: {problems}\noptions of {cls.name}:\n{describe_options(cls)}"
+        ) from None
     except TypeError as error:
         raise BalancerError(f"{cls.name}: {error}\noptions of {cls.name}:\n{describe_options(cls)}") from None

@@ -17,7 +17,8 @@ RNG stream, so its weights depend on everything else that consumes random number
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -46,6 +47,7 @@ class RLW(RandomizedBalancer):
     description = "Random loss weighting: w = softmax(N(0, I)) redrawn every step, sums to 1 (Lin 2022)."
     requires = "losses"
     Options = RLWOptions
+    options: RLWOptions
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         if kwargs.get("seed") is None:

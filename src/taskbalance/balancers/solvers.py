@@ -25,7 +25,8 @@ Everything takes and returns float64 CPU tensors (or numpy arrays for the scipy 
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch

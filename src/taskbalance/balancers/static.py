@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Annotated, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
 
 from taskbalance.balancers.base import Aggregation, Balancer, BalancerError, StepInputs
 from taskbalance.balancers.helpers import check_task_keys
@@ -35,7 +37,9 @@ class StaticOptions(BaseModel):
     )
 
 
-def weight_grid(tasks: Sequence[str], values: Sequence[float] | Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
+def weight_grid(
+    tasks: Sequence[str], values: Sequence[float] | Mapping[str, Sequence[float]]
+) -> list[dict[str, float]]:
     """Every combination of candidate weights, one dict task -> weight per combination (the Cartesian product).
 
     Args:
@@ -71,6 +75,8 @@ class Static(Balancer):
     description = "Fixed user-given loss weights (the grid-search arm); all 1 when omitted."
     requires = "losses"
     Options = StaticOptions
+    options: StaticOptions
+    weights: Tensor
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         super().__init__(tasks, **kwargs)

@@ -25,7 +25,8 @@ error too. The epoch counter, the running sums and the nadir are buffers.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,8 +40,13 @@ EPS = 1e-20
 
 class STCHOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mu: float = Field(1.0, gt=0, allow_inf_nan=False, description="smoothing μ of the log-sum-exp (μ→0: Tchebycheff max)")
-    warmup_epochs: int = Field(4, ge=0, description="epochs 0..warmup_epochs use Σ log L_i; the mean loss of epoch warmup_epochs is the nadir")
+    mu: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="smoothing μ of the log-sum-exp (μ→0: Tchebycheff max)"
+    )
+    warmup_epochs: int = Field(
+        4, ge=0,
+        description="epochs 0..warmup_epochs use Σ log L_i; the mean loss of epoch warmup_epochs is the nadir",
+    )
 
 
 def stch_warmup_weights(losses: Tensor) -> Tensor:
@@ -63,6 +69,12 @@ class STCH(Balancer):
     description = "Smooth Tchebycheff: Σ log L warm-up, then K·μ·logsumexp(log(L/nadir)/μ) as loss weights (Lin 2024)."
     requires = "losses"
     Options = STCHOptions
+    options: STCHOptions
+    epoch: Tensor
+    nadir_loss_sum: Tensor
+    nadir_steps: Tensor
+    nadir: Tensor
+    has_nadir: Tensor
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         super().__init__(tasks, **kwargs)
@@ -88,10 +100,14 @@ class STCH(Balancer):
         """Close an epoch; at the end of epoch ``warmup_epochs`` the nadir becomes that epoch's mean loss."""
         if int(self.epoch) == self.options.warmup_epochs:
             if int(self.nadir_steps) == 0:
-                raise BalancerError(f"{self.name}: no training step in epoch {int(self.epoch)}, whose mean loss is the nadir")
+                raise BalancerError(
+                    f"{self.name}: no training step in epoch {int(self.epoch)}, whose mean loss is the nadir"
+                )
             nadir = self.nadir_loss_sum / self.nadir_steps
             if bool((nadir <= 0).any()):
-                raise BalancerError(f"{self.name}: the nadir (mean loss of epoch {int(self.epoch)}) must be > 0, got {nadir.tolist()}")
+                raise BalancerError(
+                    f"{self.name}: the nadir (mean loss of epoch {int(self.epoch)}) must be > 0, got {nadir.tolist()}"
+                )
             self.nadir.copy_(nadir)
             self.has_nadir.fill_(True)
         self.epoch += 1

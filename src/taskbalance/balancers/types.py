@@ -47,7 +47,9 @@ class NonFiniteGradientError(FloatingPointError):
     loop can skip the step and lower its loss scale (``scaler.update(scaler.get_scale() * backoff)``)."""
 
     def __init__(self, tasks: list[str], step: int) -> None:
-        super().__init__(f"the gradients of task(s) {tasks} are not finite at balancer step {step}; no gradient was written")
+        super().__init__(
+            f"the gradients of task(s) {tasks} are not finite at balancer step {step}; no gradient was written"
+        )
         self.tasks = tasks
         self.step = step
 
@@ -152,18 +154,31 @@ class GradientReducer(Protocol):
 class StepMethod(Protocol):
     """What the engine reads from a balancer (``Balancer`` satisfies it; the engine never imports that class)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The method's registered name (for messages)."""
+        ...
+
     tasks: tuple[str, ...]
     requires: Requirement
     needs_loss_values: bool
-    supported_sources: tuple[GradientSource, ...]
+
+    @property
+    def supported_sources(self) -> tuple[GradientSource, ...]:
+        """The gradient sources the method accepts."""
+        ...
+
     head_gradients: HeadGradients
     is_grads_batched: bool
     shared_params: list[Tensor]
     last_layer_params: list[Tensor]
-    #: the :class:`~taskbalance.balancers.capture.LayerCapture` of the last layer's forward (None: the per-task
-    #: weight gradients are used)
-    last_layer_capture: object | None
+
+    @property
+    def last_layer_capture(self) -> object | None:
+        """The :class:`~taskbalance.balancers.capture.LayerCapture` of the last layer's forward (None: the per-task
+        weight gradients are used)."""
+        ...
+
     step_count: Tensor
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:

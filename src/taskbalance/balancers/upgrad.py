@@ -66,6 +66,7 @@ class UPGrad(Balancer):
     requires = "gramian"
     default_head_gradients = "raw"
     Options = UPGradOptions
+    options: UPGradOptions
 
     def aggregate(self, inputs: StepInputs) -> Aggregation:
         assert inputs.gramian is not None

@@ -25,7 +25,8 @@ Degenerate losses: nothing is clipped. The optimum needs ``L_i > 0``; with ``L_i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +59,7 @@ class UncertaintyWeighting(Balancer):
     description = "Uncertainty weighting: w_i = ½e^{-s_i}, s_i = log σ_i² learned by your optimizer (Kendall 2018)."
     requires = "losses"
     Options = UWOptions
+    options: UWOptions
 
     def __init__(self, tasks: Sequence[str], **kwargs: Any) -> None:
         super().__init__(tasks, **kwargs)

@@ -77,7 +77,7 @@ def write_direction(method: StepMethod, gradients: StepGradients, aggregation: A
             shared = [p for p in shared if id(p) not in last]
     gradients.task = gradients.update = None  # the last use of J: free it before the heads and the encoder backward
     for index, param in enumerate(gradients.head_params):
-        parts = [float(h) * grads[index] for h, grads in zip(heads, gradients.head_grads) if grads[index] is not None]
+        parts = [float(h) * grad for h, grads in zip(heads, gradients.head_grads) if (grad := grads[index]) is not None]
         if parts:
             _accumulate(param, torch.stack(parts).sum(0) if len(parts) > 1 else parts[0], owned=True)
     gradients.head_grads = []

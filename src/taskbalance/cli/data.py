@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,7 +13,8 @@ from taskbalance.cli.failure import ERROR, fail
 from taskbalance.data.layouts import CHECKABLE_DATASETS, EXPORT_LAYOUTS
 
 console = Console(soft_wrap=True)  # file paths stay on one line
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: export the synthetic scenes, check folders, describe splits.")
+data_app = typer.Typer(
+    no_args_is_help=True, help="Datasets: export the synthetic scenes, check folders, describe splits.")
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +42,7 @@ def export(
     source: str = typer.Argument("synthetic", help="What to export (only 'synthetic')."),
     layout: str = typer.Option(..., help=f"On-disk layout: {', '.join(EXPORT_LAYOUTS)}."),
     out: Path = typer.Option(..., help="New or empty output folder."),
-    num_scenes: Optional[int] = typer.Option(None, min=1, help="Scenes per split (default: 24 train, 8 test)."),
+    num_scenes: int | None = typer.Option(None, min=1, help="Scenes per split (default: 24 train, 8 test)."),
     views_per_scene: int = typer.Option(16, min=1, help="Views ('scans') per scene."),
     resolution: str = typer.Option("64x80", help="Image size HxW."),
     seed: int = typer.Option(0, help="Generator seed."),
@@ -59,7 +59,8 @@ def export(
             summary = export_synthetic(
                 out,
                 layout,  # type: ignore[arg-type]
-                progress=lambda stage, done, total: progress.update(job, description=f"{layout}: {stage}", completed=done, total=total),
+                progress=lambda stage, done, total: progress.update(
+                    job, description=f"{layout}: {stage}", completed=done, total=total),
                 num_scenes=num_scenes,
                 views_per_scene=views_per_scene,
                 resolution=_resolution(resolution),
@@ -76,7 +77,7 @@ def export(
 def check(
     root: Path = typer.Argument(..., help="Dataset folder (read only)."),
     dataset: str = typer.Option(..., help=f"Dataset: {', '.join(CHECKABLE_DATASETS)}."),
-    split: Optional[list[str]] = typer.Option(None, help="Split(s) to check (default: all)."),
+    split: list[str] | None = typer.Option(None, help="Split(s) to check (default: all)."),
     limit: int = typer.Option(50, min=1, help="Problems to list (all are counted)."),
 ) -> None:
     """List missing files, corrupt images, out-of-range labels and size mismatches; exit 1 when any is found."""
@@ -87,7 +88,8 @@ def check(
         with _progress() as progress:
             job = progress.add_task(f"check {root}", total=None)
             report = check_dataset(
-                root, dataset, tuple(split) if split else None, lambda done, total: progress.update(job, completed=done, total=total)
+                root, dataset, tuple(split) if split else None,
+                lambda done, total: progress.update(job, completed=done, total=total),
             )
     except DataError as error:
         raise fail(error) from None
@@ -106,7 +108,7 @@ def check(
 def info(
     dataset: str = typer.Argument("synthetic", help="synthetic, nyud, pascal or replica."),
     split: str = typer.Option("train", help="Split to describe."),
-    root: Optional[Path] = typer.Option(None, help="Dataset folder (real datasets)."),
+    root: Path | None = typer.Option(None, help="Dataset folder (real datasets)."),
 ) -> None:
     """Describe a dataset split: tasks, class counts, size, layout (the synthetic scenes are not rendered)."""
     from taskbalance.data import DataError

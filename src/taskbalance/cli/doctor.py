@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,7 +23,7 @@ def _is_run(path: Path) -> bool:
     return (path / "config.yaml").is_file() or (path / DIAGNOSTICS_FILE).is_file()
 
 
-def _run(path: Path, steps: Optional[int], write: bool, quiet: bool) -> dict[str, Any]:
+def _run(path: Path, steps: int | None, write: bool, quiet: bool) -> dict[str, Any]:
     from taskbalance.atomic import atomic_write_text
     from taskbalance.doctor import compute_signals, diagnose, read_records
     from taskbalance.doctor.figure import diagnosis_figure
@@ -44,7 +44,7 @@ def _run(path: Path, steps: Optional[int], write: bool, quiet: bool) -> dict[str
     return diagnosis_dict(diagnosis, path, steps, descriptions)
 
 
-def _study(path: Path, steps: Optional[int], write: bool, quiet: bool) -> list[dict[str, Any]]:
+def _study(path: Path, steps: int | None, write: bool, quiet: bool) -> list[dict[str, Any]]:
     from taskbalance.atomic import atomic_write_text
     from taskbalance.doctor import check_studies
     from taskbalance.doctor.render import study_dict, study_markdown, study_rich
@@ -64,11 +64,22 @@ def _study(path: Path, steps: Optional[int], write: bool, quiet: bool) -> list[d
 
 
 def doctor_command(
-    paths: Annotated[list[Path], typer.Argument(help="run directories (with diagnostics.jsonl), or a study folder: "
-                                                "then each seed's uniform run is diagnosed and checked against the study")],
-    steps: Annotated[Optional[int], typer.Option(min=1, help="use only the diagnostics logged at training steps <= N")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON (one object, or a list for several)")] = False,
-    write: Annotated[bool, typer.Option(help=f"write {REPORT_NAME} (and {FIGURE_NAME} for a run) beside each run or study")] = True,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="run directories (with diagnostics.jsonl), or a study folder: "
+            "then each seed's uniform run is diagnosed and checked against the study"
+        ),
+    ],
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="use only the diagnostics logged at training steps <= N")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the reports as JSON (one object, or a list for several)")
+    ] = False,
+    write: Annotated[
+        bool, typer.Option(help=f"write {REPORT_NAME} (and {FIGURE_NAME} for a run) beside each run or study")
+    ] = True,
 ) -> None:
     """Name a run's gradient imbalance (norm shares and their spread, conflicts, tasks at risk) and recommend a
     registered method with the numbers that triggered it; on a study folder, report how well that advice agrees

@@ -23,7 +23,8 @@ def _millions(count: int) -> str:
 
 @models_app.command("list")
 def list_models(
-    counts: bool = typer.Option(True, help="Count parameters (models are built on the 'meta' device: no memory, no weights)."),
+    counts: bool = typer.Option(
+        True, help="Count parameters (models are built on the 'meta' device: no memory, no weights)."),
 ) -> None:
     """Print the architectures and backbones, with parameter counts (models for the NYUD-v2 tasks)."""
     import torch
@@ -41,14 +42,15 @@ def list_models(
         backbones.add_row(name, spec.family, spec.timm_name, size, spec.description)
     console.print(backbones)
     tasks = ", ".join(f"{t}:{c}" for t, c in NYUD_TASKS.items())
-    archs = Table("architecture", "backbones", "model parameters", "description", title=f"Architectures (tasks {tasks})")
-    for name, spec in ARCHITECTURES.items():
+    archs = Table("architecture", "backbones", "model parameters", "description",
+                  title=f"Architectures (tasks {tasks})")
+    for name, arch in ARCHITECTURES.items():
         sizes = []
         for backbone in compatible_backbones(name):
-            if backbone_spec(backbone).tiny or backbone == spec.default_backbone:
+            if backbone_spec(backbone).tiny or backbone == arch.default_backbone:
                 with torch.device("meta"):
                     size = _millions(count_parameters(build_model(name, backbone, NYUD_TASKS))) if counts else "-"
                 sizes.append(f"{backbone}: {size}")
-        archs.add_row(name, ", ".join(compatible_backbones(name)), "\n".join(sizes), spec.description)
+        archs.add_row(name, ", ".join(compatible_backbones(name)), "\n".join(sizes), arch.description)
     console.print(archs)
     console.print("single-task twins: build_model(..., single_task=True) with one task (MTI-Net then self-distils)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -59,7 +58,7 @@ class TableFormat(str, Enum):
     latex = "latex"
 
 
-def _table(runs: list[Path], baseline: Optional[list[Path]], tasks: Optional[str],
+def _table(runs: list[Path], baseline: list[Path] | None, tasks: str | None,
            mode: BaselineModeOption = BaselineModeOption.mean) -> ResultsTable:
     """Runs grouped into arms (seeds of one config together), against the single-task runs per seed (``baseline``,
     or the single-task runs among ``runs``); warns on stderr when the runs differ in training length, dataset or
@@ -78,11 +77,11 @@ def _table(runs: list[Path], baseline: Optional[list[Path]], tasks: Optional[str
 @results_app.command("table")
 def table_command(
     runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
-    baseline: Optional[list[Path]] = typer.Option(None, "--baseline", "-b", help=BASELINE_HELP),
+    baseline: list[Path] | None = typer.Option(None, "--baseline", "-b", help=BASELINE_HELP),
     fmt: TableFormat = typer.Option(TableFormat.rich, "--format", "-f", help="Output format."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file (atomically) instead of stdout."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
-    title: Optional[str] = typer.Option(None, "--title", help="Title of the rich table."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file (atomically) instead of stdout."),
+    tasks: str | None = typer.Option(None, "--tasks", help=TASKS_HELP),
+    title: str | None = typer.Option(None, "--title", help="Title of the rich table."),
     mode: BaselineModeOption = typer.Option(BaselineModeOption.mean, "--baseline-mode", help=MODE_HELP),
 ) -> None:
     """Print the paper-style table: one row per arm (method and the config values that differ), each task's primary
@@ -112,10 +111,10 @@ def table_command(
 @results_app.command("radar")
 def radar_command(
     runs: list[Path] = typer.Argument(..., help=RUNS_HELP),
-    baseline: Optional[list[Path]] = typer.Option(None, "--baseline", "-b", help=BASELINE_HELP),
+    baseline: list[Path] | None = typer.Option(None, "--baseline", "-b", help=BASELINE_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help=TASKS_HELP),
-    title: Optional[str] = typer.Option(None, "--title", help="Figure title."),
+    tasks: str | None = typer.Option(None, "--tasks", help=TASKS_HELP),
+    title: str | None = typer.Option(None, "--title", help="Figure title."),
 ) -> None:
     """Draw each run's per-task improvement M_i over the baseline as a radar chart (the paper's Fig. 4)."""
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,9 +12,9 @@ from taskbalance.cli.failure import INTERRUPTED, PREEMPTED, USAGE, fail
 
 console = Console()
 
-SetOption = Annotated[Optional[list[str]], typer.Option(
+SetOption = Annotated[list[str] | None, typer.Option(
     "--set", "-s", help="override a config key: key=value (YAML value), repeatable")]
-PluginOption = Annotated[Optional[list[str]], typer.Option(
+PluginOption = Annotated[list[str] | None, typer.Option(
     "--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable")]
 
 
@@ -29,12 +29,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def train_command(
-    config: Annotated[Optional[str], typer.Argument(
+    config: Annotated[str | None, typer.Argument(
         help="YAML config file, or the name of a packaged preset (e.g. quick); with --resume --out RUN, RUN's own "
         "config.yaml by default")] = None,
     overrides: SetOption = None,
     plugins: PluginOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/train/<name>)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: runs/train/<name>)")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue the run in --out from its last checkpoint")] = False,
     resume_if_exists: Annotated[bool, typer.Option(
@@ -56,9 +56,13 @@ def train_command(
                    "or --resume --out RUN to continue a run", USAGE)
     target = out
     try:
-        if config is None and not RunDir(target).config.is_file():
-            raise ValueError(f"{target} is not a run directory (no config.yaml); give the config to start a run there")
-        cfg = load_config(config or RunDir(target).config, overrides or [], plugins or [])
+        source: str | Path | None = config
+        if source is None:
+            assert out is not None  # without a config: --resume --out RUN (refused above otherwise)
+            source = RunDir(out).config
+            if not source.is_file():
+                raise ValueError(f"{out} is not a run directory (no config.yaml); give the config to start a run there")
+        cfg = load_config(source, overrides or [], plugins or [])
         target = out or run_dir_for(Path("runs") / "train", cfg.name)
         if resume and not resume_if_exists and not RunDir(target).config.is_file():
             raise ValueError(f"{target} holds no run to resume (no config.yaml); start it without --resume, or pass "

@@ -16,9 +16,10 @@ Names (``available_backbones()``) map to timm models, never to hand-written netw
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import timm
 from torch import Tensor, nn
@@ -43,7 +44,8 @@ class BackboneSpec:
 
 
 _SPECS: tuple[BackboneSpec, ...] = (
-    BackboneSpec("tiny", "resnet18", "resnet", "ResNet with 2 basic blocks of 8/16/24/32 channels per stage (CPU tests)",
+    BackboneSpec("tiny", "resnet18", "resnet",
+                 "ResNet with 2 basic blocks of 8/16/24/32 channels per stage (CPU tests)",
                  {"channels": (8, 16, 24, 32)}, tiny=True),
     BackboneSpec("resnet18", "resnet18", "resnet", "ResNet-18, dilated to output stride 8 (MTLP)"),
     BackboneSpec("resnet50", "resnet50", "resnet", "ResNet-50, dilated to output stride 8 (MTLP)"),
@@ -58,9 +60,11 @@ _SPECS: tuple[BackboneSpec, ...] = (
     BackboneSpec("vit_b_in22k", "vit_base_patch16_384.augreg_in21k_ft_in1k", "vit",
                  "ViT-B/16, ImageNet-21k→1k, the paper's 'ImageNet-22K' (Table VIII)"),
     BackboneSpec("vit_b_clip", "vit_base_patch16_clip_384", "vit", "ViT-B/16, CLIP (Table VIII)"),
-    BackboneSpec("vit_b_sam", "samvit_base_patch16", "vit", "ViT-B/16, SAM image encoder without its neck (Table VIII)"),
+    BackboneSpec("vit_b_sam", "samvit_base_patch16", "vit",
+                 "ViT-B/16, SAM image encoder without its neck (Table VIII)"),
     BackboneSpec("vit_b_dino", "vit_base_patch16_224.dino", "vit", "ViT-B/16, DINO (Table VIII)"),
-    BackboneSpec("vit_b_dinov2", "vit_base_patch14_reg4_dinov2", "vit", "ViT-B/14 with 4 registers, DINOv2 (Table VIII)"),
+    BackboneSpec("vit_b_dinov2", "vit_base_patch14_reg4_dinov2", "vit",
+                 "ViT-B/14 with 4 registers, DINOv2 (Table VIII)"),
 )
 #: Backbone name → its spec (an unknown name: :class:`ModelError` listing the names).
 BACKBONES: Registry[BackboneSpec] = Registry("backbone", ModelError)
@@ -102,7 +106,9 @@ class Backbone(nn.Module):
     ``size_divisor`` (the models pad them).
     """
 
-    def __init__(self, spec: BackboneSpec, channels: Sequence[int], reductions: Sequence[int], size_divisor: int) -> None:
+    def __init__(
+        self, spec: BackboneSpec, channels: Sequence[int], reductions: Sequence[int], size_divisor: int
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.channels: tuple[int, ...] = tuple(channels)
@@ -123,7 +129,7 @@ class CNNBackbone(Backbone):
     """A timm ``features_only`` ResNet or HRNet."""
 
     def __init__(self, spec: BackboneSpec, body: nn.Module) -> None:
-        info = body.feature_info  # type: ignore[attr-defined]
+        info: Any = body.feature_info  # timm's FeatureInfo of a features_only model (untyped)
         reductions = info.reduction()
         super().__init__(spec, info.channels(), reductions, size_divisor=max(reductions))
         self.body = body
@@ -158,9 +164,10 @@ class ViTBackbone(Backbone):
 
     def __init__(self, spec: BackboneSpec, model: nn.Module, block_indices: Sequence[int]) -> None:
         apply_norm = isinstance(getattr(model, "norm", None), nn.LayerNorm)
-        model.prune_intermediate_layers(list(block_indices), prune_norm=not apply_norm, prune_head=True)  # type: ignore[operator]
-        dim = model.embed_dim  # type: ignore[attr-defined]
-        patch = model.patch_embed.patch_size[0]  # type: ignore[union-attr,index]
+        vit: Any = model  # timm's ViT classes: attributes and methods the Module type does not declare
+        vit.prune_intermediate_layers(list(block_indices), prune_norm=not apply_norm, prune_head=True)
+        dim: int = vit.embed_dim
+        patch: int = vit.patch_embed.patch_size[0]
         super().__init__(spec, [dim] * len(block_indices), [patch] * len(block_indices), size_divisor=patch)
         self.model = model
         self.apply_norm = apply_norm
@@ -174,7 +181,8 @@ class ViTBackbone(Backbone):
 
 
 def evenly_spaced_blocks(depth: int, count: int) -> list[int]:
-    """Indices of ``count`` blocks evenly spread over ``depth`` (InvPT's ViT-L/24: blocks 6, 12, 18, 24 → 5, 11, 17, 23)."""
+    """Indices of ``count`` blocks evenly spread over ``depth`` (InvPT's ViT-L/24: blocks 6, 12, 18, 24 → 5, 11, 17,
+    23)."""
     return sorted({math.ceil((k + 1) * depth / count) - 1 for k in range(count)})
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from taskbalance.atomic import atomic_target
 from taskbalance.conventions import TASK_LABELS
+from taskbalance.records import read_validation
 from taskbalance.training.rundir import RunDir
 
 #: (arm, task) -> step -> the seeds' values
@@ -36,15 +37,11 @@ def run_validation_curve(run_dir: RunDir) -> RunCurve:
     points: list[tuple[int, dict[str, float]]] = []
     directions: dict[str, bool] = {}
     best = None
-    for record in run_dir.metrics:
-        if record.get("kind") != "val":
-            continue
-        values = {t: float(record["metrics"][t][m]) for t, m in record["primary"].items()
-                  if record["metrics"].get(t, {}).get(m) is not None}
-        points.append((int(record["step"]), values))
-        directions.update(record.get("higher_is_better") or {})
-        if record.get("best"):
-            best = int(record["step"])
+    for record in read_validation(run_dir.root):
+        points.append((record.step, record.primary_values()))
+        directions.update(record.higher_is_better)
+        if record.best:
+            best = record.step
     return RunCurve(sorted(points, key=lambda p: p[0]), directions, best)
 
 
@@ -54,14 +51,10 @@ def validation_curves(out: Path, runs: Sequence[Any]) -> tuple[Curves, dict[str,
     curves: Curves = defaultdict(lambda: defaultdict(list))
     primary: dict[str, str] = {}
     for run in runs:
-        for record in RunDir(out / run.name).metrics:
-            if record.get("kind") != "val":
-                continue
-            for task, metric in record["primary"].items():
-                value = record["metrics"].get(task, {}).get(metric)
-                if value is not None:
-                    curves[(run.arm, task)][int(record["step"])].append(float(value))
-                    primary[task] = metric
+        for record in read_validation(out / run.name):
+            for task, value in record.primary_values().items():
+                curves[(run.arm, task)][record.step].append(value)
+                primary[task] = record.primary[task]
     return curves, primary
 
 

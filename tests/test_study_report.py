@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 
 import taskbalance.study.report as report_package
-import taskbalance.study.report.write as report_module
 from taskbalance.results import RunResult, save_run_result
-from taskbalance.study.report import write_report
+from taskbalance.study.report import compute_report, write_report
+from taskbalance.study.report.render import imbalance_cell, report_markdown
 from taskbalance.training.config import RunConfig, validate_config
 from taskbalance.training.rundir import RunDir
 
@@ -135,10 +135,10 @@ def test_report_does_not_import_the_study_runner():
 
 
 def test_imbalance_ratio_of_a_weight_near_zero_is_reported_not_averaged():
-    assert report_module._imbalance_cell("norm_ratio_late", [2.0, 4.0]).startswith("3 ± 1.41")
-    capped = report_module._imbalance_cell("norm_ratio_late", [3.0, 1e59, 2e58])
+    assert imbalance_cell("norm_ratio_late", [2.0, 4.0]).startswith("3 ± 1.41")
+    capped = imbalance_cell("norm_ratio_late", [3.0, 1e59, 2e58])
     assert capped == "> 1e+06 in 2 of 3 seeds (a weight ≈ 0)"
-    assert report_module._imbalance_cell("cos_spread_late", []) == "n/a"
+    assert imbalance_cell("cos_spread_late", []) == "n/a"
 
 
 def test_figures_the_study_drew_before_the_report_are_listed(tmp_path: Path):
@@ -231,3 +231,21 @@ def test_rich_output_at_80_columns_cuts_no_header_or_name(tmp_path: Path):
     assert "…" not in output and max(len(line) for line in output.splitlines()) <= 80
     for word in ("Single-task", "uniform", "avgnorm", "Seg.", "mIoU", "RMSE", "mErr", "Δm%", "CI", "(reference)", "NOT CONVERGED"):
         assert word in output
+
+
+def test_the_report_is_computed_without_writing_and_rendered_from_its_model(tmp_path: Path):
+    runs = _study(tmp_path, (0, 1, 2))
+    before = sorted(tmp_path.rglob("*"))
+    report = compute_report(Spec(), runs, tmp_path, ARMS)
+    assert sorted(tmp_path.rglob("*")) == before  # computing reads the run folders only
+    assert report.grid[""] is not None and report.grid[""].arm == "grid-2"  # better on validation
+    assert report.seeds == [0, 1, 2] and report.planned_runs == len(runs) == 21 and len(report.finished) == 21
+    assert [row.name for row in report.table.rows] == ["Single-task", "uniform", "grid search", "avgnorm"]
+    uniform = report.table.row("uniform")
+    assert uniform is not None and uniform.delta_m.mean == pytest.approx(-10 / 3)  # M_seg = -10%, 3 tasks
+    assert report.steps_trained == {r.arm: [400, 400, 400] for r in runs}
+    assert [w.arm for w in report.loss_weights] == ["uniform", "grid search", "avgnorm"]
+    assert report.loss_weights[0].per_task["depth"].mean == 1.0 and report.loss_weights[0].per_task["depth"].std == 0
+    data = write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=False, arms=ARMS)
+    assert (tmp_path / "report.md").read_text() == report_markdown(report, [], tmp_path) + "\n"
+    assert data["title"] == report.title and [v["status"] for v in data["verdicts"]] == [v.status for v in report.verdicts]

@@ -6,22 +6,19 @@
   with Δm along the curve against the single-task validation reference (mean over seeds, or the run's seed);
 * the power of each paired comparison with the reference arm (:mod:`taskbalance.results.power`).
 
-Markdown and rich renderings of the convergence and power tables are at the end.
+Their tables are rendered by :mod:`taskbalance.study.report.render`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
-from rich.markup import escape
-from rich.table import Table
-
-from taskbalance.results.convergence import MOVE_LIMIT, Convergence, check_convergence
+from taskbalance.results.convergence import Convergence, check_convergence
 from taskbalance.results.norm_angle import NormAngle, Point, gradient_profile, norm_angle, points_of
 from taskbalance.results.power import PairedPower, paired_power
-from taskbalance.results.render import markdown_table
 from taskbalance.results.table import ResultsTable
 from taskbalance.study.curves import run_validation_curve
 from taskbalance.training.rundir import RunDir
@@ -100,40 +97,3 @@ def comparison_power(table: ResultsTable, margin: float) -> list[tuple[str, Pair
         if versus is not None and (power := paired_power(versus.std, versus.n, margin)) is not None:
             found.append((row.name, power))
     return found
-
-
-CONVERGENCE_RULE = (f"Converged: the best validation step is not in the last 10% of training, or the validation Δm "
-                    f"(without a single-task validation reference: each task's validation metric, in % change) moves "
-                    f"less than {MOVE_LIMIT} points over the last quarter.")
-
-
-def convergence_tables(checks: Sequence[ArmConvergence]) -> tuple[Table, str]:
-    """Rich and Markdown tables of the convergence checks (an unconverged arm is flagged)."""
-    headers = ["arm", "status", "best step / steps", "last-quarter move"]
-    lines = []
-    for check in checks:
-        late = [str(s) for s, c in check.seeds.items() if not c.converged]
-        status = "converged" if check.converged else f"NOT CONVERGED (seed {', '.join(late)})"
-        best = ", ".join(f"{c.best_step}/{c.steps}" if c.best_step is not None else f"—/{c.steps}" for c in check.seeds.values())
-        moves = ", ".join("n/a" if c.move is None else f"{c.move:.2f}" for c in check.seeds.values())
-        measure = next(iter(check.seeds.values())).measure
-        lines.append([check.arm, status, best, f"{moves} ({measure})"])
-    table = Table(title="Convergence per arm (seeds in order)")
-    for i, header in enumerate(headers):
-        table.add_column(header, overflow="fold")
-    for line in lines:
-        table.add_row(*(escape(cell) for cell in line), style="" if line[1] == "converged" else "yellow")
-    return table, markdown_table(headers, lines)
-
-
-def power_tables(found: Sequence[tuple[str, PairedPower]], reference: str, margin: float) -> tuple[Table, str]:
-    """Rich and Markdown tables of the paired comparisons' power."""
-    headers = ["arm", "n", "paired sd", "MDD (80%)", f"seeds for {margin:g}", f"sd for {margin:g} at n"]
-    lines = [[name, str(p.n), f"{p.sd:.2f}", f"{p.mdd:.2f}", str(p.seeds_for_margin or "> 100000"), f"{p.sd_for_margin:.2f}"]
-             for name, p in found]
-    table = Table(title=f"Power of the paired comparisons with {reference}")
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
-    for line in lines:
-        table.add_row(*(escape(cell) for cell in line))
-    return table, markdown_table(headers, lines)

@@ -15,10 +15,16 @@ def test_export_then_check_then_info(tmp_path):
     torch.set_num_threads(1)
     try:
         out = tmp_path / "nyud"
-        result = runner.invoke(app, ["data", "export", "synthetic", "--layout", "nyudv2", "--out", str(out), "--num-scenes", "1", "--views-per-scene", "2", "--resolution", "24x32"])
+        result = runner.invoke(app, ["data", "export", "synthetic", "--layout", "nyudv2", "--out", str(out),
+                                     "--num-scenes", "1", "--views-per-scene", "2", "--resolution", "24x32"])
         assert result.exit_code == 0, result.output
         assert (out / "gt_sets" / "train.txt").read_text().split() == ["train_000_000", "train_000_001"]
-        assert sorted(p.name for p in (out / "images").iterdir()) == ["test_000_000.png", "test_000_001.png", "train_000_000.png", "train_000_001.png"]
+        assert sorted(p.name for p in (out / "images").iterdir()) == [
+            "test_000_000.png",
+            "test_000_001.png",
+            "train_000_000.png",
+            "train_000_001.png",
+        ]
 
         result = runner.invoke(app, ["data", "check", str(out), "--dataset", "nyud"])
         assert result.exit_code == 0, result.output
@@ -58,7 +64,11 @@ def test_info_describes_the_synthetic_split_without_rendering(monkeypatch):
     monkeypatch.setattr(synthetic, "render_split", no_rendering)
     result = runner.invoke(app, ["data", "info", "synthetic", "--split", "test"])
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") == 3}
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.output.splitlines()
+        if line.count("│") == 3
+    }
     assert rows["items"] == str(8 * 16)  # 8 test scenes of 16 views
     assert rows["name"] == "synthetic"
 

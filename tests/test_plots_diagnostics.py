@@ -140,6 +140,7 @@ def test_plots_do_not_import_training():
 
     code = "import sys, taskbalance.plots; print('taskbalance.training' in sys.modules)"
     assert (
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+        .stdout.strip()
         == "False"
     )

@@ -24,7 +24,12 @@ def run(method, seed, semseg, depth, kind="mtl"):
 
 
 STL = [run("stl", 0, 40.0, 0.5, "stl"), run("stl", 1, 50.0, 0.4, "stl")]
-RUNS = [run("uniform", 0, 44.0, 0.55), run("uniform", 1, 50.0, 0.44), run("famo", 0, 45.0, 0.5), run("famo", 1, 47.0, 0.42)]
+RUNS = [
+    run("uniform", 0, 44.0, 0.55),
+    run("uniform", 1, 50.0, 0.44),
+    run("famo", 0, 45.0, 0.5),
+    run("famo", 1, 47.0, 0.42),
+]
 
 
 def test_csv_has_a_row_per_arm_and_seed_with_both_deltas(tmp_path):
@@ -63,8 +68,10 @@ def test_malformed_csv_is_one_line_error(tmp_path):
 def test_readme_standard_study_table_is_the_rendering_of_the_committed_csv():
     csv = ROOT / "docs" / "standard-study.csv"
     if not csv.is_file():
-        pytest.skip("docs/standard-study.csv does not exist yet (the standard study's per-seed CSV is committed after "
-                    "its rerun); regenerate the README block with `taskbalance results readme-table docs/standard-study.csv`")
+        pytest.skip(
+            "docs/standard-study.csv does not exist yet (the standard study's per-seed CSV is committed after "
+            "its rerun); regenerate the README block with `taskbalance results readme-table docs/standard-study.csv`"
+        )
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(re.escape(START) + r"\n(.*?)" + re.escape(END), readme, flags=re.S)
     assert block is not None, f"README.md has no {START} ... {END} block"

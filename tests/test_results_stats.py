@@ -68,12 +68,19 @@ STL = [run("stl-semseg", s, kind="stl", semseg=v) for s, v in ((0, 40.0), (1, 50
 
 
 def test_runs_group_by_arm_and_seed_with_per_seed_delta_m():
-    runs = [run("quick", 0, method="uniform", semseg=44.0, depth=0.55), run("quick", 1, method="uniform", semseg=50.0, depth=0.44),
-            run("quick", 0, method="famo", options={"gamma": 0.01}, semseg=42.0, depth=0.5),
-            run("quick", 2, method="famo", options={"gamma": 0.01}, semseg=45.0, depth=0.45),
-            run("quick", 0, method="famo", options={"gamma": 0.001}, semseg=40.0, depth=0.5)]
+    runs = [
+        run("quick", 0, method="uniform", semseg=44.0, depth=0.55),
+        run("quick", 1, method="uniform", semseg=50.0, depth=0.44),
+        run("quick", 0, method="famo", options={"gamma": 0.01}, semseg=42.0, depth=0.5),
+        run("quick", 2, method="famo", options={"gamma": 0.01}, semseg=45.0, depth=0.45),
+        run("quick", 0, method="famo", options={"gamma": 0.001}, semseg=40.0, depth=0.5),
+    ]
     arms = group_runs(runs)
-    assert [(a.name, a.seeds) for a in arms] == [("uniform", (0, 1)), ("famo (gamma=0.01)", (0, 2)), ("famo (gamma=0.001)", (0,))]
+    assert [(a.name, a.seeds) for a in arms] == [
+        ("uniform", (0, 1)),
+        ("famo (gamma=0.01)", (0, 2)),
+        ("famo (gamma=0.001)", (0,)),
+    ]
     table = results_table(arms, baseline_arm(STL), baseline_mode="per-seed")
     uniform, famo = table.row("uniform"), table.row("famo (gamma=0.01)")
     # uniform seed 0: M = (+10, -10) -> 0; seed 1 against seed 1's STL (50, 0.4): M = (0, -10) -> -5
@@ -95,9 +102,10 @@ def test_paired_marker_when_the_interval_excludes_zero():
     table = results_table(group_runs(uniform + better), baseline_arm(stl))
     versus = table.row("famo").versus_reference
     assert versus.n == 3 and versus.excludes_zero and versus.low > 0
-    line = next(l for l in render_text(table, "markdown").splitlines() if l.startswith("| famo"))
+    line = next(row for row in render_text(table, "markdown").splitlines() if row.startswith("| famo"))
     assert line.endswith(" * |")
-    assert "(reference)" in next(l for l in render_text(table, "markdown").splitlines() if l.startswith("| uniform"))
+    markdown = render_text(table, "markdown").splitlines()
+    assert "(reference)" in next(row for row in markdown if row.startswith("| uniform"))
 
 
 def test_same_arm_and_seed_twice_is_refused():
@@ -110,7 +118,9 @@ def test_labels_show_the_differing_config_and_warn_on_training_length():
     assert [a.name for a in group_runs(runs)] == ["uniform (steps=30)", "famo (steps=400)"]
     warnings = comparability_warnings(runs)
     assert len(warnings) == 1 and "different training lengths" in warnings[0] and "30: quick; 400: quick" in warnings[0]
-    other = run("x", 0, method="uniform", semseg=1.0).model_copy(update={"meta": {"dataset_info": {"resolution": [24, 32]}}})
+    other = run("x", 0, method="uniform", semseg=1.0).model_copy(
+        update={"meta": {"dataset_info": {"resolution": [24, 32]}}}
+    )
     assert any("different resolutions" in w for w in comparability_warnings([runs[1], other]))
 
 
@@ -121,8 +131,8 @@ def test_cli_table_groups_seeds_labels_rows_and_warns(tmp_path):
     runs += [run("quick", 0, method="famo", steps=30, semseg=41.0, depth=0.5)]
     for i, r in enumerate(runs):
         save_run_result(r, tmp_path / "runs" / f"run-{i}")
-    result = CliRunner().invoke(app, ["results", "table", str(tmp_path / "runs"), "-b", str(tmp_path / "stl"), "-f", "markdown",
-                                        "--baseline-mode", "per-seed"])
+    result = CliRunner().invoke(app, ["results", "table", str(tmp_path / "runs"), "-b", str(tmp_path / "stl"),
+                                      "-f", "markdown", "--baseline-mode", "per-seed"])
     assert result.exit_code == 0, result.output
     assert "| uniform (steps=400) | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 | +0.00 ± 0.00 |" in result.output
     assert "| famo (steps=30) | 1 |" in result.output
@@ -134,9 +144,14 @@ def test_cli_table_of_a_study_folder_takes_its_single_task_runs(tmp_path):
     for r in STL:
         save_run_result(r, study / r.name / f"seed-{r.meta['seed']}")
     for s in (0, 1):
-        save_run_result(run("uniform/seed", s, method="uniform", semseg=40.0 + 10 * s, depth=0.5 - 0.1 * s), study / "uniform" / f"seed-{s}")
+        save_run_result(
+            run("uniform/seed", s, method="uniform", semseg=40.0 + 10 * s, depth=0.5 - 0.1 * s),
+            study / "uniform" / f"seed-{s}",
+        )
     # a run the study set aside as stale (same arm and seed) is not read
-    save_run_result(run("uniform/seed", 0, method="uniform", semseg=1.0, depth=1.0), study / "uniform" / "seed-0.stale-abc")
+    save_run_result(
+        run("uniform/seed", 0, method="uniform", semseg=1.0, depth=1.0), study / "uniform" / "seed-0.stale-abc"
+    )
     result = CliRunner().invoke(app, ["results", "table", str(study), "-f", "markdown", "--baseline-mode", "per-seed"])
     assert result.exit_code == 0, result.output
     assert "| Single-task | 2 | 45.00 ± 7.07 | 0.4500 ± 0.0707 |" in result.output
@@ -152,7 +167,10 @@ def test_arms_that_differ_only_in_unlisted_config_are_told_apart_by_their_arm_ha
     lr_b = lr_b.model_copy(update={"meta": {**lr_b.meta, "arm_sha256": "bbbbbbbb2222"}})
     seed_1 = run("c", 1, method="uniform", semseg=3.0).model_copy(update={"meta": {**lr_a.meta, "seed": 1}})
     arms = group_runs([lr_a, lr_b, seed_1])
-    assert [(a.name, a.seeds) for a in arms] == [("uniform [config aaaaaaaa]", (0, 1)), ("uniform [config bbbbbbbb]", (0,))]
+    assert [(a.name, a.seeds) for a in arms] == [
+        ("uniform [config aaaaaaaa]", (0, 1)),
+        ("uniform [config bbbbbbbb]", (0,)),
+    ]
 
 
 def test_a_seed_with_incomplete_single_task_runs_uses_the_single_task_mean():
@@ -166,7 +184,10 @@ def test_a_seed_with_incomplete_single_task_runs_uses_the_single_task_mean():
 def test_mean_baseline_takes_every_run_against_the_single_task_mean_over_seeds():
     # STL mean over seeds 0, 1: semseg 45, depth 0.45. uniform seed 0 (44, 0.55): M = (44-45)/45*100 = -2.222,
     # (0.45-0.55)/0.45*100 = -22.222 -> Δm -12.222; seed 1 (50, 0.44): M = +11.111, +2.222 -> Δm +6.667
-    runs = [run("quick", 0, method="uniform", semseg=44.0, depth=0.55), run("quick", 1, method="uniform", semseg=50.0, depth=0.44)]
+    runs = [
+        run("quick", 0, method="uniform", semseg=44.0, depth=0.55),
+        run("quick", 1, method="uniform", semseg=50.0, depth=0.44),
+    ]
     table = results_table(group_runs(runs), baseline_arm(STL))
     assert table.baseline_mode == "mean" and "against the mean over seeds of the single-task runs" in table.notes[0]
     assert table.row("uniform").seed_delta_m == pytest.approx({0: -110 / 9, 1: 60 / 9})
@@ -191,7 +212,9 @@ def test_t_test_p_and_holm_against_hand_values():
     assert t_test_p(summarize([2.0, 2.0])) == 0.0 and t_test_p(summarize([0.0, 0.0])) == 1.0
     assert t_test_p(summarize([1.0])) is None
     # Holm: sorted 0.01, 0.02, 0.04 -> 3 * 0.01 = 0.03, max(0.03, 2 * 0.02) = 0.04, max(0.04, 1 * 0.04) = 0.04
-    assert holm({"a": 0.04, "b": 0.01, "c": 0.02, "d": None}) == pytest.approx({"a": 0.04, "b": 0.03, "c": 0.04, "d": None})
+    assert holm({"a": 0.04, "b": 0.01, "c": 0.02, "d": None}) == pytest.approx(
+        {"a": 0.04, "b": 0.03, "c": 0.04, "d": None}
+    )
     assert holm({"a": 0.5, "b": 0.9}) == pytest.approx({"a": 1.0, "b": 1.0})
     low, high = interval_at(s, 0.90)
     assert low == pytest.approx(3 - 2.353363434801823 * math.sqrt(14 / 3) / 2) and high == pytest.approx(6 - low)
@@ -205,7 +228,10 @@ def test_star_against_uniform_is_holm_corrected_across_arms():
     uniform = [run("u", s, method="uniform", semseg=40.0 + s, depth=0.5) for s in range(3)]
 
     def arm(method, deltas):  # Δm = M_seg / 2 -> semseg = (40 + s) * (1 + 2 * Δm / 100)
-        return [run(method, s, method=method, semseg=(40.0 + s) * (1 + 2 * d / 100), depth=0.5) for s, d in enumerate(deltas)]
+        return [
+            run(method, s, method=method, semseg=(40.0 + s) * (1 + 2 * d / 100), depth=0.5)
+            for s, d in enumerate(deltas)
+        ]
 
     runs = uniform + arm("famo", [1, 2, 3]) + arm("uw", [3.0, 3.1, 3.2]) + arm("mgda", [1.0, 1.1, 1.2])
     table = results_table(group_runs(runs), baseline_arm(stl), baseline_mode="per-seed")
@@ -214,6 +240,6 @@ def test_star_against_uniform_is_holm_corrected_across_arms():
     assert uw.versus_p_holm == pytest.approx(3 * uw.versus_p) and uw.versus_significant
     assert mgda.versus_p_holm == pytest.approx(2 * mgda.versus_p) and mgda.versus_significant
     markdown = render_text(table, "markdown")
-    assert next(l for l in markdown.splitlines() if l.startswith("| uw")).endswith(" * |")
-    assert not next(l for l in markdown.splitlines() if l.startswith("| famo")).endswith(" * |")
+    assert next(row for row in markdown.splitlines() if row.startswith("| uw")).endswith(" * |")
+    assert not next(row for row in markdown.splitlines() if row.startswith("| famo")).endswith(" * |")
     assert "after Holm's correction across the 3 arms compared with uniform" in markdown

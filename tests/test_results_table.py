@@ -20,7 +20,9 @@ from taskbalance.results import (
 )
 
 
-def make(name: str, kind: str = "mtl", run_meta: dict | None = None, method: str | None = None, **values: float) -> RunResult:
+def make(
+    name: str, kind: str = "mtl", run_meta: dict | None = None, method: str | None = None, **values: float
+) -> RunResult:
     meta = {"semseg": ("mIoU", True), "depth": ("rmse", False), "normals": ("mean", False), "edge": ("odsF", True)}
     return RunResult(
         name=name, method=method or name, kind=kind, tasks=list(values),
@@ -42,7 +44,9 @@ def test_rows_hold_values_improvements_and_delta_m():
     assert [m.mean for m in table.rows[1].improvements] == pytest.approx([10.0, -10.0])
     assert table.rows[1].delta_m.mean == pytest.approx(0.0)
     assert [m.mean for m in table.rows[2].improvements] == pytest.approx([5.0, 10.0])
-    assert table.rows[2].delta_m.mean == pytest.approx(7.5) and table.rows[2].n == 1 and table.rows[2].delta_m.std is None
+    assert (
+        table.rows[2].delta_m.mean == pytest.approx(7.5) and table.rows[2].n == 1 and table.rows[2].delta_m.std is None
+    )
 
 
 def test_markdown_of_one_seed_says_it_cannot_separate_the_arms():
@@ -69,7 +73,10 @@ def test_latex_escapes_and_separates_the_baseline():
     text = render_text(results_table(RUNS, BASE), "latex")
     lines = text.splitlines()
     assert lines[0] == r"\begin{tabular}{lccccc}"
-    assert lines[2] == r"Method & $n$ & Seg. mIoU $\uparrow$ & Dep. RMSE $\downarrow$ & $\Delta_m\%$ $\uparrow$ & $\Delta_m$ 95\% CI \\"
+    assert lines[2] == (
+        r"Method & $n$ & Seg. mIoU $\uparrow$ & Dep. RMSE $\downarrow$ & $\Delta_m\%$ $\uparrow$ & "
+        r"$\Delta_m$ 95\% CI \\"
+    )
     assert lines[4:7] == [r"Single-task & 1 & 40.00 & 0.5000 & +0.00 & -- \\", r"\midrule",
                           r"grid\_search & 1 & 44.00 & 0.5500 & +0.00 & -- \\"]
     assert lines[-1] == r"\end{tabular}" and "one seed cannot separate the arms" in lines[-2]
@@ -87,7 +94,9 @@ def test_table_errors_name_the_problem():
         results_table([make("x", semseg=1.0)], BASE, tasks=["semseg", "depth"])
     approx = RunResult(name="y", method="y", kind="mtl", tasks=["edge"], metrics={"edge": {"approx_F": 50.0}},
                        primary={"edge": "approx_F"}, higher_is_better={"edge": True})
-    with pytest.raises(ResultsError, match="reports 'approx_F' as the primary metric of task 'edge', but the baseline uses 'odsF'"):
+    with pytest.raises(
+        ResultsError, match="reports 'approx_F' as the primary metric of task 'edge', but the baseline uses 'odsF'"
+    ):
         results_table([approx], make("b", kind="stl", edge=70.0))
     with pytest.raises(ResultsError, match="task 'normals' is missing from the single-task baseline"):
         results_table(RUNS, BASE, tasks=["normals"])
@@ -116,7 +125,9 @@ def test_cli_table_and_collect_from_run_directories(tmp_path):
     assert result.exit_code == 0, result.output
     assert "| avgnorm | 1 | 42.00 | 0.4500 | +7.50 | — |" in result.output
     out = tmp_path / "table.tex"
-    result = runner.invoke(app, ["results", "table", str(tmp_path / "runs"), "-b", str(tmp_path / "stl"), "-f", "latex", "-o", str(out)])
+    result = runner.invoke(
+        app, ["results", "table", str(tmp_path / "runs"), "-b", str(tmp_path / "stl"), "-f", "latex", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert r"avgnorm & 1 & 42.00 & 0.4500 & +7.50 & -- \\" in out.read_text()
     collected = tmp_path / "all.json"
@@ -130,11 +141,24 @@ def test_cli_radar(tmp_path):
     save_results([make("a", semseg=41.0, depth=0.48, normals=21.0)], tmp_path / "runs.json")
     save_run_result(base, tmp_path / "stl")
     out = tmp_path / "radar.png"
-    result = CliRunner().invoke(app, ["results", "radar", str(tmp_path / "runs.json"), "-b", str(tmp_path / "stl"), "-o", str(out)])
+    result = CliRunner().invoke(
+        app, ["results", "radar", str(tmp_path / "runs.json"), "-b", str(tmp_path / "stl"), "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG"
     result = CliRunner().invoke(
-        app, ["results", "radar", str(tmp_path / "runs.json"), "-b", str(tmp_path / "stl"), "-o", str(out), "--tasks", "semseg,depth"]
+        app,
+        [
+            "results",
+            "radar",
+            str(tmp_path / "runs.json"),
+            "-b",
+            str(tmp_path / "stl"),
+            "-o",
+            str(out),
+            "--tasks",
+            "semseg,depth",
+        ],
     )
     assert result.exit_code == 1 and "at least 3 tasks" in result.output
 

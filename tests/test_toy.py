@@ -78,7 +78,9 @@ def test_jacobians_are_per_start_gradients():
             up[j] += h
             down[j] -= h
             numeric = [(a - b) / (2 * h) for a, b in zip(hand_losses(*up, 0.1, 1.0), hand_losses(*down, 0.1, 1.0))]
-            torch.testing.assert_close(jacobians[s, :, j], torch.tensor(numeric, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                jacobians[s, :, j], torch.tensor(numeric, dtype=torch.float64), rtol=1e-5, atol=1e-6
+            )
     torch.testing.assert_close(losses, problem.losses(x))
 
 
@@ -87,7 +89,9 @@ def test_origin_has_a_gradient_as_in_the_papers():
     _, jacobians = ToyProblem().losses_and_jacobians(torch.zeros(1, 2, dtype=torch.float64))
     f1, f2 = math.log(3.5) + 6, math.log(3.5) + 6  # |0.5·(-7)| and |0.5·3 + 2|
     q1 = q2 = (49 + 6.4) / 10 - 20
-    torch.testing.assert_close(jacobians[0, :, 1], torch.tensor([0.5 * f1 - 0.5 * q1, 0.5 * f2 - 0.5 * q2], dtype=torch.float64))
+    torch.testing.assert_close(
+        jacobians[0, :, 1], torch.tensor([0.5 * f1 - 0.5 * q1, 0.5 * f2 - 0.5 * q2], dtype=torch.float64)
+    )
 
 
 def test_exact_pareto_set_is_pareto_stationary():
@@ -223,7 +227,9 @@ def test_presets_and_overrides():
 
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "toy"
-    result = CliRunner().invoke(app, ["toy", "--preset", "famo", "--methods", "famo", "--steps", "15", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["toy", "--preset", "famo", "--methods", "famo", "--steps", "15", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert (out / "trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "results.json").read_text())
@@ -249,7 +255,8 @@ def test_cli_rejects_unknown_method_and_scaling(tmp_path):
 
 
 def hand_run(finals: torch.Tensor, before: torch.Tensor, problem: ToyProblem, steps: int) -> ToyRun:
-    """A one-method run from the starts (s, 0), at ``before`` until the last ``MOVING_WINDOW`` steps, then at ``finals``."""
+    """A one-method run from the starts (s, 0), at ``before`` until the last ``MOVING_WINDOW`` steps, then at
+    ``finals``."""
     points = before[None, None].repeat(steps + 1, 1, 1, 1)
     points[0, 0] = torch.zeros_like(before)
     points[0, 0, :, 0] = torch.arange(len(before))
@@ -274,7 +281,9 @@ def test_still_moving_is_the_distance_travelled_over_the_last_steps():
 def test_figure_marks_ends_and_lists_each_legend_entry_once():
     problem = ToyProblem((0.1, 1.0))
     finals = torch.tensor([[1.0, -2.0], [3.0, -4.0]], dtype=torch.float64)
-    run = hand_run(finals, finals - torch.tensor([[0.0, 0.5], [0.0, 0.0]], dtype=torch.float64), problem, MOVING_WINDOW + 5)
+    run = hand_run(
+        finals, finals - torch.tensor([[0.0, 0.5], [0.0, 0.0]], dtype=torch.float64), problem, MOVING_WINDOW + 5
+    )
     outcomes = summarize(run, problem)
     figure = trajectories_figure(run, problem, outcomes)
     (legend,) = figure.legends

@@ -15,8 +15,8 @@ from torch import nn
 from taskbalance.data.base import MultiTaskDataset
 from taskbalance.training import RunExistsError, TrainingDiverged, validate_config
 from taskbalance.training import trainer as loop
-from taskbalance.training.hooks import MetricsLogger
 from taskbalance.training.checkpoint import find_checkpoint, load_state
+from taskbalance.training.hooks import MetricsLogger
 
 TASKS = ("depth", "normals")
 CHANNELS = {"depth": 1, "normals": 3}
@@ -30,7 +30,9 @@ class TinySet(MultiTaskDataset):
         g = torch.Generator().manual_seed(seed)
         self.images = torch.rand(size, 3, 6, 6, generator=g)
         self.targets = {"depth": self.images[:, :1] + 0.5, "normals": torch.tanh(self.images - 0.5)}
-        self.info = SimpleNamespace(has_val_split=has_val, metadata={"stand_in": True}, num_classes={}, edge_max_dist=0.01)
+        self.info = SimpleNamespace(
+            has_val_split=has_val, metadata={"stand_in": True}, num_classes={}, edge_max_dist=0.01
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -92,8 +94,12 @@ def stand_ins(monkeypatch):
     hooks = {"loss": None, "has_val": True}
     monkeypatch.setattr(loop, "build_split", lambda config, split, train: TinySet(
         16 if train else 8, {"train": 0, "val": 1, "test": 2}[split], hooks["has_val"], config.data.augment and train))
-    monkeypatch.setattr(loop, "build_specs", lambda config, info, exact_edge=False: {t: spec(t, hooks["loss"]) for t in config.tasks})
-    monkeypatch.setattr(loop, "build_model_for", lambda config, info=None: TinyModel({t: CHANNELS[t] for t in config.tasks}))
+    monkeypatch.setattr(
+        loop, "build_specs", lambda config, info, exact_edge=False: {t: spec(t, hooks["loss"]) for t in config.tasks}
+    )
+    monkeypatch.setattr(
+        loop, "build_model_for", lambda config, info=None: TinyModel({t: CHANNELS[t] for t in config.tasks})
+    )
     return hooks
 
 
@@ -194,7 +200,9 @@ def test_nan_loss_stops_with_task_and_step_and_keeps_checkpoint(stand_ins, tmp_p
         return loss
 
     stand_ins["loss"] = exploding
-    with pytest.raises(TrainingDiverged, match=r"task 'depth' is nan at step 5.*last checkpoint last-00000004 \(step 4\)"):
+    with pytest.raises(
+        TrainingDiverged, match=r"task 'depth' is nan at step 5.*last checkpoint last-00000004 \(step 4\)"
+    ):
         run(config(), tmp_path / "r")
     last = find_checkpoint(tmp_path / "r" / "checkpoints", "last")
     assert last.step == 4 and load_state(last)["loop"]["step"] == 4
@@ -217,8 +225,11 @@ def test_famo_divergence_after_the_update_is_the_same_one_line_stop(stand_ins, t
         run(config("famo"), tmp_path / "r")
     message = str(caught.value)
     assert "\n" not in message
-    assert re.fullmatch(r"training stopped: the loss of task 'depth' after the update of step 5 is nan \(the method's "
-                        r"post_step\); the update was applied; the last checkpoint last-00000004 \(step 4\) in .* is intact", message)
+    assert re.fullmatch(
+        r"training stopped: the loss of task 'depth' after the update of step 5 is nan \(the method's "
+        r"post_step\); the update was applied; the last checkpoint last-00000004 \(step 4\) in .* is intact",
+        message,
+    )
 
 
 def test_existing_run_needs_resume_and_config_must_match(stand_ins, tmp_path: Path):

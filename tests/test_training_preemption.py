@@ -25,7 +25,9 @@ TINY = [f"optim.iterations={STEPS}", f"optim.eval_every={STEPS}", "optim.checkpo
 
 
 def _train(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["train", "quick", *(a for s in TINY for a in ("--set", s)), "--no-progress", *args])
+    result = CliRunner().invoke(
+        app, ["train", "quick", *(a for s in TINY for a in ("--set", s)), "--no-progress", *args]
+    )
     return result.exit_code, " ".join(result.output.split())
 
 
@@ -45,7 +47,9 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_sigterm_checkpoints_the_current_step_and_resume_finishes_identically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     code, text = _train("--out", str(whole))
     assert code == 0, text
@@ -86,18 +90,24 @@ def test_stop_request_notes_its_signals_and_restores_the_previous_handlers():
                                               ("optim.weight_decay=-.inf", "optim.weight_decay"),
                                               ("optim.grad_clip=nan", "optim.grad_clip")])
 def test_non_finite_hyper_parameters_are_refused_in_one_line(tmp_path: Path, setting: str, key: str):
-    result = CliRunner().invoke(app, ["train", "quick", "--set", setting, "--out", str(tmp_path / "r"), "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["train", "quick", "--set", setting, "--out", str(tmp_path / "r"), "--no-progress"]
+    )
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and f"{key}: Input should be a finite number" in result.output
     assert not (tmp_path / "r").exists()
 
 
 def test_stop_signals_are_validated(tmp_path: Path):
-    result = CliRunner().invoke(app, ["train", "quick", "--set", "stop_signals=[SIGKILL]", "--out", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        app, ["train", "quick", "--set", "stop_signals=[SIGKILL]", "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 1 and "'SIGKILL' is not a signal a run can catch" in result.output
 
 
-def test_resume_needs_a_run_and_resume_if_exists_starts_or_continues_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_resume_needs_a_run_and_resume_if_exists_starts_or_continues_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     run = tmp_path / "run"
     code, text = _train("--out", str(run), "--resume")
     assert code == 1 and "holds no run to resume" in text and "--resume-if-exists" in text and not run.exists()

@@ -121,6 +121,7 @@ def test_train_cli_trains_a_plugin_method_and_resumes_with_it(plugin_dir: Path, 
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.timeout(1500)  # its own bound (1200 s) reports first, with the output
 def test_the_issue_command_trains_half_weights_in_a_fresh_process(tmp_path: Path) -> None:
     """The check of issue 18: PYTHONPATH=dir taskbalance train quick --plugin my_methods --set method.name=half-weights."""
     (tmp_path / "my_methods.py").write_text(doc_blocks()[0])
@@ -144,6 +145,7 @@ def test_a_study_adds_plugin_arms_and_every_run_config_carries_the_plugin(plugin
         load_study("standard", methods=["avgnorm"])
 
 
+@pytest.mark.timeout(1500)  # its own bound (1200 s) reports first, with the output
 def test_a_separate_worker_process_builds_a_planned_plugin_run(plugin_dir: Path) -> None:
     """A worker process receives the planned run's validated config pickled (as the executors send it), imports its
     plugins as ``execute_run`` does, and finds the plugin's method."""

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+import processes
 
 submitit = pytest.importorskip("submitit")
 
@@ -108,16 +109,17 @@ def test_a_two_task_submitit_job_trains_the_run_that_torchrun_trains(tmp_path: P
     task = _task(tmp_path)
     options = ClusterOptions(tmp_path / "jobs", gpus_per_job=2, cpus_per_job=2, time_min=10)
     backend = build_backend("submitit-local", jobs=1, cluster=options)
-    (job,) = backend.submit([task])
-    outcome = job.result()
+    with processes.reaped():  # submitit's local job and its 2 tasks do not outlive the test
+        (job,) = backend.submit([task])
+        outcome = job.result()
     assert outcome.error is None, outcome
 
     reference = tmp_path / "torchrun"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python",
                str(Path(sys.executable).with_name("taskbalance")), "train", "quick",
                *(a for s in TINY for a in ("--set", s)), "--out", str(reference), "--no-progress"]
-    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = processes.run(command, tmp_path / "torchrun.out", timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.output
 
     runs = [Path(task.root), reference]
     weights = [load_file(find_checkpoint(run / "checkpoints", "last").weights) for run in runs]

@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+import processes
 from taskbalance.cli.main import app
 from taskbalance.results import load_run_result
 from taskbalance.study import load_study, plan
@@ -208,7 +209,8 @@ def test_local_processes_and_submitit_local_run_the_same_study(tmp_path: Path):
     broken = "single_task: false\nmethods:\n  - {name: famo, set: {model.options.bogus: 1}}\n"  # fails when built
     study = _study_file(tmp_path, broken, seeds=(0, 1))
     out = tmp_path / "out"
-    code, text = _cli(str(study), "--out", str(out), "--jobs", "2")
+    with processes.reaped():  # no worker or submitit job outlives the test, whatever happens
+        code, text = _cli(str(study), "--out", str(out), "--jobs", "2")
     assert code == 1
     assert "FAILED famo/seed-0" in text and "FAILED famo/seed-1" in text and "bogus" in text
     assert "2 runs did not finish" in text and "the same command retries them" in text
@@ -216,8 +218,9 @@ def test_local_processes_and_submitit_local_run_the_same_study(tmp_path: Path):
     assert "bogus" in (out / "logs/famo/seed-0.log").read_text()
 
     fixed = _study_file(tmp_path, "single_task: false\nmethods:\n  - {name: famo}\n", seeds=(0, 1))
-    code, text = _cli(str(fixed), "--out", str(out), "--executor", "submitit-local", "--jobs", "2",
-                      "--log-folder", str(tmp_path / "jobs"))
+    with processes.reaped():
+        code, text = _cli(str(fixed), "--out", str(out), "--executor", "submitit-local", "--jobs", "2",
+                          "--log-folder", str(tmp_path / "jobs"))
     assert code == 0, text
     assert "4 runs (2 finished, 2 to run)" in text  # the failed runs wrote nothing: they are simply run now
     assert all(load_run_result(out / f"famo/seed-{s}").meta["seed"] == s for s in (0, 1))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import processes
 from taskbalance.training.workers import rotate_log
 
 STEPS = 40
@@ -31,40 +32,13 @@ loop.Loop._advance = lambda self: time.sleep(0.1) or advance(self)
 """
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every process whose chain of parents leads to ``pid`` (from /proc)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
 def _steps(run: Path) -> int:
     path = run / "metrics.jsonl"
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # two invocations of the study, each with its own bound of 600 s
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
 def test_sigkill_of_the_study_stops_its_workers_and_the_runs_resume(tmp_path: Path):
     study, out = tmp_path / "study-tiny.yaml", tmp_path / "out"
@@ -75,33 +49,28 @@ def test_sigkill_of_the_study_stops_its_workers_and_the_runs_resume(tmp_path: Pa
     slow = tmp_path / "slow"  # every step of the first invocation takes 0.1 s more: it is still training when killed
     slow.mkdir()
     (slow / "sitecustomize.py").write_text(SLOW_STEPS)
-    printed = open(tmp_path / "study.out", "w")
-    top = subprocess.Popen(command, stdout=printed, stderr=subprocess.STDOUT, start_new_session=True,
-                           env={**os.environ, "PYTHONPATH": str(slow)})
     runs = [out / "uniform/seed-0", out / "rlw/seed-0"]
-    workers: set[int] = set()
-    try:
+    printed = tmp_path / "study.out"
+    with processes.started(command, printed, env={**os.environ, "PYTHONPATH": str(slow)}) as top:
         deadline = time.monotonic() + 600
         while not all(_steps(run) >= 3 for run in runs):
-            assert top.poll() is None and time.monotonic() < deadline, (tmp_path / "study.out").read_text()
+            assert top.poll() is None and time.monotonic() < deadline, printed.read_text()
             time.sleep(0.2)
-        workers = _descendants(top.pid)
+        workers = processes.descendants(top.pid)
         assert len(workers) >= 2
         top.send_signal(signal.SIGKILL)
         top.wait()
         deadline = time.monotonic() + 10
-        while _alive(workers) and time.monotonic() < deadline:
+        while processes.alive(workers) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _alive(workers), f"workers still alive 10 s after the study was killed: {_alive(workers)}"
-    finally:
-        for pid in _alive(workers | _descendants(top.pid)) | ({top.pid} if top.poll() is None else set()):
-            os.kill(pid, signal.SIGKILL)
+        left = processes.alive(workers)
+        assert not left, f"workers still alive 10 s after the study was killed: {left}"
     for run in runs:
         assert not (run / "results.json").exists()
         assert "stopped by SIGTERM after step" in (out / "logs" / f"{run.parent.name}/seed-0.log").read_text()
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = processes.run(command, tmp_path / "resumed.out", timeout=600)
+    assert done.returncode == 0, done.output
     for run in runs:
         log = out / "logs" / f"{run.parent.name}/seed-0.log"
         stopped = int(log.with_name(log.name + ".1").read_text().split("stopped by SIGTERM after step ")[1].split(";")[0])
@@ -132,9 +101,9 @@ def test_a_worker_whose_parent_dies_stops_without_the_kernels_death_signal(tmp_p
     subprocess.run([sys.executable, "-c", parent], check=True, timeout=300)
     pid = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while _alive({pid}) and time.monotonic() < deadline:
+    while processes.alive({pid}) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive({pid})
+    assert not processes.alive({pid})
 
 
 def test_rotate_log_keeps_earlier_attempts(tmp_path: Path):

@@ -46,7 +46,8 @@ def _finish(out: Path, run: Run, values: dict[str, float], val: dict[str, float]
     method = "stl" if run.kind == "stl" else run.config.method.name
     result = RunResult(name=run.name, method=method, kind="stl" if run.kind == "stl" else "mtl", tasks=tasks,
                        metrics={t: {DIRECTIONS[t][0]: v} for t, v in values.items()},
-                       primary={t: DIRECTIONS[t][0] for t in tasks}, higher_is_better={t: DIRECTIONS[t][1] for t in tasks},
+                       primary={t: DIRECTIONS[t][0] for t in tasks},
+                       higher_is_better={t: DIRECTIONS[t][1] for t in tasks},
                        mean_weights={t: 1.0 for t in tasks}, meta={"seed": run.seed, "steps": 400})
     save_run_result(result, out / run.name)
     if val is not None:
@@ -74,8 +75,10 @@ def _study(out: Path, seeds: tuple[int, ...]) -> list[Run]:
         arms = [
             # uniform: M_seg = -10% on every seed (clearly below), depth and normals at single-task
             ("uniform", "mtl", "uniform", None, {"semseg": 0.9 * (40.0 + seed), **rest}),
-            ("grid-1", "grid", "static", {"semseg": 1, "depth": 1, "normals": 1}, {"semseg": 40.0 + seed + shift, **rest}),
-            ("grid-2", "grid", "static", {"semseg": 2, "depth": 1, "normals": 1}, {"semseg": 41.0 + seed + shift, **rest}),
+            ("grid-1", "grid", "static", {"semseg": 1, "depth": 1, "normals": 1},
+             {"semseg": 40.0 + seed + shift, **rest}),
+            ("grid-2", "grid", "static", {"semseg": 2, "depth": 1, "normals": 1},
+             {"semseg": 41.0 + seed + shift, **rest}),
             ("avgnorm", "mtl", "avgnorm", None, {"semseg": 41.0 + seed - shift, **rest}),
         ]
         for arm, kind, method, weights, values in arms:
@@ -88,9 +91,9 @@ def _study(out: Path, seeds: tuple[int, ...]) -> list[Run]:
     return runs
 
 
-ARMS = [{"arm": "uniform", "kind": "mtl", "method": "uniform", "options": {}, "length": "400 iterations", "batch_size": 8,
-         "lr": 0.001, "dataset": "synthetic", "data_options": {"resolution": [48, 64]}, "arch": "vanilla",
-         "backbone": "tiny", "seeds": [0, 1, 2]}]
+ARMS = [{"arm": "uniform", "kind": "mtl", "method": "uniform", "options": {}, "length": "400 iterations",
+         "batch_size": 8, "lr": 0.001, "dataset": "synthetic", "data_options": {"resolution": [48, 64]},
+         "arch": "vanilla", "backbone": "tiny", "seeds": [0, 1, 2]}]
 
 
 def test_report_over_three_seeds_has_spread_intervals_config_and_verdicts(tmp_path: Path):
@@ -171,7 +174,8 @@ def test_report_writes_the_per_seed_csv_and_states_the_primary_baseline(tmp_path
     mean_delta = ((0.9 * 41 - 40.5) / 40.5 - (1.5 - 1.0) / 1.0 - (21 - 20.5) / 20.5) * 100 / 3
     assert float(uniform_1[-2]) == pytest.approx(mean_delta)
     text = (tmp_path / "report.md").read_text()
-    assert "Δm is primarily computed per seed against the same seed's single-task runs (study preset `delta_m_baseline: per-seed`)" in text
+    assert ("Δm is primarily computed per seed against the same seed's single-task runs "
+            "(study preset `delta_m_baseline: per-seed`)") in text
 
 
 def _curve(out: Path, run: Run, deltas: list[tuple[int, float, bool]]) -> None:
@@ -196,7 +200,8 @@ def test_convergence_flags_arms_still_improving(tmp_path: Path):
     data = write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=False)
     status = {c["arm"]: c["converged"] for c in data["convergence"]}
     assert status["uniform"] is False and status["avgnorm"] is True and status["grid-2"] is True
-    assert data["convergence"][[c["arm"] for c in data["convergence"]].index("uniform")]["seeds"]["0"]["move"] == pytest.approx(2.0)
+    uniform = data["convergence"][[c["arm"] for c in data["convergence"]].index("uniform")]
+    assert uniform["seeds"]["0"]["move"] == pytest.approx(2.0)
     text = (tmp_path / "report.md").read_text()
     assert "> **Warning:** not converged: " in text and "| uniform | NOT CONVERGED (seed 0, 1) |" in text
 
@@ -229,7 +234,8 @@ def test_rich_output_at_80_columns_cuts_no_header_or_name(tmp_path: Path):
     write_report(Spec(), runs, tmp_path, console=console, draw_figures=False)
     output = console.export_text()
     assert "…" not in output and max(len(line) for line in output.splitlines()) <= 80
-    for word in ("Single-task", "uniform", "avgnorm", "Seg.", "mIoU", "RMSE", "mErr", "Δm%", "CI", "(reference)", "NOT CONVERGED"):
+    for word in ("Single-task", "uniform", "avgnorm", "Seg.", "mIoU", "RMSE", "mErr", "Δm%", "CI", "(reference)",
+                 "NOT CONVERGED"):
         assert word in output
 
 
@@ -248,4 +254,5 @@ def test_the_report_is_computed_without_writing_and_rendered_from_its_model(tmp_
     assert report.loss_weights[0].per_task["depth"].mean == 1.0 and report.loss_weights[0].per_task["depth"].std == 0
     data = write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=False, arms=ARMS)
     assert (tmp_path / "report.md").read_text() == report_markdown(report, [], tmp_path) + "\n"
-    assert data["title"] == report.title and [v["status"] for v in data["verdicts"]] == [v.status for v in report.verdicts]
+    assert data["title"] == report.title
+    assert [v["status"] for v in data["verdicts"]] == [v.status for v in report.verdicts]

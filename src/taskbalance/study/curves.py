@@ -9,9 +9,10 @@ shows whether the runs were trained long enough: converged curves flatten before
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from taskbalance.atomic import atomic_target
 from taskbalance.conventions import TASK_LABELS
@@ -77,7 +78,8 @@ def plot_validation_curves(out: Path, runs: Sequence[Any], path: Path) -> Path |
             single = arm.split("/")[-1].startswith("stl-")
             line, = ax.plot(steps, mean, linestyle="--" if single else "-", color="black" if single else None,
                             label=f"{arm} (n={max(len(v) for v in values)})", linewidth=1.2)
-            ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=line.get_color(), alpha=0.15)
+            ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=line.get_color(),
+                            alpha=0.15)
         ax.set_title(f"{TASK_LABELS.get(task, task)}: validation {primary[task]}")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -111,7 +112,8 @@ class ClusterOptions:
         """submitit ``update_parameters`` keywords (generic names, ``slurm_`` for SLURM-only ones)."""
         tasks = max(1, self.gpus_per_job)  # one process per GPU (taskbalance.study.cluster)
         params: dict[str, Any] = {"name": "taskbalance", "timeout_min": self.time_min, "tasks_per_node": tasks,
-                                  "cpus_per_task": max(1, self.cpus_per_job // tasks), "gpus_per_node": self.gpus_per_job,
+                                  "cpus_per_task": max(1, self.cpus_per_job // tasks),
+                                  "gpus_per_node": self.gpus_per_job,
                                   "slurm_array_parallelism": self.array_parallelism}
         if self.partition:
             params["slurm_partition"] = self.partition

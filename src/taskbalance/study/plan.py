@@ -16,9 +16,9 @@ maximises validation Δm against single-task. Running them is :mod:`taskbalance.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -62,7 +62,8 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str = ""
     base: str = Field(description="training preset (or YAML path) every run starts from")
-    plugins: list[str] = Field(default_factory=list, description="modules with methods of one's own, in every run's config")
+    plugins: list[str] = Field(default_factory=list,
+                               description="modules with methods of one's own, in every run's config")
     set: dict[str, Any] = Field(default_factory=dict, description="dotted-key overrides for every run")
     seeds: list[int] = Field(default_factory=lambda: [0], description="every arm runs once per seed")
     single_task: bool = True
@@ -70,9 +71,12 @@ class StudySpec(BaseModel):
     methods: list[MethodEntry] = Field(default_factory=list)
     grid: list[dict[str, float]] = Field(default_factory=list, description="static weight sets (grid search)")
     url: bool = False
-    feature_distance: bool = Field(False, description="measure every MTL run's feature distance to the STL models (Fig. 6)")
-    variants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> dotted-key overrides (Table V)")
-    diagnostics_runs: list[str] | None = Field(None, description="arms drawn in the diagnostics figures (default: all MTL arms)")
+    feature_distance: bool = Field(
+        False, description="measure every MTL run's feature distance to the STL models (Fig. 6)")
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="name -> dotted-key overrides (Table V)")
+    diagnostics_runs: list[str] | None = Field(
+        None, description="arms drawn in the diagnostics figures (default: all MTL arms)")
     equivalence_margin: float = Field(2.0, gt=0, allow_inf_nan=False, description=(
         "δ in Δm points, fixed before the study runs: the equivalence margin of claim (b) (AvgNorm − grid within ±δ), "
         "the non-inferiority margin of claim (a) and the difference every power statement refers to"))
@@ -156,13 +160,15 @@ def _arms(spec: StudySpec, raw: dict[str, Any]) -> list[tuple[str, str, dict[str
     arms: list[tuple[str, str, dict[str, Any]]] = []
     if spec.single_task:
         for task in raw.get("tasks") or []:
-            arms.append((f"stl-{task}", "stl", {**raw, "tasks": [task], "single_task": True, "method": {"name": "uniform"}}))
+            single = {**raw, "tasks": [task], "single_task": True, "method": {"name": "uniform"}}
+            arms.append((f"stl-{task}", "stl", single))
     if spec.uniform:
         arms.append(("uniform", "mtl", {**raw, "method": {"name": "uniform"}}))
     for index, weights in enumerate(spec.grid, start=1):
         arms.append((f"grid-{index}", "grid", {**raw, "method": {"name": "static", "options": {"weights": weights}}}))
     for entry in spec.methods:
-        arms.append((entry.arm, "mtl", apply_settings({**raw, "method": {"name": entry.name, "options": entry.options}}, entry.set)))
+        method = {"name": entry.name, "options": entry.options}
+        arms.append((entry.arm, "mtl", apply_settings({**raw, "method": method}, entry.set)))
     if spec.url:
         arms.append(("url", "url", {**raw, "method": {"name": "uniform"}}))
     return arms

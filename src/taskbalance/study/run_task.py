@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 from rich.console import Console
 
@@ -49,8 +49,8 @@ def execute_run(task: RunTask, console: Console | None = None, show_progress: bo
     one of ``requeue_signals`` (which it then stops on too) raises :class:`~taskbalance.training.preemption.Preempted`
     for the caller to requeue it (:class:`~taskbalance.study.cluster.StudyJob`)."""
     from taskbalance.plugins import import_plugins
-    from taskbalance.training.trainer import train
     from taskbalance.training.preemption import Preempted
+    from taskbalance.training.trainer import train
     from taskbalance.training.workers import rotate_log
 
     started = time.perf_counter()

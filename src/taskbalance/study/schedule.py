@@ -11,9 +11,10 @@ Progress and per-run logs: ``<out>/logs/<run>.log``; the study's wall time is pr
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -87,7 +88,8 @@ def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Bac
             if not finished:
                 if not state.running:  # nothing runs and nothing is ready: a dependency is missing
                     for run in state.waiting:
-                        state.failed[run.name] = f"not run: needs {', '.join(n for n in run.needs if not RunDir(out / n).is_finished())}"
+                        missing = ", ".join(n for n in run.needs if not RunDir(out / n).is_finished())
+                        state.failed[run.name] = f"not run: needs {missing}"
                     state.waiting.clear()
                     break
                 bar.update(counter, running=", ".join(r.name for r, _ in state.running.values()))
@@ -102,7 +104,8 @@ def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Bac
                     console.print(f"[green]done[/green] {run.name} ({outcome.seconds / 60:.1f} min)")
                 else:
                     state.failed[run.name] = outcome.error
-                    console.print(f"[bold red]FAILED[/bold red] {run.name}: {outcome.error} (log: {out / 'logs' / run.name}.log)")
+                    console.print(f"[bold red]FAILED[/bold red] {run.name}: {outcome.error} "
+                                  f"(log: {out / 'logs' / run.name}.log)")
                 if outcome.stopped:  # a preemption or stop signal: finish what runs, start nothing new
                     for waiting in state.waiting:
                         state.failed[waiting.name] = "not run: the study was stopped by a signal"
@@ -111,7 +114,8 @@ def execute(spec: StudySpec, todo: Sequence[PlannedRun], out: Path, backend: Bac
     return state
 
 
-def _current_runs(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console, set_aside: bool) -> list[PlannedRun]:
+def _current_runs(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, console: Console,
+                  set_aside: bool) -> list[PlannedRun]:
     """The runs whose directories hold no run of another config: stale ones are moved aside (``set_aside``) or left
     out and named."""
     current = []
@@ -124,8 +128,9 @@ def _current_runs(spec: StudySpec, runs: Sequence[PlannedRun], out: Path, consol
         else:
             differences, _ = stale_differences(RunDir(out / run.name), planned)
             if differences:
-                console.print(f"[yellow]stale[/yellow] {run.name}: trained under another config ({', '.join(differences[:6])});"
-                              " left out of the report (running the study trains it anew)")
+                console.print(f"[yellow]stale[/yellow] {run.name}: trained under another config "
+                              f"({', '.join(differences[:6])}); left out of the report (running the study trains it "
+                              "anew)")
                 continue
         current.append(run)
     return current

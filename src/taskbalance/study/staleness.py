@@ -27,7 +27,8 @@ class StaleRun:
 
     def describe(self) -> str:
         keys = ", ".join(self.differences[:6]) + (" ..." if len(self.differences) > 6 else "")
-        return f"{self.name}: trained under another config ({keys}); moved aside to {self.moved_to.name}, training it anew"
+        return (f"{self.name}: trained under another config ({keys}); moved aside to {self.moved_to.name}, "
+                "training it anew")
 
 
 def differing_keys(stored: RunConfig, planned: RunConfig) -> list[str]:

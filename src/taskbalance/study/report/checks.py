@@ -11,9 +11,9 @@ Their tables are rendered by :mod:`taskbalance.study.report.render`.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from taskbalance.results.convergence import Convergence, check_convergence
@@ -24,7 +24,8 @@ from taskbalance.study.curves import run_validation_curve
 from taskbalance.training.rundir import RunDir
 
 
-def norm_angle_of(table: ResultsTable, sources: Mapping[tuple[str, Hashable], Path], rows: Sequence[str]) -> NormAngle | None:
+def norm_angle_of(table: ResultsTable, sources: Mapping[tuple[str, Hashable], Path],
+                  rows: Sequence[str]) -> NormAngle | None:
     """Claim (d)'s analysis over the table ``rows`` (their seeds' run folders in ``sources``); None when no run
     logged diagnostics."""
     points: list[Point] = []
@@ -52,7 +53,8 @@ class ArmConvergence:
         return all(c.converged for c in self.seeds.values())
 
 
-def validation_reference(stl_folders: Mapping[Hashable, Mapping[str, Path]], mode: str) -> dict[Hashable, dict[str, float]] | dict[str, float]:
+def validation_reference(stl_folders: Mapping[Hashable, Mapping[str, Path]],
+                         mode: str) -> dict[Hashable, dict[str, float]] | dict[str, float]:
     """The single-task validation values: per seed ``{seed: {task: value}}`` (``per-seed``), or their mean over
     the seeds that have every task (``mean``)."""
     per_seed: dict[Hashable, dict[str, float]] = {}
@@ -71,7 +73,8 @@ def validation_reference(stl_folders: Mapping[Hashable, Mapping[str, Path]], mod
 
 
 def arm_convergence(arms: Mapping[str, Mapping[Hashable, tuple[Path, int | None]]],
-                    reference: Mapping[Hashable, Mapping[str, float]] | Mapping[str, float], mode: str) -> list[ArmConvergence]:
+                    reference: Mapping[Hashable, Mapping[str, float]] | Mapping[str, float],
+                    mode: str) -> list[ArmConvergence]:
     """Each arm's convergence (``arms``: arm -> seed -> (run folder, steps trained)); runs without validation
     records are left out."""
     out = []

@@ -10,7 +10,7 @@ paired comparison, Table VI-style mean loss weights, the imbalance summary and t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,8 @@ def _validation_delta(run_dir: RunDir, stl_dirs: Mapping[str, RunDir]) -> float 
         return None
     primary = mtl["primary"]
     try:
-        return delta_m({t: mtl["metrics"][t][primary[t]] for t in stl}, {t: r["metrics"][t][primary[t]] for t, r in stl.items()},  # type: ignore[index]
-                       mtl["higher_is_better"])
+        single = {t: r["metrics"][t][primary[t]] for t, r in stl.items() if r is not None}
+        return delta_m({t: mtl["metrics"][t][primary[t]] for t in stl}, single, mtl["higher_is_better"])
     except (ResultsError, KeyError):
         return None
 
@@ -72,12 +72,15 @@ def _choose_grid(grid: Mapping[str, Sequence[Finished]], runs: Sequence[ReportRu
     no validation record)."""
     if not grid:
         return None
-    scores: dict[str, float | None] = {}
+    scores: dict[str, float] = {}
     for arm, members in grid.items():
         values = [_validation_delta(RunDir(out / f.run.name), _stl_dirs(out, runs, f.run)) for f in members]
-        scores[arm] = None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type, misc]
-    if all(score is not None for score in scores.values()):
-        arm = max(scores, key=lambda a: scores[a])  # type: ignore[arg-type, return-value]
+        known = [v for v in values if v is not None]
+        if len(known) == len(values):
+            scores[arm] = sum(known) / len(known)
+    score: float | None
+    if len(scores) == len(grid):
+        arm = max(scores, key=scores.__getitem__)
         n = len(grid[arm])
         note = f"the grid point with the best mean validation Δm over {n} seed{'s' if n != 1 else ''}"
         score = scores[arm]
@@ -97,7 +100,8 @@ def _baseline(stl: Sequence[Finished]) -> Arm | None:
     by_seed: dict[int, list[RunResult]] = {}
     for f in stl:
         by_seed.setdefault(f.run.seed, []).append(f.result)
-    complete = {seed: compose_baseline(results) for seed, results in by_seed.items() if {r.tasks[0] for r in results} == tasks}
+    complete: dict[Hashable, RunResult] = {seed: compose_baseline(results) for seed, results in by_seed.items()
+                                           if {r.tasks[0] for r in results} == tasks}
     return Arm("Single-task", complete) if complete else None
 
 
@@ -123,9 +127,10 @@ def _arm_rows(variants: Sequence[str], finished: Sequence[Finished], runs: Seque
                 arms.append(Arm(f"{prefix}Single-task", own.runs))
         grid = {arm: fs for arm, fs in members.items() if fs[0].run.kind == "grid"}
         choices[variant] = _choose_grid(grid, runs, out, baseline)
+        choice = choices[variant]
         for arm, fs in members.items():
             kind = fs[0].run.kind
-            if kind == "stl" or (kind == "grid" and arm != choices[variant].arm):  # type: ignore[union-attr]
+            if kind == "stl" or (kind == "grid" and (choice is None or arm != choice.arm)):
                 continue
             label = f"{prefix}{GRID_ROW if kind == 'grid' else arm.split('/')[-1]}"
             arms.append(Arm(label, {f.run.seed: f.result for f in fs}))
@@ -214,7 +219,7 @@ def compute_report(spec: ReportSpec, runs: Sequence[ReportRun], out: Path,
         raise ResultsError("the report needs the single-task runs of the study; no seed has finished all of them")
     mode, margin = spec.delta_m_baseline, spec.equivalence_margin
     table_arms, grid_choices, sources = _arm_rows(variants, finished, runs, out, baseline)
-    table = results_table(table_arms, baseline, reference="uniform", baseline_mode=mode)  # type: ignore[arg-type]
+    table = results_table(table_arms, baseline, reference="uniform", baseline_mode=mode)
     reference_choice = grid_choices.get(variants[0])
     reference_rows = [arm.name for arm in table_arms if any((arm.name, seed) in sources for seed in arm.seeds)]
     verdicts = judge_claims(

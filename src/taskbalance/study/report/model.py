@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from taskbalance.results import Arm, ResultsTable, RunResult, Summary
 from taskbalance.results.power import PairedPower
+from taskbalance.results.table import BaselineMode
 from taskbalance.results.verdicts import Verdict
 from taskbalance.study.report.checks import ArmConvergence
 from taskbalance.training.config import RunConfig
@@ -52,7 +53,7 @@ class ReportSpec(Protocol):
     @property
     def equivalence_margin(self) -> float: ...  # δ of claims (a) and (b) and of the power statements
     @property
-    def delta_m_baseline(self) -> str: ...  # "mean" or "per-seed": Δm's single-task reference
+    def delta_m_baseline(self) -> BaselineMode: ...  # "mean" or "per-seed": Δm's single-task reference
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class StudyReport:
     """Everything the report states, in the order it states it."""
 
     title: str
-    delta_m_baseline: str  # "mean" or "per-seed"
+    delta_m_baseline: BaselineMode  # "mean" or "per-seed"
     margin: float  # δ, in Δm points
     finished: list[Finished]
     planned_runs: int

@@ -98,19 +98,21 @@ def convergence_section(report: StudyReport) -> Section:
     for check in report.convergence:
         late = [str(s) for s, c in check.seeds.items() if not c.converged]
         status = "converged" if check.converged else f"NOT CONVERGED (seed {', '.join(late)})"
-        best = ", ".join(f"{c.best_step}/{c.steps}" if c.best_step is not None else f"—/{c.steps}" for c in check.seeds.values())
+        best = ", ".join(f"{c.best_step}/{c.steps}" if c.best_step is not None else f"—/{c.steps}"
+                         for c in check.seeds.values())
         moves = ", ".join("n/a" if c.move is None else f"{c.move:.2f}" for c in check.seeds.values())
         measure = next(iter(check.seeds.values())).measure
         lines.append([check.arm, status, best, f"{moves} ({measure})"])
+    styles = ["" if line[1] == "converged" else "yellow" for line in lines]
     return Section("Convergence per arm (seeds in order)", ["arm", "status", "best step / steps", "last-quarter move"],
-                   lines, justify=False, fold=True, styles=["" if line[1] == "converged" else "yellow" for line in lines])
+                   lines, justify=False, fold=True, styles=styles)
 
 
 def power_section(report: StudyReport) -> Section:
     """The paired comparisons' power."""
     margin = report.margin
-    lines = [[name, str(p.n), f"{p.sd:.2f}", f"{p.mdd:.2f}", str(p.seeds_for_margin or "> 100000"), f"{p.sd_for_margin:.2f}"]
-             for name, p in report.power]
+    lines = [[name, str(p.n), f"{p.sd:.2f}", f"{p.mdd:.2f}", str(p.seeds_for_margin or "> 100000"),
+              f"{p.sd_for_margin:.2f}"] for name, p in report.power]
     return Section(f"Power of the paired comparisons with {report.table.reference or 'uniform'}",
                    ["arm", "n", "paired sd", "MDD (80%)", f"seeds for {margin:g}", f"sd for {margin:g} at n"], lines,
                    fold=True)
@@ -125,7 +127,8 @@ def arms_markdown(arms: Sequence[Mapping[str, Any]], steps_trained: Mapping[str,
         steps = sorted(set(steps_trained.get(arm["arm"], [])))
         lines.append([
             arm["arm"], arm.get("kind", ""), arm.get("method", ""), json.dumps(arm.get("options", {}), sort_keys=True),
-            arm.get("length", ""), ", ".join(map(str, steps)) or "—", str(arm.get("batch_size", "")), f"{arm.get('lr', '')}",
+            arm.get("length", ""), ", ".join(map(str, steps)) or "—", str(arm.get("batch_size", "")),
+            f"{arm.get('lr', '')}",
             arm.get("dataset", ""), json.dumps(arm.get("data_options", {}), sort_keys=True),
             f"{arm.get('arch', '')} / {arm.get('backbone', '')}", ", ".join(map(str, arm.get("seeds", []))),
         ])
@@ -161,7 +164,8 @@ def report_markdown(report: StudyReport, figures: Sequence[Path], out: Path) -> 
     return "\n\n".join([
         f"# {report.title}",
         *[f"> **Warning:** {w}" for w in report.warnings],
-        *([f"> **Warning:** not converged: {', '.join(report.unconverged)} (see Convergence)"] if report.unconverged else []),
+        *([f"> **Warning:** not converged: {', '.join(report.unconverged)} (see Convergence)"]
+          if report.unconverged else []),
         f"Finished runs: {len(report.finished)} of {report.planned_runs}, seeds {', '.join(map(str, report.seeds))}. "
         f"Δm is primarily computed {BASELINE_RULES[mode]} (study preset `delta_m_baseline: {mode}`); "
         f"`{SEED_CSV}` has every run's Δm against both references.",
@@ -194,9 +198,10 @@ def _summary(s: Summary | None) -> dict[str, Any] | None:
 
 def _row_data(table: ResultsTable) -> list[dict[str, Any]]:
     return [{"name": r.name, "n": r.n, "values": [v.mean for v in r.values], "values_std": [v.std for v in r.values],
-             "improvements": [m.mean for m in r.improvements], "delta_m": r.delta_m.mean, "delta_m_summary": _summary(r.delta_m),
-             "seed_delta_m": {str(k): v for k, v in r.seed_delta_m.items()}, "versus_reference": _summary(r.versus_reference),
-             "versus_p": r.versus_p, "versus_p_holm": r.versus_p_holm, "versus_significant": r.versus_significant}
+             "improvements": [m.mean for m in r.improvements], "delta_m": r.delta_m.mean,
+             "delta_m_summary": _summary(r.delta_m), "seed_delta_m": {str(k): v for k, v in r.seed_delta_m.items()},
+             "versus_reference": _summary(r.versus_reference), "versus_p": r.versus_p,
+             "versus_p_holm": r.versus_p_holm, "versus_significant": r.versus_significant}
             for r in table.rows]
 
 
@@ -212,8 +217,8 @@ def report_data(report: StudyReport, figures: Sequence[Path]) -> dict[str, Any]:
         "notes": list(table.notes),
         "grid": {v: c.__dict__ for v, c in report.grid.items() if c is not None},
         "verdicts": [v.__dict__ for v in report.verdicts],
-        "convergence": [{"arm": c.arm, "converged": c.converged, "seeds": {str(s): x.__dict__ for s, x in c.seeds.items()}}
-                        for c in report.convergence],
+        "convergence": [{"arm": c.arm, "converged": c.converged,
+                         "seeds": {str(s): x.__dict__ for s, x in c.seeds.items()}} for c in report.convergence],
         "power": [{"arm": name, **p.__dict__} for name, p in report.power],
         "warnings": report.warnings,
         "arms": [dict(a) for a in report.planned_arms],

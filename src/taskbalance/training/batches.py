@@ -4,7 +4,8 @@ exactly the batches it already trained on. Under DDP each rank takes every ``wor
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,7 +24,9 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
         if size < batch_size * world_size:
-            raise ValueError(f"the training split has {size} items, fewer than one batch ({batch_size} × {world_size} ranks)")
+            raise ValueError(
+                f"the training split has {size} items, fewer than one batch ({batch_size} × {world_size} ranks)"
+            )
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0

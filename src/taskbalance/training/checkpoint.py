@@ -24,9 +24,10 @@ import random
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,7 +115,9 @@ def _write(staging: Path, model: nn.Module, state: dict[str, Any] | None, step: 
     write_json(staging / MANIFEST, {"step": step, "sha256": {f: file_sha256(staging / f) for f in files}})
 
 
-def save_checkpoint(folder: Path, name: str, step: int, model: nn.Module, state: dict[str, Any] | None = None) -> Checkpoint:
+def save_checkpoint(
+    folder: Path, name: str, step: int, model: nn.Module, state: dict[str, Any] | None = None
+) -> Checkpoint:
     """Save ``model`` (and ``state`` when given) as checkpoint ``name`` at ``step``, atomically, with its manifest.
 
     Raises :class:`CheckpointWriteError` (one line; the staging folder removed, the previous checkpoint untouched)
@@ -193,7 +196,7 @@ def find_checkpoint(folder: Path, name: str, on_damage: Callable[[str], None] = 
             candidates = [target] + [c for c in candidates if c != target]
         except (ValueError, KeyError, TypeError) as error:
             on_damage(f"{pointer} is damaged ({type(error).__name__}); looking for the newest intact {name} checkpoint")
-    problems = []
+    problems: list[str] = []
     for path in candidates:
         problem = verify_checkpoint(path)
         if problem is None:
@@ -212,7 +215,9 @@ def _load(path: Path, loader: Callable[[], Any], errors: tuple[type[BaseExceptio
         return loader()
     except errors as error:
         text = str(error).strip()
-        raise CheckpointError(f"{path} cannot be read ({text.splitlines()[0] if text else type(error).__name__})") from None
+        raise CheckpointError(
+            f"{path} cannot be read ({text.splitlines()[0] if text else type(error).__name__})"
+        ) from None
 
 
 def load_weights(model: nn.Module, checkpoint: Checkpoint | Path, device: torch.device | str = "cpu") -> None:
@@ -221,7 +226,9 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint | Path, device: torch.
     missing, unexpected = _load(path, lambda: load_model(model, str(path), strict=False, device=str(device)),
                                 (OSError, SafetensorError))
     if missing or unexpected:
-        raise RuntimeError(f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        raise RuntimeError(
+            f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
 
 
 def load_state(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -57,8 +58,14 @@ def build_model_for(config: RunConfig, info: DatasetInfo) -> MultiTaskModel:
     """The configured model, its heads sized from the dataset ``info``."""
     from taskbalance.models import build_model
 
-    return build_model(arch=config.model.arch, backbone=config.model.backbone, task_channels=task_channels(config, info),
-                       pretrained=config.model.pretrained, single_task=config.single_task, **config.model.options)
+    return build_model(
+        arch=config.model.arch,
+        backbone=config.model.backbone,
+        task_channels=task_channels(config, info),
+        pretrained=config.model.pretrained,
+        single_task=config.single_task,
+        **config.model.options,
+    )
 
 
 def build_balancer(config: RunConfig, model: MultiTaskModel) -> Balancer:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -100,8 +101,11 @@ class MethodConfig(_Strict):
         try:
             method.Options.model_validate(options)
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(options)'}: "
-                                 f"{'unknown option' if e['type'] == 'extra_forbidden' else e['msg']}" for e in error.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(options)'}: "
+                f"{'unknown option' if e['type'] == 'extra_forbidden' else e['msg']}"
+                for e in error.errors()
+            )
             valid = ", ".join(method.Options.model_fields) or "none"
             raise ValueError(f"{problems} (options of {method.name}: {valid})") from None
         return options
@@ -116,7 +120,9 @@ class MethodConfig(_Strict):
                 raise ValueError(f"source: {method.name} weighs the losses only and takes no per-task gradients; "
                                  "leave source unset (diagnostics.source chooses where gradients are logged)")
             if self.source not in method.supported_sources:
-                raise ValueError(f"source: {method.name} supports {', '.join(method.supported_sources)}, not {self.source}")
+                raise ValueError(
+                    f"source: {method.name} supports {', '.join(method.supported_sources)}, not {self.source}"
+                )
         return self
 
 
@@ -133,7 +139,9 @@ class OptimConfig(_Strict):
     iterations: int | None = Field(None, ge=1)
     epochs: int | None = Field(None, ge=1)
     eval_every: int | None = Field(None, ge=1, description="evaluate every N steps (None: once per epoch)")
-    checkpoint_every: int | None = Field(None, ge=1, description="save the last checkpoint every N steps (None: at each evaluation)")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="save the last checkpoint every N steps (None: at each evaluation)"
+    )
 
     @model_validator(mode="after")
     def _one_length(self) -> OptimConfig:
@@ -152,7 +160,9 @@ class DiagnosticsConfig(_Strict):
 class EvaluationConfig(_Strict):
     """Final evaluation."""
 
-    exact_edge: bool = Field(True, description="BSDS odsF for the final evaluation (the fast approximation during training)")
+    exact_edge: bool = Field(
+        True, description="BSDS odsF for the final evaluation (the fast approximation during training)"
+    )
     max_batches: int | None = Field(None, ge=1, description="evaluate on the first N batches only (smoke tests)")
 
 
@@ -160,7 +170,9 @@ class DistributedConfig(_Strict):
     """Multi-process training under torchrun (no effect in one process; see docs/distributed.md)."""
 
     sync_batchnorm: bool | Literal["auto"] = Field(
-        "auto", description="BatchNorm statistics over all processes (auto: yes on GPUs; PyTorch's SyncBatchNorm needs GPUs)")
+        "auto",
+        description="BatchNorm statistics over all processes (auto: yes on GPUs; PyTorch's SyncBatchNorm needs GPUs)",
+    )
     bucket_mb: float = Field(25.0, gt=0, description="DDP gradient bucket size in MiB (loss-weighting methods)")
 
 
@@ -372,7 +384,7 @@ def config_hash(config: RunConfig, ignore: Sequence[str] = EXECUTION_KEYS) -> st
     data = config.model_dump(mode="json")
     for key in ignore:
         *parents, last = key.split(".")
-        node = data
+        node: Any = data
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):

@@ -21,7 +21,9 @@ one flat broadcast of their bytes.
 
 from __future__ import annotations
 
-from typing import Any, ContextManager, Iterable, Literal
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +33,9 @@ from taskbalance.balancers import Balancer
 from taskbalance.tasks.losses import shared_normaliser
 from taskbalance.training.config import ConfigError
 from taskbalance.training.distributed import DistInfo, ProcessGroupReducer, average_gradients, broadcast_flat
+
+if TYPE_CHECKING:
+    from taskbalance.models.base import MultiTaskModel
 
 
 def uses_ddp(balancer: Balancer) -> bool:
@@ -44,8 +49,10 @@ def wants_sync_batchnorm(setting: bool | Literal["auto"], info: DistInfo, device
         return False
     if device.type != "cuda":
         if setting is True:
-            raise ConfigError("distributed.sync_batchnorm: true needs GPUs (PyTorch's SyncBatchNorm does not run on the "
-                             "CPU); use auto or false")
+            raise ConfigError(
+                "distributed.sync_batchnorm: true needs GPUs (PyTorch's SyncBatchNorm does not run on the "
+                "CPU); use auto or false"
+            )
         return False
     return True
 
@@ -59,7 +66,7 @@ def convert_batchnorm(model: nn.Module, sync: bool) -> nn.Module:
 class TrainingForward(nn.Module):
     """``model.forward_train`` as ``forward`` (what DDP wraps and hooks)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: MultiTaskModel) -> None:
         super().__init__()
         self.model = model
 
@@ -79,15 +86,17 @@ class DataParallel:
         bucket_mb: DDP's bucket size.
     """
 
-    def __init__(self, model: nn.Module, balancer: Balancer, info: DistInfo, replicated: Iterable[Tensor] = (),
+    def __init__(self, model: MultiTaskModel, balancer: Balancer, info: DistInfo, replicated: Iterable[Tensor] = (),
                  bucket_mb: float = 25.0) -> None:
         self.model = model
         self.info = info
         self.reducer = ProcessGroupReducer(info)
         self.ddp: DistributedDataParallel | None = None
         self.unsynced = False  # this step's forward ran under no_sync(): gradient_hook averages the model too
-        self.local_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
-                                   for m in model.modules())
+        self.local_batchnorm = any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+            for m in model.modules()
+        )
         model_params = [p for p in model.parameters() if p.requires_grad]
         managed: set[int] = set()
         if uses_ddp(balancer):
@@ -111,7 +120,7 @@ class DataParallel:
                 return self.ddp(images)
         return self.ddp(images)
 
-    def losses_context(self) -> ContextManager[Any]:
+    def losses_context(self) -> AbstractContextManager[Any]:
         """Compute the task losses inside this: masked means normalised by the global pixel count."""
         return shared_normaliser(self.reducer.mean_count)
 

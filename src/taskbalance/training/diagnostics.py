@@ -10,8 +10,9 @@ combined update (Figs. 7, 9, 14) and the loss weights the method applied. The re
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping, Sequence
 from itertools import combinations
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from taskbalance.balancers import StepResult
 from taskbalance.conventions import PAIR_SEPARATOR
@@ -133,7 +134,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append(f"  largest/smallest weighted task gradient norm w_i‖g_i‖: {fmt(summary['norm_ratio'])} ({late}: "
                      f"{fmt(summary['norm_ratio_late'])}); unweighted ‖g_i‖: {fmt(summary['raw_norm_ratio'])} "
                      f"({late}: {fmt(summary['raw_norm_ratio_late'])})")
-        lines.append(f"  spread of cos(task, combined): {fmt(summary['cos_spread'])} ({late}: {fmt(summary['cos_spread_late'])})")
+        lines.append(
+            f"  spread of cos(task, combined): {fmt(summary['cos_spread'])} ({late}: {fmt(summary['cos_spread_late'])})"
+        )
     for group, label in (("grad_norm_late", "late grad norm"), ("cos_to_update_late", "late cos(task, combined)"),
                          ("weights_mean", "mean weight")):
         values = ", ".join(f"{t} {fmt(v)}" for t, v in summary[group].items())

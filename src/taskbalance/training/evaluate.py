@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from taskbalance.tasks import TaskSpec
 
 
-def autocast_context(device: torch.device, enabled: bool) -> ContextManager[Any]:
+def autocast_context(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
     """bfloat16 autocast on GPU when enabled (no loss scaling needed); a no-op on CPU."""
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -32,8 +33,14 @@ def task_losses(specs: Mapping[str, TaskSpec], output: Any, batch: Mapping[str, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[Mapping[str, Any]], specs: Mapping[str, TaskSpec], device: torch.device,
-             amp: bool = False, max_batches: int | None = None) -> dict[str, dict[str, float]]:
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    specs: Mapping[str, TaskSpec],
+    device: torch.device,
+    amp: bool = False,
+    max_batches: int | None = None,
+) -> dict[str, dict[str, float]]:
     """Metrics of every task over the batches (the model is put in eval mode and restored afterwards)."""
     was_training = model.training
     model.eval()
@@ -56,7 +63,9 @@ def primary(metrics: Mapping[str, Mapping[str, float]], specs: Mapping[str, Task
     return {task: metrics[task][spec.primary_metric] for task, spec in specs.items()}
 
 
-def selection_score(metrics: Mapping[str, Mapping[str, float]], reference: Mapping[str, float], specs: Mapping[str, TaskSpec]) -> float:
+def selection_score(
+    metrics: Mapping[str, Mapping[str, float]], reference: Mapping[str, float], specs: Mapping[str, TaskSpec]
+) -> float:
     """Δm (percent) of the primary metrics against ``reference`` (single-task metrics, or the run's first evaluation);
     the evaluation with the highest score is selected. ``-inf`` when Δm is undefined (a zero reference value)."""
     from taskbalance.results.delta import ResultsError

@@ -15,9 +15,10 @@ batches done in it, restored by the checkpoint hook) sees the same batches in th
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
@@ -99,7 +100,7 @@ class Loop:
         #: the training forward of the model, ``(images, diagnose) -> output`` (the data-parallel hook replaces it)
         self.model_forward: Callable[[torch.Tensor, bool], Any] = lambda images, diagnose: model.forward_train(images)
         #: the context the task losses are computed in (the data-parallel hook normalises them globally)
-        self.losses_context: Callable[[], ContextManager[Any]] = nullcontext
+        self.losses_context: Callable[[], AbstractContextManager[Any]] = nullcontext
         self.reducer: GradientReducer | None = None
         self.hooks = list(hooks)
         self._stop: StopRequest | None = None

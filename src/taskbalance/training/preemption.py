@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Sequence
+from typing import Any
 
 #: The exit status of ``taskbalance train`` stopped by a signal after checkpointing (``EX_TEMPFAIL``: try again).
 PREEMPTED_EXIT_CODE = 75
@@ -50,7 +51,8 @@ class StopRequest:
     def __init__(self, signals: Sequence[int]) -> None:
         self.signals = list(dict.fromkeys(signals))
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
+        # None: a handler not installed from Python, which Python cannot put back (signal.getsignal)
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
@@ -61,7 +63,10 @@ class StopRequest:
                 self._previous[signum] = signal.signal(signum, self._note)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            if handler is not None:
+                signal.signal(signum, handler)
         self._previous.clear()

@@ -5,13 +5,21 @@ Training presets are ``<name>.yaml``; study presets are ``study-<name>.yaml`` (s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
-from taskbalance.training.config import ConfigError, RunConfig, add_plugins, apply_overrides, deep_merge, validate_config
+from taskbalance.training.config import (
+    ConfigError,
+    RunConfig,
+    add_plugins,
+    apply_overrides,
+    deep_merge,
+    validate_config,
+)
 
 STUDY_PREFIX = "study-"
 

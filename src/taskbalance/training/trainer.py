@@ -18,8 +18,9 @@ uninterrupted run bit for bit.
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from rich.console import Console
@@ -58,7 +59,6 @@ from taskbalance.training.presets import load_config
 from taskbalance.training.rundir import RunDir
 from taskbalance.training.state import seed_everything
 from taskbalance.training.url import FeatureAligner, load_teacher
-
 
 if TYPE_CHECKING:
     from taskbalance.models.base import MultiTaskModel

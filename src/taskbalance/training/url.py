@@ -12,8 +12,9 @@ the distance is ``Σ_l mean_{b,pixels} ‖n(up(A_{t,l} f_l)) − n(f^T_t)‖²``
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,11 @@ from taskbalance.training.checkpoint import find_checkpoint, load_weights
 from taskbalance.training.components import build_model_for
 from taskbalance.training.presets import load_config
 
+if TYPE_CHECKING:
+    from taskbalance.models.base import MultiTaskModel
 
-def load_teacher(run_dir: Path, device: torch.device, info: Any) -> nn.Module:
+
+def load_teacher(run_dir: Path, device: torch.device, info: Any) -> MultiTaskModel:
     """The selected (best, else last) single-task model of a run directory, frozen in eval mode (``info``: the
     dataset info the student trains on, which sizes the teacher's head)."""
     run_dir = Path(run_dir)
@@ -44,6 +48,13 @@ def load_teacher(run_dir: Path, device: torch.device, info: Any) -> nn.Module:
     return model
 
 
+def total(terms: Iterable[Tensor]) -> Tensor:
+    """``sum(terms)`` of a non-empty iterable (0 + t1 + t2 + ..., as Python's ``sum``), typed as the tensor it is."""
+    result = sum(terms)
+    assert isinstance(result, Tensor), "no terms to sum"
+    return result
+
+
 def feature_distance(student: Tensor, teacher: Tensor) -> Tensor:
     """Mean over batch and pixels of the squared L2 distance between channel-normalised feature maps."""
     if student.shape[-2:] != teacher.shape[-2:]:
@@ -55,21 +66,32 @@ def feature_distance(student: Tensor, teacher: Tensor) -> Tensor:
 class FeatureAligner(nn.Module):
     """Frozen teachers plus per-task adaptors; :meth:`distances` gives ``dist_t`` for every task with a teacher."""
 
-    def __init__(self, teachers: Mapping[str, nn.Module], student_channels: Sequence[int], teacher_channels: Mapping[str, int],
-                 detach_student: bool) -> None:
+    def __init__(
+        self,
+        teachers: Mapping[str, MultiTaskModel],
+        student_channels: Sequence[int],
+        teacher_channels: Mapping[str, int],
+        detach_student: bool,
+    ) -> None:
         super().__init__()
         self.teachers = dict(teachers)  # not submodules: frozen, loaded from their own runs, never checkpointed here
         self.detach_student = detach_student
-        self.adaptors = nn.ModuleDict({
-            task: nn.ModuleList(nn.Conv2d(c, teacher_channels[task], kernel_size=1, bias=False) for c in student_channels)
-            for task in teachers
-        })
+        self.adaptors = nn.ModuleDict(
+            {
+                task: nn.ModuleList(
+                    nn.Conv2d(c, teacher_channels[task], kernel_size=1, bias=False) for c in student_channels
+                )
+                for task in teachers
+            }
+        )
         for conv in self.adaptors.modules():
             if isinstance(conv, nn.Conv2d):
                 nn.init.xavier_normal_(conv.weight)
 
     @classmethod
-    def build(cls, teachers: Mapping[str, nn.Module], student: nn.Module, images: Tensor, detach_student: bool) -> FeatureAligner:
+    def build(
+        cls, teachers: Mapping[str, MultiTaskModel], student: MultiTaskModel, images: Tensor, detach_student: bool
+    ) -> FeatureAligner:
         """Size the adaptors from one forward pass of the student and the teachers on ``images``."""
         with torch.no_grad():
             student_channels = [f.shape[1] for f in student.forward_train(images).features]
@@ -83,5 +105,7 @@ class FeatureAligner(nn.Module):
         for task, teacher in self.teachers.items():
             with torch.no_grad():
                 target = teacher.forward_train(images).features[-1].float()
-            result[task] = sum(feature_distance(a(f.float()), target) for a, f in zip(self.adaptors[task], features))
+            adaptors = self.adaptors[task]
+            assert isinstance(adaptors, nn.ModuleList)
+            result[task] = total(feature_distance(a(f.float()), target) for a, f in zip(adaptors, features))
         return result

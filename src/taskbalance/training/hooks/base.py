@@ -22,7 +22,8 @@ model (their parameters join the optimizer). ``failure_note()`` ends the one-lin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 

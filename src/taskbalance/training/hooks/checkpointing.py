@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from taskbalance.training import checkpoint as ckpt
 from taskbalance.training.distributed import barrier, gather_objects, process_seed

@@ -3,13 +3,14 @@ added to the task losses (``distill``) or measured with detached features (``mea
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
 from taskbalance.balancers.driver import Forward
 from taskbalance.training.hooks.base import Hook
-from taskbalance.training.url import FeatureAligner
+from taskbalance.training.url import FeatureAligner, total
 
 
 class Distillation(Hook):
@@ -47,7 +48,7 @@ class Distillation(Hook):
                       for t, loss in forward.losses.items()}
             return Forward(losses, forward.features, forward.extra)
         if distances and self.aligner.detach_student:
-            return Forward(forward.losses, forward.features, sum(distances.values()))  # type: ignore[arg-type]
+            return Forward(forward.losses, forward.features, total(distances.values()))
         return forward
 
     def after_step(self) -> None:

@@ -3,8 +3,8 @@ TensorBoard, on the main process."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from torch.utils.tensorboard import SummaryWriter
 

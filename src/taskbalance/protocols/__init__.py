@@ -4,7 +4,8 @@ under the MTAN protocol, CelebA 40 attributes, MultiMNIST — loaders, networks,
 ```python
 from taskbalance.protocols import protocol_preset, run_protocol
 outcome = run_protocol(protocol_preset("nyuv2-mtan"), method="famo", root="data/nyuv2", out=Path("runs/nyu-famo"))
-outcome.reported["semseg"]["mIoU"], outcome.delta_m      # mean of the last 10 epochs; Δm% (Eq. 5 sign: higher is better)
+outcome.reported["semseg"]["mIoU"]  # mean of the last 10 epochs
+outcome.delta_m                     # Δm% (Eq. 5 sign: higher is better)
 ```
 """
 

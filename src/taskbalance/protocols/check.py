@@ -6,8 +6,8 @@ file, wrong shape, value out of range) in the data package's :class:`~taskbalanc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from taskbalance.data import DataError
 from taskbalance.data.check import CheckReport, Problem
@@ -27,7 +27,7 @@ def check_protocol_data(name: str, root: Path | str, progress: Callable[[int, in
             report.problems.append(Problem(f"{root} ({split})", str(error)))
             continue
         read = getattr(dataset, "load_sample", dataset.__getitem__)
-        total = len(dataset)  # type: ignore[arg-type]
+        total = len(dataset)
         for index in range(total):
             try:
                 read(index)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 console = Console()
-protocol_app = typer.Typer(no_args_is_help=True, help="The method papers' benchmarks: NYUv2 / Cityscapes (MTAN protocol), CelebA, MultiMNIST.")
+protocol_app = typer.Typer(
+    no_args_is_help=True, help="The method papers' benchmarks: NYUv2 / Cityscapes (MTAN protocol), CelebA, MultiMNIST."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,8 +27,11 @@ def list_command() -> None:
     for name in available_protocols():
         preset = protocol_preset(name)
         s = preset.schedule
-        console.print(f"[bold]{name}[/bold]: {preset.description}; {s.epochs} epochs, batch {s.batch_size}, Adam {s.lr:g}"
-                      + (f" halved at epoch {s.halve_at}" if s.halve_at else "") + f"; reports {preset.reporting.rule}")
+        console.print(
+            f"[bold]{name}[/bold]: {preset.description}; {s.epochs} epochs, batch {s.batch_size}, Adam {s.lr:g}"
+            + (f" halved at epoch {s.halve_at}" if s.halve_at else "")
+            + f"; reports {preset.reporting.rule}"
+        )
 
 
 @protocol_app.command("check")
@@ -53,21 +58,36 @@ def check_command(
 def run_command(
     name: Annotated[str, typer.Argument(help="benchmark: nyuv2-mtan, cityscapes, celeba, multimnist")],
     out: Annotated[Path, typer.Option(help="output folder: one run directory per method, report.md, report.csv")],
-    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="balancer name, repeatable (default: uniform)")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="method option: method.key=value (YAML value), repeatable")] = None,
-    root: Annotated[Optional[Path], typer.Option(help="dataset folder (not needed with --cpu)")] = None,
+    method: Annotated[
+        list[str] | None, typer.Option("--method", "-m", help="balancer name, repeatable (default: uniform)")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="method option: method.key=value (YAML value), repeatable"),
+    ] = None,
+    root: Annotated[Path | None, typer.Option(help="dataset folder (not needed with --cpu)")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="the small CPU version on synthetic stand-in data")] = False,
-    single_task: Annotated[Optional[bool], typer.Option("--stl/--no-stl", help="train single-task baselines (default: when the benchmark has no hard-coded one)")] = None,
+    single_task: Annotated[
+        bool | None,
+        typer.Option(
+            "--stl/--no-stl", help="train single-task baselines (default: when the benchmark has no hard-coded one)"
+        ),
+    ] = None,
     seed: int = 0,
     device: str = "cpu",
-    plugins: Annotated[Optional[list[str]], typer.Option("--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable")] = None,
+    plugins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable"
+        ),
+    ] = None,
 ) -> None:
     """Train each method on the benchmark and print the papers' table, with Δm% in the AvgNorm paper's convention
     (higher is better) and the method papers' reported Δm converted to it."""
     from taskbalance.balancers import BalancerError
     from taskbalance.balancers.driver import TrainingDiverged
-    from taskbalance.plugins import import_plugins
     from taskbalance.data import DataError
+    from taskbalance.plugins import import_plugins
     from taskbalance.protocols.presets import protocol_preset
     from taskbalance.protocols.report import report_markdown
     from taskbalance.protocols.suite import run_suite

@@ -11,8 +11,8 @@ the opposite sign (lower is better); :func:`from_papers_convention` converts the
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from taskbalance.results import ResultsError, task_improvements
 
@@ -35,9 +35,13 @@ class MetricColumn:
 
 
 def _normals_columns() -> tuple[MetricColumn, ...]:
-    return (MetricColumn("normals", "mean", False, "Normal Mean"), MetricColumn("normals", "median", False, "Normal Median"),
-            MetricColumn("normals", "within_11.25", True, "11.25"), MetricColumn("normals", "within_22.5", True, "22.5"),
-            MetricColumn("normals", "within_30", True, "30"))
+    return (
+        MetricColumn("normals", "mean", False, "Normal Mean"),
+        MetricColumn("normals", "median", False, "Normal Median"),
+        MetricColumn("normals", "within_11.25", True, "11.25"),
+        MetricColumn("normals", "within_22.5", True, "22.5"),
+        MetricColumn("normals", "within_30", True, "30"),
+    )
 
 
 #: Cityscapes table columns (CAGrad Table 3 / Nash-MTL Table 3): mIoU, pixel accuracy, depth abs / rel error.
@@ -74,7 +78,8 @@ def protocol_delta_m(metrics: Metrics, baseline: Metrics, columns: Sequence[Metr
     """
     if not columns:
         raise ResultsError("Δm needs at least one metric column")
-    values, reference = {}, {}
+    values: dict[str, float] = {}
+    reference: dict[str, float] = {}
     for column in columns:
         for what, source, target in (("metrics", metrics, values), ("baseline", baseline, reference)):
             try:
@@ -128,7 +133,9 @@ def last_epochs_mean(history: Sequence[Metrics], epochs: int = 10) -> dict[str, 
     if epochs < 1:
         raise ResultsError(f"epochs must be at least 1, got {epochs}")
     if len(history) < epochs:
-        raise ResultsError(f"the mean of the last {epochs} epochs needs at least {epochs} evaluated epochs, got {len(history)}")
+        raise ResultsError(
+            f"the mean of the last {epochs} epochs needs at least {epochs} evaluated epochs, got {len(history)}"
+        )
     window = list(history)[-epochs:]
     keys = {(t, m) for t, values in window[0].items() for m in values}
     for entry in window[1:]:

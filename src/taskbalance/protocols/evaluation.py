@@ -3,7 +3,8 @@ best-validation rule), kept in the checkpoints so that a resumed run reports ove
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from taskbalance.training.evaluate import evaluate
 from taskbalance.training.hooks.base import Hook

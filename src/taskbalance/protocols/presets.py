@@ -19,11 +19,10 @@ single-task baselines do not apply to the stand-ins, so their Δm comes from sin
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Optional, Sequence
-
-from torch.utils.data import Dataset
+from typing import Literal
 
 from taskbalance.data import DataError
 from taskbalance.protocols.data import (
@@ -37,6 +36,7 @@ from taskbalance.protocols.data import (
     standin_mtan,
     standin_multimnist,
 )
+from taskbalance.protocols.data.base import ProtocolDataset
 from taskbalance.protocols.delta import (
     CITYSCAPES_COLUMNS,
     CITYSCAPES_STL_BASELINE,
@@ -49,7 +49,7 @@ from taskbalance.protocols.tasks import attribute_task, digit_task, mtan_depth, 
 from taskbalance.tasks import TaskSpec
 
 #: ``load(split, root, seed)``: one split of the preset's data.
-Loader = Callable[[str, Optional[Path], int], Dataset]
+Loader = Callable[[str, Path | None, int], ProtocolDataset]
 #: ``build(task_channels, single_task)``: the preset's network.
 ModelBuilder = Callable[[Mapping[str, int], bool], ProtocolModel]
 
@@ -96,13 +96,16 @@ def _require_root(name: str, root: Path | None, expected: str) -> Path:
 
 
 def _mtan_loader(layout: MTANLayout, expected: str) -> Loader:
-    def load(split: str, root: Path | None, seed: int) -> Dataset:
-        return MTANDataset(layout, _require_root(layout.name, root, expected), split, augment=split == "train", seed=seed)
+    def load(split: str, root: Path | None, seed: int) -> ProtocolDataset:
+        return MTANDataset(
+            layout, _require_root(layout.name, root, expected), split, augment=split == "train", seed=seed
+        )
+
     return load
 
 
 def _standin_mtan_loader(layout: MTANLayout) -> Loader:
-    def load(split: str, root: Path | None, seed: int) -> Dataset:
+    def load(split: str, root: Path | None, seed: int) -> ProtocolDataset:
         return standin_mtan(layout, 4 if split == "train" else 2, (32, 32), seed=seed + (split != "train"))
     return load
 
@@ -128,8 +131,9 @@ def _primary_columns(metric: str, higher: bool) -> Callable[[Sequence[str]], tup
 
 def _segnet_mtan(filters: Sequence[int] | None) -> ModelBuilder:
     def build(channels: Mapping[str, int], single_task: bool) -> ProtocolModel:
-        options = {} if filters is None else {"filters": filters}
-        return SegNetMTAN(channels, single_task=single_task, **options)
+        if filters is None:
+            return SegNetMTAN(channels, single_task=single_task)
+        return SegNetMTAN(channels, filters=filters, single_task=single_task)
     return build
 
 
@@ -137,9 +141,16 @@ def _mtan_preset(name: str, layout: MTANLayout, batch: int, columns: tuple[Metri
                  baseline: Mapping[str, Mapping[str, float]], cpu: bool) -> ProtocolPreset:
     expected = "the folder with train/ and val/ in the MTAN .npy layout"
     if cpu:
-        return ProtocolPreset(f"{name}-cpu", f"{name} pipeline on stand-in data (CPU)", _standin_mtan_loader(layout),
-                              _mtan_task(layout.num_classes), _segnet_mtan((4, 8, 8, 16, 16)), Schedule(2, 4, 1e-3, halve_at=1),
-                              Reporting("last_epochs", 2), _columns_of(columns))
+        return ProtocolPreset(
+            f"{name}-cpu",
+            f"{name} pipeline on stand-in data (CPU)",
+            _standin_mtan_loader(layout),
+            _mtan_task(layout.num_classes),
+            _segnet_mtan((4, 8, 8, 16, 16)),
+            Schedule(2, 4, 1e-3, halve_at=1),
+            Reporting("last_epochs", 2),
+            _columns_of(columns),
+        )
     return ProtocolPreset(name, f"{layout.name} (MTAN protocol), SegNet-MTAN", _mtan_loader(layout, expected),
                           _mtan_task(layout.num_classes), _segnet_mtan(None), Schedule(200, batch, 1e-4, halve_at=100),
                           Reporting("last_epochs", 10), _columns_of(columns), baseline)
@@ -147,12 +158,12 @@ def _mtan_preset(name: str, layout: MTANLayout, batch: int, columns: tuple[Metri
 
 def _celeba(cpu: bool) -> ProtocolPreset:
     if cpu:
-        def load(split: str, root: Path | None, seed: int) -> Dataset:
+        def load(split: str, root: Path | None, seed: int) -> ProtocolDataset:
             return standin_celeba(16 if split == "train" else 8, seed=seed + ("train", "val", "test").index(split))
         widths: Sequence[int] = (4, 8, 8, 16)
         schedule = Schedule(2, 16, 1e-3)
     else:
-        def load(split: str, root: Path | None, seed: int) -> Dataset:
+        def load(split: str, root: Path | None, seed: int) -> ProtocolDataset:
             return CelebADataset(_require_root("celeba", root, "Img/, Anno/, Eval/ of the official release"), split)
         widths = (64, 128, 256, 512)
         schedule = Schedule(15, 256, 3e-4)
@@ -165,12 +176,15 @@ def _celeba(cpu: bool) -> ProtocolPreset:
 
 def _multimnist(cpu: bool) -> ProtocolPreset:
     if cpu:
-        def load(split: str, root: Path | None, seed: int) -> Dataset:
+        def load(split: str, root: Path | None, seed: int) -> ProtocolDataset:
             return standin_multimnist(32 if split == "train" else 16, seed=seed + (split != "train"))
         schedule = Schedule(2, 32, 1e-3)
     else:
-        def load(split: str, root: Path | None, seed: int) -> Dataset:
-            return MultiMNISTDataset.from_mnist(_require_root("multimnist", root, "MNIST's idx files"), split, seed=seed)
+        def load(split: str, root: Path | None, seed: int) -> ProtocolDataset:
+            return MultiMNISTDataset.from_mnist(
+                _require_root("multimnist", root, "MNIST's idx files"), split, seed=seed
+            )
+
         schedule = Schedule(50, 256, 1e-3)
 
     def task(name: str) -> TaskSpec:
@@ -180,13 +194,24 @@ def _multimnist(cpu: bool) -> ProtocolPreset:
 
     def model(channels: Mapping[str, int], single_task: bool) -> ProtocolModel:
         return MultiLeNet(channels, single_task=single_task)
-    return ProtocolPreset("multimnist-cpu" if cpu else "multimnist", "MultiMNIST left/right digits, MultiLeNet", load, task,
-                          model, schedule, Reporting("last_epochs", 1), _primary_columns("accuracy", True))
+
+    return ProtocolPreset(
+        "multimnist-cpu" if cpu else "multimnist",
+        "MultiMNIST left/right digits, MultiLeNet",
+        load,
+        task,
+        model,
+        schedule,
+        Reporting("last_epochs", 1),
+        _primary_columns("accuracy", True),
+    )
 
 
 _BUILDERS: dict[str, Callable[[bool], ProtocolPreset]] = {
     "nyuv2-mtan": lambda cpu: _mtan_preset("nyuv2-mtan", NYUV2, 2, NYUV2_COLUMNS, NYUV2_STL_BASELINE, cpu),
-    "cityscapes": lambda cpu: _mtan_preset("cityscapes", cityscapes_layout(7), 8, CITYSCAPES_COLUMNS, CITYSCAPES_STL_BASELINE, cpu),
+    "cityscapes": lambda cpu: _mtan_preset(
+        "cityscapes", cityscapes_layout(7), 8, CITYSCAPES_COLUMNS, CITYSCAPES_STL_BASELINE, cpu
+    ),
     "celeba": _celeba,
     "multimnist": _multimnist,
 }

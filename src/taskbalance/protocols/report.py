@@ -7,8 +7,8 @@ report's title and table header say :data:`STAND_IN_NOTE`, so a pipeline check i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from taskbalance.protocols.delta import REPORTED_DELTA_M, MetricColumn, protocol_delta_m
 from taskbalance.results import ResultsError, RunResult

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import StepLR
@@ -94,7 +95,7 @@ def run_protocol(
     train_set = preset.load("train", root, seed)
     test_set = preset.load("test", root, seed)
     val_set = preset.load("val", root, seed) if reporting.rule == "best_val" else None
-    names = tuple(tasks) if tasks is not None else tuple(train_set.info.tasks)  # type: ignore[attr-defined]
+    names = tuple(tasks) if tasks is not None else tuple(train_set.info.tasks)
     specs = {name: preset.task(name) for name in names}
     model = preset.model({t: s.out_channels for t, s in specs.items()}, single_task).to(target)
     balancer: Balancer = create(method, tasks=names, shared=model.shared_parameters(),
@@ -104,7 +105,7 @@ def run_protocol(
     optimizer = build_optimizer([{"params": list(model.parameters())},
                                  {"params": list(balancer.parameters()), "weight_decay": 0.0}], optim)
     scheduler = StepLR(optimizer, step_size=schedule.halve_at, gamma=0.5) if schedule.halve_at else None
-    sampler = EpochBatchSampler(len(train_set), schedule.batch_size, seed)  # type: ignore[arg-type]
+    sampler = EpochBatchSampler(len(train_set), schedule.batch_size, seed)
     evaluation = EpochEvaluation(_loader(test_set, schedule.batch_size),
                                  _loader(val_set, schedule.batch_size) if val_set is not None else None)
     hooks: list[Hook] = [evaluation]
@@ -136,7 +137,7 @@ def run_protocol(
         mean_weights=weights, selection=selection,
         meta=ProtocolMeta(protocol=preset.name, method_options=dict(method_options or {}), seed=seed,
                           epochs=schedule.epochs, delta_m_protocol=delta,
-                          dataset_info=dict(train_set.info.metadata)).dump(),  # type: ignore[attr-defined]
+                          dataset_info=dict(train_set.info.metadata)).dump(),
     )
     if out is not None:
         save_run_result(result, out)

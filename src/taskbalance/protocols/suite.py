@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from taskbalance.atomic import atomic_write_text
 from taskbalance.protocols.presets import ProtocolPreset
 from taskbalance.protocols.report import ProtocolTable, is_stand_in, protocol_table, report_markdown, to_csv
 from taskbalance.protocols.runner import run_protocol
 from taskbalance.results import RESULTS_FILENAME, RunResult, compose_baseline, load_run_result
-from taskbalance.atomic import atomic_write_text
 
 
 def _run(out: Path, **kwargs: Any) -> RunResult:
@@ -29,7 +30,7 @@ def run_suite(preset: ProtocolPreset, methods: Sequence[str], out: Path, root: P
             (its first row); default: only when the preset has no hard-coded baseline.
         method_options: method name → balancer options.
     """
-    tasks = tuple(preset.load("train", root, seed).info.tasks)  # type: ignore[attr-defined]
+    tasks = tuple(preset.load("train", root, seed).info.tasks)
     common = {"preset": preset, "root": root, "seed": seed, "device": device}
     runs: list[RunResult] = []
     baseline = preset.baseline

@@ -40,11 +40,18 @@ class VectorCheck(InputCheck):
     def __call__(self, pred: Tensor, target: Tensor) -> None:
         """Raise :class:`TaskError` unless ``pred`` and ``target`` form a valid batch of this task."""
         if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
-            raise TaskError(self.task, f"prediction and label must be tensors, got {type(pred).__name__} and {type(target).__name__}")
+            raise TaskError(
+                self.task,
+                f"prediction and label must be tensors, got {type(pred).__name__} and {type(target).__name__}",
+            )
         if pred.dim() != 2 or pred.shape[1] != self.channels or not pred.is_floating_point():
-            raise TaskError(self.task, f"prediction must be floating B×{self.channels} logits, got {pred.dtype} {tuple(pred.shape)}")
+            raise TaskError(
+                self.task, f"prediction must be floating B×{self.channels} logits, got {pred.dtype} {tuple(pred.shape)}"
+            )
         if target.shape != pred.shape[:1]:
-            raise TaskError(self.task, f"label must have shape ({pred.shape[0]},) (one per image), got {tuple(target.shape)}")
+            raise TaskError(
+                self.task, f"label must have shape ({pred.shape[0]},) (one per image), got {tuple(target.shape)}"
+            )
         if self.labels == "classes":
             if target.is_floating_point() or target.dtype == torch.bool:
                 raise TaskError(self.task, f"label must be integer class ids (torch.long), got {target.dtype}")
@@ -93,8 +100,17 @@ def mtan_depth() -> TaskSpec:
 def mtan_normals() -> TaskSpec:
     """MTAN-protocol normals: cosine loss, angle mean (primary), median and % within 11.25° / 22.5° / 30°."""
     check = InputCheck("normals", 3, "dense", target_channels=3)
-    return TaskSpec("normals", TASK_LABELS["normals"], 3, TaskLoss(check, cosine_normals_loss), partial(NormalsMeter, check),
-                    "mean", False, 0.0, NORMALS_METRICS)
+    return TaskSpec(
+        "normals",
+        TASK_LABELS["normals"],
+        3,
+        TaskLoss(check, cosine_normals_loss),
+        partial(NormalsMeter, check),
+        "mean",
+        False,
+        0.0,
+        NORMALS_METRICS,
+    )
 
 
 def digit_task(name: str, label: str, num_classes: int = 10) -> TaskSpec:

@@ -12,15 +12,16 @@ torchvision's ``Resize``), as float RGB in [0, 1]; one float 0/1 label per attri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
 
 from taskbalance.data import DataError, DatasetInfo
+from taskbalance.protocols.data.base import ProtocolDataset
 
 #: CelebA's official partition codes.
 PARTITIONS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
@@ -67,7 +68,7 @@ def read_partition(path: Path) -> dict[str, int]:
     return partition
 
 
-class CelebADataset(Dataset):
+class CelebADataset(ProtocolDataset):
     """One official split of CelebA with the requested attributes as tasks (default: all 40).
 
     Args:
@@ -88,7 +89,9 @@ class CelebADataset(Dataset):
         partition = read_partition(_find(self.root, "Eval/list_eval_partition.txt", "list_eval_partition.txt"))
         unassigned = [image for image in images if image not in partition]
         if unassigned:
-            raise DataError(f"celeba: {unassigned[0]} (and {len(unassigned) - 1} more) has no entry in the partition file")
+            raise DataError(
+                f"celeba: {unassigned[0]} (and {len(unassigned) - 1} more) has no entry in the partition file"
+            )
         chosen = list(tasks) if tasks is not None else names
         unknown = [t for t in chosen if t not in names]
         if unknown or not chosen or len(set(chosen)) != len(chosen):

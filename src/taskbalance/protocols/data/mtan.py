@@ -16,18 +16,19 @@ protocol's [0, 1] range; −1 labels become 255.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from taskbalance.conventions import IGNORE_INDEX
 from taskbalance.data import DataError, DatasetInfo
 from taskbalance.data.base import check_tasks
 from taskbalance.protocols.data.augment import mtan_scale_crop_flip
+from taskbalance.protocols.data.base import ProtocolDataset
 
 #: The folder of each split (the papers train on ``train`` and evaluate on ``val``, which is their test set).
 SPLIT_FOLDERS: dict[str, str] = {"train": "train", "test": "val"}
@@ -59,7 +60,9 @@ def cityscapes_layout(classes: int = 7) -> MTANLayout:
     """The Cityscapes layout with the 7-class (the papers') or 19-class labels."""
     layouts = {7: CITYSCAPES_7, 19: CITYSCAPES_19}
     if classes not in layouts:
-        raise DataError(f"cityscapes: classes must be 7 (label_7/, the papers' setting) or 19 (label_19/), got {classes!r}")
+        raise DataError(
+            f"cityscapes: classes must be 7 (label_7/, the papers' setting) or 19 (label_19/), got {classes!r}"
+        )
     return layouts[classes]
 
 
@@ -101,7 +104,7 @@ def _shaped(path: Path, array: np.ndarray, height: int, width: int, channels: in
     return array
 
 
-class MTANDataset(Dataset):
+class MTANDataset(ProtocolDataset):
     """One split of a dataset in the MTAN ``.npy`` layout (see the module docstring).
 
     Args:
@@ -120,18 +123,28 @@ class MTANDataset(Dataset):
         self.layout = layout
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DataError(f"{layout.name}: dataset folder {self.root} does not exist (expected train/ and val/ inside)")
+            raise DataError(
+                f"{layout.name}: dataset folder {self.root} does not exist (expected train/ and val/ inside)"
+            )
         self.folder = self.root / SPLIT_FOLDERS[split]
         self.tasks = check_tasks(layout.name, tasks or layout.tasks, layout.tasks)
         self.length = _indices(self.folder / "image")
         for task in self.tasks:
             count = _indices(self.folder / layout.folder(task))
             if count != self.length:
-                raise DataError(f"{self.folder / layout.folder(task)} holds {count} files but image/ holds {self.length}")
+                raise DataError(
+                    f"{self.folder / layout.folder(task)} holds {count} files but image/ holds {self.length}"
+                )
         self.augment = augment
         self._generator = torch.Generator().manual_seed(seed)
-        self.info = DatasetInfo(layout.name, self.tasks, {"semseg": layout.num_classes}, 0.0, False,
-                                {"root": str(self.root), "layout": f"mtan-npy/{layout.label_folder}", "split_folder": self.folder.name})
+        self.info = DatasetInfo(
+            layout.name,
+            self.tasks,
+            {"semseg": layout.num_classes},
+            0.0,
+            False,
+            {"root": str(self.root), "layout": f"mtan-npy/{layout.label_folder}", "split_folder": self.folder.name},
+        )
 
     def __len__(self) -> int:
         return self.length
@@ -146,9 +159,14 @@ class MTANDataset(Dataset):
         if image.ndim != 3 or image.shape[2] != 3:
             raise DataError(f"{path}: expected an H×W×3 image, got shape {'×'.join(map(str, image.shape))}")
         if image.min() < -RANGE_TOLERANCE or image.max() > 1 + RANGE_TOLERANCE:
-            raise DataError(f"{path}: image values span [{image.min():.3g}, {image.max():.3g}], expected [0, 1] (MTAN preprocessing)")
+            raise DataError(
+                f"{path}: image values span [{image.min():.3g}, {image.max():.3g}], "
+                "expected [0, 1] (MTAN preprocessing)"
+            )
         height, width = image.shape[:2]
-        sample: dict[str, Any] = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))}
+        sample: dict[str, Any] = {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+        }
         for task in self.tasks:
             path = self._path(task, index)
             if task == "semseg":

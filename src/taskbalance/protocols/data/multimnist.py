@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from taskbalance.data import DataError, DatasetInfo
+from taskbalance.protocols.data.base import ProtocolDataset
 
 #: MNIST file stems per split (``.gz`` also accepted); idx magic numbers of image and label files.
 MNIST_FILES: dict[str, tuple[str, str]] = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -67,7 +67,9 @@ def read_mnist(root: Path | str, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = _read_idx(_locate(root, image_stem), IMAGE_MAGIC, 3)
     labels = _read_idx(_locate(root, label_stem), LABEL_MAGIC, 1)
     if images.shape[0] != labels.shape[0] or images.shape[1:] != (DIGIT, DIGIT):
-        raise DataError(f"multimnist: {split} has {images.shape[0]} images of {images.shape[1:]} but {labels.shape[0]} labels")
+        raise DataError(
+            f"multimnist: {split} has {images.shape[0]} images of {images.shape[1:]} but {labels.shape[0]} labels"
+        )
     if labels.max(initial=0) > 9:
         raise DataError(f"multimnist: {split} labels must be digits 0-9, found {int(labels.max())}")
     return images, labels
@@ -85,7 +87,9 @@ def overlay(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     canvas = np.zeros((left.shape[0], CANVAS, CANVAS), dtype=np.float64)
     canvas[:, :DIGIT, :DIGIT] = left
     canvas[:, OFFSET : OFFSET + DIGIT, OFFSET : OFFSET + DIGIT] = right
-    canvas[:, OFFSET:DIGIT, OFFSET:DIGIT] = np.maximum(left[:, OFFSET:, OFFSET:], right[:, : DIGIT - OFFSET, : DIGIT - OFFSET])
+    canvas[:, OFFSET:DIGIT, OFFSET:DIGIT] = np.maximum(
+        left[:, OFFSET:, OFFSET:], right[:, : DIGIT - OFFSET, : DIGIT - OFFSET]
+    )
     low = canvas.min(axis=(1, 2), keepdims=True)
     span = canvas.max(axis=(1, 2), keepdims=True) - low
     scaled = ((canvas - low) * (255.0 / np.where(span == 0, 1.0, span))).clip(0, 255) + 0.5
@@ -93,7 +97,7 @@ def overlay(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint8)[:, index[:, None], index[None, :]]
 
 
-class MultiMNISTDataset(Dataset):
+class MultiMNISTDataset(ProtocolDataset):
     """MultiMNIST examples from digit images and labels: tasks ``left`` and ``right`` (class ids 0-9).
 
     Build it from files with :meth:`from_mnist`, or from any digit arrays (the CPU stand-in uses drawn glyphs).
@@ -112,7 +116,9 @@ class MultiMNISTDataset(Dataset):
         self.images = ((pixels - MNIST_MEAN) / MNIST_STD)[:, None]
         self.left = torch.from_numpy(labels.astype(np.int64))
         self.right = self.left[torch.from_numpy(partners)]
-        self.info = DatasetInfo(name, TASKS, {"left": 10, "right": 10}, 0.0, False, {"seed": seed, "examples": len(images)})
+        self.info = DatasetInfo(
+            name, TASKS, {"left": 10, "right": 10}, 0.0, False, {"seed": seed, "examples": len(images)}
+        )
 
     @classmethod
     def from_mnist(cls, root: Path | str, split: str = "train", seed: int = 0) -> MultiMNISTDataset:

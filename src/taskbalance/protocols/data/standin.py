@@ -9,20 +9,21 @@ the real data. Each has the real dataset's item format and a learnable signal; n
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from taskbalance.conventions import IGNORE_INDEX
 from taskbalance.data import DatasetInfo
+from taskbalance.protocols.data.base import ProtocolDataset
 from taskbalance.protocols.data.mtan import MTANLayout
 from taskbalance.protocols.data.multimnist import DIGIT, MultiMNISTDataset
 
 
-class TensorItems(Dataset):
+class TensorItems(ProtocolDataset):
     """Items from stacked tensors: ``image`` N×C×H×W and one N×… tensor per task."""
 
     def __init__(self, tensors: Mapping[str, torch.Tensor], info: DatasetInfo) -> None:
@@ -58,10 +59,14 @@ def standin_mtan(layout: MTANLayout, count: int, resolution: tuple[int, int], se
         depth[:, :, :band] = 0.0
         tensors["depth"] = depth
     if "normals" in layout.tasks:
-        normals = F.normalize(torch.stack([images[:, 2] - 0.5, images[:, 0] - 0.5, torch.ones_like(images[:, 0])], 1), dim=1)
+        normals = F.normalize(
+            torch.stack([images[:, 2] - 0.5, images[:, 0] - 0.5, torch.ones_like(images[:, 0])], 1), dim=1
+        )
         normals[:, :, :band] = 0.0
         tensors["normals"] = normals
-    info = DatasetInfo(f"{layout.name}-standin", layout.tasks, {"semseg": layout.num_classes}, 0.0, False, {"seed": seed})
+    info = DatasetInfo(
+        f"{layout.name}-standin", layout.tasks, {"semseg": layout.num_classes}, 0.0, False, {"seed": seed}
+    )
     return TensorItems(tensors, info)
 
 

@@ -3,7 +3,8 @@ backbone, taking images of a fixed channel count at sizes the network divides ex
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from torch import Tensor, nn
 
@@ -29,17 +30,21 @@ class ProtocolModel(MultiTaskModel):
         self.in_channels = in_channels
 
     @property
-    def backbone(self) -> nn.Module:  # type: ignore[override]
+    def backbone(self) -> NoReturn:
         """Protocol networks have no timm backbone: the shared part is ``self.shared``."""
         raise ModelError(f"{type(self).__name__} has no timm backbone; use shared_parameters() / last_shared_layer()")
 
     def forward_train(self, images: Tensor) -> ModelOutput:
         """Predictions and shared-feature taps for a B×C×H×W batch (C and the size divisor fixed by the network)."""
         if images.dim() != 4 or images.shape[1] != self.in_channels:
-            raise ModelError(f"{type(self).__name__} expects images of shape B×{self.in_channels}×H×W, got {tuple(images.shape)}")
+            raise ModelError(
+                f"{type(self).__name__} expects images of shape B×{self.in_channels}×H×W, got {tuple(images.shape)}"
+            )
         height, width = images.shape[-2:]
         if height % self.size_divisor or width % self.size_divisor:
-            raise ModelError(f"{type(self).__name__} needs H and W divisible by {self.size_divisor}, got {height}×{width}")
+            raise ModelError(
+                f"{type(self).__name__} needs H and W divisible by {self.size_divisor}, got {height}×{width}"
+            )
         return self._forward(images)
 
     def last_shared_layer(self) -> nn.Module:

@@ -6,7 +6,7 @@ network) and tap the shared representation for the balancers.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -19,7 +19,11 @@ CELEBA_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def _fc_bn_relu(in_features: int, out_features: int) -> list[nn.Module]:
@@ -49,12 +53,12 @@ class CelebACNN(ProtocolModel):
         self.shared["encoder"] = encoder
         self.last_shared = encoder[-3]
         for task, channels in task_channels.items():
-            self.task_specific[task]["head"] = nn.Linear(w[3], channels)
+            self.task_modules(task)["head"] = nn.Linear(w[3], channels)
 
     def _forward(self, images: Tensor) -> ModelOutput:
         taps: list[Tensor] = []
         shared = tap(self.shared["encoder"](images), taps)
-        return ModelOutput({task: self.task_specific[task]["head"](shared) for task in self.tasks}, features=taps)
+        return ModelOutput({task: self.task_modules(task)["head"](shared) for task in self.tasks}, features=taps)
 
 
 class MultiLeNet(ProtocolModel):
@@ -74,11 +78,11 @@ class MultiLeNet(ProtocolModel):
         self.shared["encoder"] = encoder
         self.last_shared = encoder[-2]
         for task, channels in task_channels.items():
-            self.task_specific[task]["head"] = nn.Sequential(nn.Linear(50, 50), nn.ReLU(), nn.Linear(50, channels))
+            self.task_modules(task)["head"] = nn.Sequential(nn.Linear(50, 50), nn.ReLU(), nn.Linear(50, channels))
 
     def _forward(self, images: Tensor) -> ModelOutput:
         if images.shape[-2:] != (28, 28):
             raise ModelError(f"MultiLeNet expects 28×28 images, got {tuple(images.shape[-2:])}")
         taps: list[Tensor] = []
         shared = tap(self.shared["encoder"](images), taps)
-        return ModelOutput({task: self.task_specific[task]["head"](shared) for task in self.tasks}, features=taps)
+        return ModelOutput({task: self.task_modules(task)["head"](shared) for task in self.tasks}, features=taps)

@@ -15,8 +15,8 @@ feature taps, so use the ``params`` or ``last_layer`` gradient source with SegNe
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from taskbalance.models import ModelError, ModelOutput
 from taskbalance.models.architectures.mtan import attention_layer
-from taskbalance.models.base import tap
+from taskbalance.models.base import as_type, tap
 from taskbalance.protocols.models.base import ProtocolModel, xavier_init
 
 #: The MTAN repository's channel widths per level.
@@ -58,18 +58,25 @@ class TrunkOutput:
 
 
 class SegNetTrunk(nn.Module):
-    """The shared SegNet encoder–decoder (``encoder_block``, ``conv_block_enc``, ``decoder_block``, ``conv_block_dec``)."""
+    """The shared SegNet encoder–decoder (``encoder_block``, ``conv_block_enc``, ``decoder_block``,
+    ``conv_block_dec``)."""
 
     def __init__(self, filters: Sequence[int] = SEGNET_FILTERS, in_channels: int = 3) -> None:
         super().__init__()
         f = list(filters)
         if len(f) != LEVELS or min(f) < 1:
             raise ModelError(f"SegNet needs {LEVELS} positive channel widths, got {filters}")
-        self.encoder_block = nn.ModuleList([conv_block(in_channels, f[0])] + [conv_block(f[i], f[i + 1]) for i in range(4)])
+        self.encoder_block = nn.ModuleList(
+            [conv_block(in_channels, f[0])] + [conv_block(f[i], f[i + 1]) for i in range(4)]
+        )
         self.conv_block_enc = nn.ModuleList(conv_block(f[i], f[i], 1 if i < 2 else 2) for i in range(LEVELS))
-        self.decoder_block = nn.ModuleList([conv_block(f[0], f[0])] + [conv_block(f[i], f[i - 1]) for i in range(1, LEVELS)])
+        self.decoder_block = nn.ModuleList(
+            [conv_block(f[0], f[0])] + [conv_block(f[i], f[i - 1]) for i in range(1, LEVELS)]
+        )
         self.conv_block_dec = nn.ModuleList(
-            [conv_block(f[0], f[0]), conv_block(f[0], f[0])] + [conv_block(f[i - 1], f[i - 1], 2) for i in range(2, LEVELS)])
+            [conv_block(f[0], f[0]), conv_block(f[0], f[0])]
+            + [conv_block(f[i - 1], f[i - 1], 2) for i in range(2, LEVELS)]
+        )
 
     def forward(self, x: Tensor) -> TrunkOutput:
         """All shared intermediate tensors (see :class:`TrunkOutput`)."""
@@ -84,7 +91,7 @@ class SegNetTrunk(nn.Module):
             indices.append(index)
         for step in range(LEVELS):
             level = LEVELS - 1 - step
-            x = F.max_unpool2d(x, indices[level], 2, 2, output_size=out.encoder_out[level].shape[-2:])
+            x = F.max_unpool2d(x, indices[level], (2, 2), (2, 2), output_size=out.encoder_out[level].shape[-2:])
             out.unpooled.append(x)
             x = self.conv_block_dec[level](self.decoder_block[level](x))
             out.decoder_out.append(x)
@@ -101,13 +108,13 @@ class SegNet(ProtocolModel):
         self.shared["trunk"] = trunk
         self.last_shared = trunk.conv_block_dec[0]
         for task, channels in task_channels.items():
-            self.task_specific[task]["head"] = prediction_head(filters[0], channels)
+            self.task_modules(task)["head"] = prediction_head(filters[0], channels)
         xavier_init(self)
 
     def _forward(self, images: Tensor) -> ModelOutput:
         taps: list[Tensor] = []
         shared = tap(self.shared["trunk"](images).decoder_out[-1], taps)
-        predictions = {task: self.task_specific[task]["head"](shared) for task in self.tasks}
+        predictions = {task: self.task_modules(task)["head"](shared) for task in self.tasks}
         return ModelOutput(predictions=predictions, features=taps)
 
 
@@ -124,20 +131,24 @@ class SegNetMTAN(ProtocolModel):
         self.shared_attention_blocks = shared_attention_blocks
 
         def attention_blocks(owner: nn.ModuleDict) -> None:
-            owner["encoder_block_att"] = nn.ModuleList(conv_block(f[j], f[min(j + 1, LEVELS - 1)]) for j in range(LEVELS))
+            owner["encoder_block_att"] = nn.ModuleList(
+                conv_block(f[j], f[min(j + 1, LEVELS - 1)]) for j in range(LEVELS)
+            )
             owner["decoder_block_att"] = nn.ModuleList(
                 [conv_block(f[0], f[0])] + [conv_block(f[k], f[k - 1]) for k in range(1, LEVELS)])
 
         if shared_attention_blocks:
             attention_blocks(self.shared)
         for task, channels in task_channels.items():
-            modules = self.task_specific[task]
+            modules = self.task_modules(task)
             if not shared_attention_blocks:
                 attention_blocks(modules)
             modules["encoder_att"] = nn.ModuleList(
                 [attention_layer(f[0], f[0], f[0])] + [attention_layer(2 * f[j], f[j], f[j]) for j in range(1, LEVELS)])
             modules["decoder_att"] = nn.ModuleList(
-                [attention_layer(2 * f[0], f[0], f[0])] + [attention_layer(f[k] + f[k - 1], f[k - 1], f[k - 1]) for k in range(1, LEVELS)])
+                [attention_layer(2 * f[0], f[0], f[0])]
+                + [attention_layer(f[k] + f[k - 1], f[k - 1], f[k - 1]) for k in range(1, LEVELS)]
+            )
             modules["head"] = prediction_head(f[0], channels)
         xavier_init(self)
 
@@ -150,20 +161,25 @@ class SegNetMTAN(ProtocolModel):
         decoder_out = [tap(t, taps) for t in trunk.decoder_out]
         predictions = {}
         for task in self.tasks:
-            modules = self.task_specific[task]
+            modules = self.task_modules(task)
             blocks = self.shared if self.shared_attention_blocks else modules
-            encoder_block_att, decoder_block_att = blocks["encoder_block_att"], blocks["decoder_block_att"]
+            encoder_block_att = as_type(blocks["encoder_block_att"], nn.ModuleList)
+            decoder_block_att = as_type(blocks["decoder_block_att"], nn.ModuleList)
+            encoder_att = as_type(modules["encoder_att"], nn.ModuleList)
+            decoder_att = as_type(modules["decoder_att"], nn.ModuleList)
             attended: Tensor | None = None
             for level in range(LEVELS):
-                inputs = encoder_first[level] if attended is None else torch.cat([encoder_first[level], attended], dim=1)
-                gated = modules["encoder_att"][level](inputs) * encoder_out[level]
+                inputs = (
+                    encoder_first[level] if attended is None else torch.cat([encoder_first[level], attended], dim=1)
+                )
+                gated = encoder_att[level](inputs) * encoder_out[level]
                 attended = F.max_pool2d(encoder_block_att[level](gated), 2, 2)
             assert attended is not None
             for step in range(LEVELS):
                 level = LEVELS - 1 - step
                 upsampled = F.interpolate(attended, scale_factor=2, mode="bilinear", align_corners=True)
                 refined = decoder_block_att[level](upsampled)
-                mask = modules["decoder_att"][level](torch.cat([unpooled[step], refined], dim=1))
+                mask = decoder_att[level](torch.cat([unpooled[step], refined], dim=1))
                 attended = mask * decoder_out[step]
             predictions[task] = modules["head"](attended)
         return ModelOutput(predictions=predictions, features=taps)

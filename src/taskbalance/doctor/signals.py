@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from taskbalance.conventions import PAIR_SEPARATOR
 from taskbalance.plots.diagnostics import load_records
@@ -141,17 +141,19 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def step_shares(values: Mapping[str, float | None], tasks: Sequence[str]) -> dict[str, float] | None:
     """Each task's part of the sum (None when a value is missing or the sum is 0)."""
     row = [values.get(t) for t in tasks]
-    if any(v is None or not math.isfinite(v) for v in row):
+    finite = [v for v in row if v is not None and math.isfinite(v)]
+    if len(finite) != len(row):
         return None
-    total = math.fsum(abs(v) for v in row)  # type: ignore[arg-type]
-    return {t: abs(v) / total for t, v in zip(tasks, row)} if total > 0 else None  # type: ignore[arg-type]
+    total = math.fsum(abs(v) for v in finite)
+    return {t: abs(v) / total for t, v in zip(tasks, finite)} if total > 0 else None
 
 
 def _ratio(record: DiagnosticsRecord, tasks: Sequence[str]) -> float | None:
     norms = [record.grad_norms.get(t) for t in tasks]
-    if any(n is None for n in norms) or min(norms) <= 0:  # type: ignore[type-var]
+    known = [n for n in norms if n is not None]
+    if len(known) != len(norms) or min(known) <= 0:
         return None
-    return max(norms) / min(norms)  # type: ignore[type-var, operator]
+    return max(known) / min(known)
 
 
 def _median(values: Sequence[float | None]) -> float:
@@ -162,7 +164,9 @@ def _median(values: Sequence[float | None]) -> float:
 def _pair(records: Sequence[DiagnosticsRecord], a: str, b: str) -> PairConflict:
     key = f"{a}{PAIR_SEPARATOR}{b}"
     values = [v for v in (r.cos.get(key) for r in records) if v is not None]
-    return PairConflict(a, b, statistics.fmean(values) if values else 0.0, wilson(sum(v < 0 for v in values), len(values)))
+    return PairConflict(
+        a, b, statistics.fmean(values) if values else 0.0, wilson(sum(v < 0 for v in values), len(values))
+    )
 
 
 def compute_signals(records: Sequence[DiagnosticsRecord]) -> Signals:

@@ -11,8 +11,9 @@ Rows are labelled by the method plus the config values that differ between the c
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 from taskbalance.results.baseline import BASELINE_NAME, compose_baseline
 from taskbalance.results.errors import ResultsError
@@ -21,7 +22,15 @@ from taskbalance.results.schema import RunResult
 
 #: The ``meta`` entries of a run that define its arm (with method, kind and tasks). ``arm_sha256``, when a run records
 #: it, is the hash of its whole resolved config without the seed (and run name, selection baseline, teachers' paths).
-ARM_META_KEYS: tuple[str, ...] = ("method_options", "arch", "backbone", "dataset", "dataset_info", "steps", "arm_sha256")
+ARM_META_KEYS: tuple[str, ...] = (
+    "method_options",
+    "arch",
+    "backbone",
+    "dataset",
+    "dataset_info",
+    "steps",
+    "arm_sha256",
+)
 #: Config values that identify an arm but say nothing to a reader: shown only to tell otherwise equal labels apart.
 _HASH_KEY = "arm_sha256"
 #: Entries of ``meta["dataset_info"]`` that vary between replicates, not between arms.
@@ -121,7 +130,9 @@ def group_runs(runs: Sequence[RunResult]) -> list[Arm]:
         seed = seed_of(run)
         if seed in arm:
             what = f"seed {seed}" if seed is not None else "no recorded seed (meta.seed)"
-            raise ResultsError(f"runs {arm[seed].name!r} and {run.name!r} have the same config and {what}; pass each run once")
+            raise ResultsError(
+                f"runs {arm[seed].name!r} and {run.name!r} have the same config and {what}; pass each run once"
+            )
         arm[seed] = run
     labels = _labels(list(configs.values()))
     return [Arm(label, members[key]) for label, key in zip(labels, configs)]

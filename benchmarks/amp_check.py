@@ -13,7 +13,8 @@ raises ``NonFiniteGradientError`` before anything is written; the loop then skip
 other loss or gradient weighting whose weights are scale-free) are exact; Nash-MTL's normalised update and FAMO's
 loss-ratio weights are not (their unscaled update is off by the scale), which this check does not judge.
 
-    .venv/bin/python benchmarks/amp_check.py --device cuda --size 448x576 --steps 50 --methods uniform,avgnorm,mgda,nashmtl,famo
+    .venv/bin/python benchmarks/amp_check.py --device cuda --size 448x576 --steps 50 \\
+        --methods uniform,avgnorm,mgda,nashmtl,famo
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ import torch
 
 from taskbalance.balancers import NonFiniteGradientError
 from taskbalance.training.batches import to_device
-from taskbalance.training.components import build_balancer, build_model_for, build_optimization, build_specs, build_split
+from taskbalance.training.components import (
+    build_balancer,
+    build_model_for,
+    build_optimization,
+    build_specs,
+    build_split,
+)
 from taskbalance.training.evaluate import task_losses
 from taskbalance.training.presets import load_config
 
@@ -40,15 +47,24 @@ def parse_size(value: str) -> tuple[int, int]:
 def overrides(method: str, device: torch.device, size: tuple[int, int], steps: int, batch: int) -> list[str]:
     """The ``--set`` overrides of ``taskbalance train`` that turn a preset into this check's run."""
     return [
-        f"device={device.type}", "amp=false", "seed=0", "data.name=synthetic", "data.augment=false", "data.num_workers=0",
-        f"data.batch_size={batch}", f"data.options={{resolution: [{size[0]}, {size[1]}], num_scenes: 2, views_per_scene: {max(batch, 4)}}}",
+        f"device={device.type}", "amp=false", "seed=0", "data.name=synthetic", "data.augment=false",
+        "data.num_workers=0", f"data.batch_size={batch}",
+        f"data.options={{resolution: [{size[0]}, {size[1]}], num_scenes: 2, views_per_scene: {max(batch, 4)}}}",
         f"method.name={method}", *(["method.source=params"] if method == "mgda" else []),
         f"optim.iterations={steps}", "optim.epochs=null",
     ]  # fmt: skip
 
 
-def run(preset: str, method: str, device: torch.device, size: tuple[int, int], steps: int, batch: int, dtype: torch.dtype,
-        init_scale: float) -> str:
+def run(
+    preset: str,
+    method: str,
+    device: torch.device,
+    size: tuple[int, int],
+    steps: int,
+    batch: int,
+    dtype: torch.dtype,
+    init_scale: float,
+) -> str:
     """``steps`` mixed-precision steps of ``method``; a one-line summary (RuntimeError on a non-finite loss)."""
     config = load_config(preset, overrides(method, device, size, steps, batch))
     torch.manual_seed(0)
@@ -98,7 +114,8 @@ def run(preset: str, method: str, device: torch.device, size: tuple[int, int], s
     if skipped == steps:
         raise RuntimeError(f"{method}: the GradScaler skipped all {steps} steps (gradients never finite)")
     total = sum(float(v.detach()) for v in scaled.values()) / (scaler.get_scale() if scaler.is_enabled() else 1.0)
-    return f"{method}: {steps} steps, {skipped} skipped by the scaler, final summed loss ≈ {total:.4g}, {time.perf_counter() - start:.1f} s"
+    return (f"{method}: {steps} steps, {skipped} skipped by the scaler, final summed loss ≈ {total:.4g}, "
+            f"{time.perf_counter() - start:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,13 +127,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=parse_size, default=(448, 576))
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--init-scale", type=float, default=2.0**16, help="GradScaler's initial scale (torch's default 2^16)")
+    parser.add_argument(
+        "--init-scale", type=float, default=2.0**16, help="GradScaler's initial scale (torch's default 2^16)"
+    )
     args = parser.parse_args(argv)
     dtype = torch.float16 if args.dtype == "fp16" else torch.bfloat16
     failures = 0
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         try:
-            print(run(args.preset, method, torch.device(args.device), args.size, args.steps, args.batch, dtype, args.init_scale), flush=True)
+            print(
+                run(
+                    args.preset,
+                    method,
+                    torch.device(args.device),
+                    args.size,
+                    args.steps,
+                    args.batch,
+                    dtype,
+                    args.init_scale,
+                ),
+                flush=True,
+            )
         except (RuntimeError, FloatingPointError) as error:
             failures += 1
             print(f"FAILED {error}".splitlines()[0], flush=True)

@@ -1,6 +1,7 @@
 """Throughput of the synthetic dataset: rendering (views/s) and serving items with and without augmentation.
 
-    .venv/bin/python benchmarks/data_throughput.py [--resolution 64x80] [--scenes 24] [--views 16] [--threads 2] [--workers 2]
+    .venv/bin/python benchmarks/data_throughput.py [--resolution 64x80] [--scenes 24] [--views 16] [--threads 2] \\
+        [--workers 2]
 
 Every line gives two rates: per second of wall time (what a run waits for on this machine now) and per second of
 CPU time (user + system of this process and of its DataLoader worker processes, which are counted once they have
@@ -14,7 +15,9 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -37,8 +40,14 @@ def timed(work: Callable[[], T]) -> tuple[T, float, float]:
     return result, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
+def count_images(loader: DataLoader) -> int:
+    """Images in one pass over ``loader``."""
+    return sum(len(batch["image"]) for batch in loader)
+
+
 def rates(count: int, wall: float, cpu: float, unit: str) -> str:
-    return f"{count / wall:.0f} {unit}/s wall, {count / cpu:.0f} {unit}/s of CPU ({count} in {wall:.2f} s wall, {cpu:.2f} CPU-s)"
+    return (f"{count / wall:.0f} {unit}/s wall, {count / cpu:.0f} {unit}/s of CPU "
+            f"({count} in {wall:.2f} s wall, {cpu:.2f} CPU-s)")
 
 
 def main() -> None:
@@ -48,7 +57,9 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (their CPU time is counted)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader worker processes (their CPU time is counted)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     height, width = (int(v) for v in args.resolution.split("x"))
@@ -64,8 +75,9 @@ def main() -> None:
         dataset = build_dataset("synthetic", "train", augment=augment, augment_seed=0, **options)
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
         dataset[0]  # warm-up: one-off set-up (imports, caches) is not throughput
-        count, wall, cpu = timed(lambda: sum(len(batch["image"]) for batch in loader))  # workers exit at the end
-        print(f"serve {'augmented' if augment else 'plain    '} items (batch {args.batch_size}): {rates(count, wall, cpu, 'images')}")
+        count, wall, cpu = timed(partial(count_images, loader))  # workers exit at the end
+        kind = "augmented" if augment else "plain    "
+        print(f"serve {kind} items (batch {args.batch_size}): {rates(count, wall, cpu, 'images')}")
 
     noisy = build_dataset("synthetic", "train", label_noise=True, **options)
     noisy[0]

@@ -29,9 +29,10 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -165,7 +166,9 @@ def _worker(rank: int, store: str, setting: Setting, out: str) -> None:
     per_rank = setting.batch // setting.world
     whole = _batch(setting, setting.batch, device)
     batch = {k: v[rank * per_rank : (rank + 1) * per_rank] for k, v in whole.items()}
-    report = _features_check(base, info, batch, whole) if setting.features_check else _timings(base, info, batch, setting)
+    report = (
+        _features_check(base, info, batch, whole) if setting.features_check else _timings(base, info, batch, setting)
+    )
     if rank == 0:
         Path(out).write_text(json.dumps(report))
     dist.destroy_process_group()
@@ -186,7 +189,9 @@ def _encoder_gradient(row: Row, batch: dict[str, Tensor]) -> Tensor:
     return torch.cat([p.grad.reshape(-1) for p in row.model.shared_parameters()])
 
 
-def _features_check(base: nn.Module, info: DistInfo, batch: dict[str, Tensor], whole: dict[str, Tensor]) -> dict[str, Any]:
+def _features_check(
+    base: nn.Module, info: DistInfo, batch: dict[str, Tensor], whole: dict[str, Tensor]
+) -> dict[str, Any]:
     """W-process vs 1-process encoder gradient of one ``features`` step, and the seed-to-seed spread of 1 process."""
     for module in base.modules():  # per-image outputs: frozen BatchNorm, no dropout
         if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
@@ -320,9 +325,11 @@ def main() -> None:
                       f"{row['seconds'] / reference:.2f}", _mb(row["bytes"]))
     console.print(table)
     four_bytes = 4 * meta["parameters"]
-    console.print(f"model: {meta['parameters']:,} parameters in {meta['tensors']} tensors ({_mb(four_bytes)} of float32 "
-                  f"gradients), {meta['shared']:,} shared; the gradient method moves K={len(TASKS)} shared rows plus the "
-                  f"heads: expected {_mb(4 * (len(TASKS) * meta['shared'] + meta['parameters'] - meta['shared']))}")
+    console.print(
+        f"model: {meta['parameters']:,} parameters in {meta['tensors']} tensors ({_mb(four_bytes)} of float32 "
+        f"gradients), {meta['shared']:,} shared; the gradient method moves K={len(TASKS)} shared rows plus the "
+        f"heads: expected {_mb(4 * (len(TASKS) * meta['shared'] + meta['parameters'] - meta['shared']))}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from taskbalance.balancers import available, create
 TASKS = ("a", "b", "c")
 
 
-def directions(method: str, device: torch.device, jacobians: list[torch.Tensor], losses: list[torch.Tensor]) -> list[torch.Tensor]:
+def directions(
+    method: str, device: torch.device, jacobians: list[torch.Tensor], losses: list[torch.Tensor]
+) -> list[torch.Tensor]:
     torch.manual_seed(0)  # methods without a seed option draw theirs from the global generator (RLW)
     balancer = create(method, tasks=TASKS).to(device)
     out = []
@@ -50,8 +52,10 @@ def main(argv: list[str] | None = None) -> None:
         if worst > args.tolerance:
             failed.append(method)
         print(f"{method:12s} {status:8s} max relative difference {worst:.2e} over {args.steps} steps", flush=True)
-    print(f"{len(available()) - len(failed)}/{len(available())} methods agree on {device} and cpu to {args.tolerance:g} "
-          f"(worst {worst_overall:.2e})")
+    print(
+        f"{len(available()) - len(failed)}/{len(available())} methods agree on {device} and cpu to {args.tolerance:g} "
+        f"(worst {worst_overall:.2e})"
+    )
     sys.exit(1 if failed else 0)
 
 

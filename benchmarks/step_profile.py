@@ -21,9 +21,10 @@ import argparse
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import yaml
 
@@ -74,8 +75,8 @@ def main() -> None:
     from taskbalance.balancers.driver import StepDriver
     from taskbalance.training import loop
     from taskbalance.training import trainer as training
-    from taskbalance.training.hooks import final, logs, validation
     from taskbalance.training.config import apply_settings, validate_config
+    from taskbalance.training.hooks import final, logs, validation
     from taskbalance.training.presets import load_raw
 
     settings = {"optim.iterations": args.steps, "optim.eval_every": max(args.steps // 2, 1), "method.name": args.method}

@@ -20,10 +20,10 @@ and the floor below does not contain it.
   overstates what T trunk backward passes cost).
 * **Timing.** On CPU the clock is the process's CPU time (``time.process_time``; single-threaded by default, so
   it is the step's own work, not the time it waited for a core on a shared machine); on CUDA wall time after
-  ``torch.cuda.synchronize``. Every row gets its own copy of the model. Rounds run one step of every row in a shuffled order, so
-  load drifts hit all rows alike; a row's ratio is the median over rounds of its time divided by uniform's time
-  in the same round (paired), and ``±`` is the half-width of a 95 % bootstrap interval of that median. Rounds
-  continue until every interval is within ``--precision`` (default 0.05), ``--max-rounds`` or ``--budget``.
+  ``torch.cuda.synchronize``. Every row gets its own copy of the model. Rounds run one step of every row in a
+  shuffled order, so load drifts hit all rows alike; a row's ratio is the median over rounds of its time divided by
+  uniform's time in the same round (paired), and ``±`` is the half-width of a 95 % bootstrap interval of that median.
+  Rounds continue until every interval is within ``--precision`` (default 0.05), ``--max-rounds`` or ``--budget``.
 * **Memory.** Peak extra memory of one step: the highest level of allocated bytes during the step minus the level
   at its start, after a warm-up step. On CUDA, ``torch.cuda.max_memory_allocated``; on CPU, the running sum of the
   allocation and free events recorded by the torch profiler (``profile_memory=True``; tensors only, not Python
@@ -49,9 +49,9 @@ import copy
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from rich.console import Console
@@ -89,7 +89,9 @@ class TimmDense(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         z = self.encoder(images)[-1]
-        return [z], [F.interpolate(head(z), size=images.shape[-2:], mode="bilinear", align_corners=False) for head in self.heads]
+        return [z], [
+            F.interpolate(head(z), size=images.shape[-2:], mode="bilinear", align_corners=False) for head in self.heads
+        ]
 
 
 class PackageModel(nn.Module):
@@ -129,7 +131,7 @@ def last_shared_layer(model: nn.Module) -> tuple[str, nn.Module]:
     return infer_last_layer(model.encoder)  # type: ignore[arg-type]
 
 
-def check_gradients(row: "Row") -> None:
+def check_gradients(row: Row) -> None:
     """Stop the benchmark when ``row``'s last step left no gradient on the last shared layer's weight."""
     name, layer = last_shared_layer(row.model)
     grad = layer.weight.grad  # type: ignore[union-attr]
@@ -341,7 +343,11 @@ def benchmark(settings: Settings, console: Console) -> tuple[list[Row], int]:
                 row.balancer.epoch_end()
         timed = rounds - 1
         if timed >= settings.min_rounds:
-            widths = [median_ratio(r.times, uniform.times, settings.seed)[1] for r in rows if r.error is None and r is not uniform]
+            widths = [
+                median_ratio(r.times, uniform.times, settings.seed)[1]
+                for r in rows
+                if r.error is None and r is not uniform
+            ]
             if max(widths, default=0.0) <= settings.precision or time.perf_counter() - start > settings.budget:
                 break
     if settings.memory:
@@ -408,13 +414,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=parse_size, default=(128, 160), help="HxW (default 128x160)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=4, help="number of tasks T (default 4)")
-    parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"method[:source] list, 'all', or {LIBMTL} (default {DEFAULT_ROWS})")
+    parser.add_argument(
+        "--rows", default=DEFAULT_ROWS, help=f"method[:source] list, 'all', or {LIBMTL} (default {DEFAULT_ROWS})"
+    )
     parser.add_argument("--batched", action="store_true", help="add mgda:params with is_grads_batched=True")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1: stable timings)")
     parser.add_argument("--min-rounds", type=int, default=8)
     parser.add_argument("--max-rounds", type=int, default=40)
-    parser.add_argument("--precision", type=float, default=0.05, help="stop when every ratio's 95%% half-width is below")
+    parser.add_argument(
+        "--precision", type=float, default=0.05, help="stop when every ratio's 95%% half-width is below"
+    )
     parser.add_argument("--budget", type=float, default=150.0, help="seconds of timing rounds at most (default 150)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     parser.add_argument("--quick", action="store_true", help="smoke run: 64x80, 3 rounds")

@@ -27,6 +27,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from taskbalance.training import elastic
+
 #: How long a process waits in a collective (rank 0 evaluating the full validation/test split keeps the others
 #: waiting in a barrier; NCCL's own default of 10 minutes is too short for the exact odsF on PASCAL).
 DEFAULT_TIMEOUT_MINUTES = 120
@@ -54,8 +56,10 @@ def init_from_env() -> DistInfo:
     """Join the process group described by torchrun's environment; single-process when ``WORLD_SIZE`` is unset or 1.
 
     NCCL when a GPU is visible (each process on ``cuda:LOCAL_RANK``), Gloo otherwise. The collective timeout is
-    ``TASKBALANCE_DIST_TIMEOUT_MINUTES`` (default 120).
+    ``TASKBALANCE_DIST_TIMEOUT_MINUTES`` (default 120). Under torchrun the group keeps to this attempt's keys of the
+    agent's store, and the process stops when the agent dies (:mod:`taskbalance.training.elastic`).
     """
+    elastic.guard_against_agent_death()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
@@ -64,8 +68,13 @@ def init_from_env() -> DistInfo:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        minutes = float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_MINUTES))
-        dist.init_process_group(backend=backend, timeout=timedelta(minutes=minutes))
+        timeout = timedelta(minutes=float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_MINUTES)))
+        if elastic.uses_agent_store():
+            rank = int(os.environ["RANK"])
+            store = elastic.attempt_store(rank, world_size, timeout)
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, timeout=timeout)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
 
 

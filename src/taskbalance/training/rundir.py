@@ -31,6 +31,25 @@ from taskbalance.jsonlines import JsonLines, write_json
 __all__ = ["JsonLines", "RunDir", "RunDirError", "RunLock", "RunLockedError", "run_dir_for", "write_json"]
 
 LOCK_NAME = "run.lock"
+#: The open lock files of the run locks this process holds, by descriptor (see :func:`_let_go_after_fork`).
+_held: dict[int, IO[str]] = {}
+
+
+def _let_go_after_fork() -> None:
+    """In a forked child (a DataLoader worker), point the descriptors of the parent's run locks at /dev/null.
+
+    An ``flock`` belongs to the open file, which a fork shares: a child would otherwise keep the run locked after
+    its parent died (a torchrun restart then finds the run "in use" by the dead rank 0). The parent's lock stays."""
+    if not _held:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    for descriptor in _held:
+        os.dup2(null, descriptor)
+    os.close(null)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_let_go_after_fork)
 
 
 class RunDirError(ValueError):
@@ -122,7 +141,8 @@ class RunDir:
 
 @dataclass
 class RunLock:
-    """An exclusive ``fcntl.flock`` on a run's lock file, released by :meth:`release` or when the process ends."""
+    """An exclusive ``fcntl.flock`` on a run's lock file, released by :meth:`release` or when the process ends
+    (forked children do not keep it)."""
 
     path: Path
     handle: IO[str] | None = field(default=None, repr=False)
@@ -143,11 +163,13 @@ class RunLock:
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} (started {started})\n")
         handle.flush()
+        _held[handle.fileno()] = handle
         return cls(path, handle)
 
     def release(self) -> None:
         """Unlock (idempotent); the file stays, so that a waiting process locks the same file."""
         if self.handle is not None:
+            _held.pop(self.handle.fileno(), None)
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
             self.handle = None

@@ -5,6 +5,7 @@ depth RMSE 0.5, so M_seg = (mIoU - 40) / 40 * 100, M_dep = (0.5 - RMSE) / 0.5 * 
 
 import pytest
 
+from taskbalance.records import DiagnosticsRecord
 from taskbalance.results import RunResult, baseline_arm, group_runs, results_table
 from taskbalance.results.norm_angle import Point, gradient_profile, norm_angle, points_of
 from taskbalance.results.verdicts import (
@@ -195,13 +196,16 @@ def test_d_inconclusive_when_underpowered():
 
 
 def test_gradient_profile_averages_shares_and_cosines_over_the_logged_steps():
-    records = [
+    tasks = ["a", "b", "c"]
+    records = [DiagnosticsRecord(step=s, tasks=tasks, **fields) for s, fields in enumerate([
         {"weighted_grad_norms": {"a": 1.0, "b": 3.0, "c": 4.0}, "cos": {"a|b": 0.5, "a|c": -0.5, "b|c": 0.1},
          "cos_to_update": {"a": 0.2, "b": 0.8, "c": 0.9}},
         {"weighted_grad_norms": {"a": 1.0, "b": 1.0, "c": 2.0}, "cos": {"a|b": 0.3, "a|c": 0.1, "b|c": 0.1},
          "cos_to_update": {"a": 0.4, "b": None, "c": 0.7}},
         {"weighted_grad_norms": {}},  # a step without norms is skipped
-    ]
+        {"weighted_grad_norms": {"a": 1.0, "b": None, "c": 2.0}},  # so is a step that misses a task's norm
+        {"weighted_grad_norms": {"a": 0.0, "b": 0.0, "c": 0.0}},  # and one whose norms are all zero
+    ])]
     profile = gradient_profile(records)
     # shares: a 1/8 then 1/4 -> 3/16; b 3/8 then 1/4 -> 5/16; c 1/2 then 1/2
     assert profile.share == pytest.approx({"a": 3 / 16, "b": 5 / 16, "c": 0.5})

@@ -12,6 +12,8 @@ records, training, the study, the doctor and the figures read them.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -101,6 +103,18 @@ class DiagnosticsRecord(_Record):
         if name not in self.GROUPS:
             raise KeyError(f"{name!r} is not a diagnostics group; choose from {', '.join(self.GROUPS)}")
         return getattr(self, name) or {}
+
+    def shares(self, name: str, tasks: Sequence[str] | None = None) -> dict[str, float] | None:
+        """Each task's part ``|v_i| / Σ_j |v_j|`` of group ``name`` (e.g. ``weighted_grad_norms``: the task's share of
+        the update's gradient norm) over ``tasks`` (default: the record's tasks); None when a task's value is
+        missing or non-finite, or the sum is 0."""
+        values = self.group(name)
+        row = [values.get(t) for t in (self.tasks if tasks is None else tasks)]
+        finite = [abs(v) for v in row if v is not None and math.isfinite(v)]
+        total = math.fsum(finite)
+        if not row or len(finite) != len(row) or total <= 0:
+            return None
+        return {t: v / total for t, v in zip(self.tasks if tasks is None else tasks, finite, strict=True)}
 
     def _omitted(self) -> set[str]:
         return {"feature_distance"} if self.feature_distance is None else set()

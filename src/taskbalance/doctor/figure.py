@@ -8,7 +8,6 @@ from pathlib import Path
 from taskbalance.atomic import atomic_target
 from taskbalance.conventions import PAIR_SEPARATOR, TASK_LABELS
 from taskbalance.doctor import rules
-from taskbalance.doctor.signals import step_shares
 from taskbalance.plots.diagnostics import window_means
 from taskbalance.records import DiagnosticsRecord
 
@@ -23,7 +22,7 @@ def diagnosis_figure(records: Sequence[DiagnosticsRecord], path: Path, points: i
 
     tasks = list(records[0].tasks)
     steps = [r.step for r in records]
-    shares = [step_shares(r.weighted_grad_norms, tasks) for r in records]
+    shares = [r.shares("weighted_grad_norms", tasks) for r in records]
     figure = Figure(figsize=(13, 3.6))
     share_ax, update_ax, pair_ax = figure.subplots(1, 3)
     for task in tasks:

@@ -138,16 +138,6 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return statistics.fmean(kept) if kept else None
 
 
-def step_shares(values: Mapping[str, float | None], tasks: Sequence[str]) -> dict[str, float] | None:
-    """Each task's part of the sum (None when a value is missing or the sum is 0)."""
-    row = [values.get(t) for t in tasks]
-    finite = [v for v in row if v is not None and math.isfinite(v)]
-    if len(finite) != len(row):
-        return None
-    total = math.fsum(abs(v) for v in finite)
-    return {t: abs(v) / total for t, v in zip(tasks, finite)} if total > 0 else None
-
-
 def _ratio(record: DiagnosticsRecord, tasks: Sequence[str]) -> float | None:
     norms = [record.grad_norms.get(t) for t in tasks]
     known = [n for n in norms if n is not None]
@@ -176,7 +166,7 @@ def compute_signals(records: Sequence[DiagnosticsRecord]) -> Signals:
     tasks = tuple(records[0].tasks)
 
     def per_task_share(group: str) -> dict[str, float]:
-        rows = [s for s in (step_shares(r.group(group), tasks) for r in records) if s is not None]
+        rows = [s for s in (r.shares(group, tasks) for r in records) if s is not None]
         if not rows:
             raise DoctorError(f"the diagnostics records hold no usable {group}")
         return {t: statistics.fmean(row[t] for row in rows) for t in tasks}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskbalance.conventions import PAIR_SEPARATOR
+from taskbalance.records import DiagnosticsRecord
 from taskbalance.results.errors import ResultsError
 
 #: The angle measures compared with the norm share: key -> how the report names it.
@@ -47,30 +48,26 @@ class GradientProfile:
     cos_update: dict[str, float]
 
 
-def gradient_profile(records: Iterable[Mapping[str, Any]]) -> GradientProfile | None:
+def gradient_profile(records: Iterable[DiagnosticsRecord]) -> GradientProfile | None:
     """Average a run's diagnostic records into its :class:`GradientProfile`; None without a record that has
-    weighted gradient norms of at least two tasks."""
+    finite, not all zero weighted gradient norms of all its tasks (at least two)."""
     shares: dict[str, list[float]] = {}
     others: dict[str, list[float]] = {}
     update: dict[str, list[float]] = {}
     for record in records:
-        norms = {
-            t: v for t, v in (record.get("weighted_grad_norms") or {}).items() if v is not None and math.isfinite(v)
-        }
-        total = math.fsum(norms.values())
-        if len(norms) < 2 or total <= 0:
+        step_shares = record.shares("weighted_grad_norms")
+        if step_shares is None or len(step_shares) < 2:
             continue
-        for task, value in norms.items():
-            shares.setdefault(task, []).append(value / total)
-        pairs = record.get("cos") or {}
-        for task in norms:
-            cosines = [v for key, v in pairs.items()
+        for task, value in step_shares.items():
+            shares.setdefault(task, []).append(value)
+        for task in step_shares:
+            cosines = [v for key, v in record.cos.items()
                        if v is not None and math.isfinite(v) and task in key.split(PAIR_SEPARATOR)]
             if cosines:
                 others.setdefault(task, []).append(math.fsum(cosines) / len(cosines))
-            value = (record.get("cos_to_update") or {}).get(task)
-            if value is not None and math.isfinite(value):
-                update.setdefault(task, []).append(value)
+            to_update = (record.cos_to_update or {}).get(task)
+            if to_update is not None and math.isfinite(to_update):
+                update.setdefault(task, []).append(to_update)
     if not shares:
         return None
 

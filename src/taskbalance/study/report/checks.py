@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from taskbalance.records import read_diagnostics
 from taskbalance.results.convergence import Convergence, check_convergence
 from taskbalance.results.norm_angle import NormAngle, Point, gradient_profile, norm_angle, points_of
 from taskbalance.results.power import PairedPower, paired_power
@@ -35,7 +36,7 @@ def norm_angle_of(table: ResultsTable, sources: Mapping[tuple[str, Hashable], Pa
             continue
         for seed, improvements in row.seed_improvements.items():
             folder = sources.get((name, seed))
-            profile = None if folder is None else gradient_profile(RunDir(folder).diagnostics)
+            profile = None if folder is None else gradient_profile(read_diagnostics(folder))
             if profile is not None:
                 points += points_of(name, seed, improvements, profile)
     return norm_angle(points)

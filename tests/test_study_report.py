@@ -216,7 +216,8 @@ def test_report_has_claim_d_and_every_comparisons_power(tmp_path: Path):
         rest = (1 - share) / 2
         for step in (10, 20):
             RunDir(tmp_path / run.name).diagnostics.append({
-                "step": step, "weighted_grad_norms": {"semseg": share, "depth": rest, "normals": rest},
+                "step": step, "tasks": ["semseg", "depth", "normals"],
+                "weighted_grad_norms": {"semseg": share, "depth": rest, "normals": rest},
                 "cos": {"semseg|depth": 0.1, "semseg|normals": 0.2 - 0.01 * run.seed, "depth|normals": 0.0},
                 "cos_to_update": {"semseg": 0.5, "depth": 0.6, "normals": 0.55}})
     data = write_report(Spec(), runs, tmp_path, console=Console(record=True, width=200), draw_figures=False)

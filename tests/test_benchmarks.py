@@ -29,7 +29,7 @@ def load(name: str) -> ModuleType:
 step_time = load("step_time")
 
 
-def one_step(label: str, model: nn.Module) -> "step_time.Row":
+def one_step(label: str, model: nn.Module) -> step_time.Row:
     torch.manual_seed(0)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

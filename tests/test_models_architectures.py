@@ -38,9 +38,15 @@ def test_predictions_and_deep_supervision_are_at_input_resolution(arch: str, bac
     assert set(model(torch.randn(2, 3, 64, 96))) == set(TASKS)
 
 
-@pytest.mark.parametrize(("arch", "backbone", "size"), [
-    ("vanilla", "tiny_vit", (61, 45)), ("mtinet", "tiny", (50, 70)), ("invpt", "tiny_vit", (70, 33)), ("mtan", "tiny", (37, 41)),
-])
+@pytest.mark.parametrize(
+    ("arch", "backbone", "size"),
+    [
+        ("vanilla", "tiny_vit", (61, 45)),
+        ("mtinet", "tiny", (50, 70)),
+        ("invpt", "tiny_vit", (70, 33)),
+        ("mtan", "tiny", (37, 41)),
+    ],
+)
 def test_inputs_off_the_size_multiple_are_padded_and_cropped(arch: str, backbone: str, size: tuple[int, int]) -> None:
     model = _build(arch, backbone).eval()
     image = torch.randn(1, 3, *size)
@@ -53,7 +59,9 @@ def test_inputs_off_the_size_multiple_are_padded_and_cropped(arch: str, backbone
     torch.testing.assert_close(out.predictions["depth"].detach(), reference)
 
 
-@pytest.mark.parametrize(("arch", "backbone", "options"), [*[(a, b, {}) for a, b in TINY], ("mtan", "tiny", {"shared_refinement": False})])
+@pytest.mark.parametrize(
+    ("arch", "backbone", "options"), [*[(a, b, {}) for a, b in TINY], ("mtan", "tiny", {"shared_refinement": False})]
+)
 def test_shared_and_task_parameters_partition_all_parameters(arch: str, backbone: str, options: dict) -> None:
     model = _build(arch, backbone, **options)
     groups = [model.shared_parameters(), *(model.task_parameters(t) for t in TASKS)]
@@ -88,7 +96,8 @@ def test_last_shared_layer_gets_gradient_at_initialisation(arch: str, backbone: 
     ("mtinet", "tiny", {}), ("invpt", "tiny_vit", {}),
 ])
 def test_features_are_a_cut_between_shared_and_task_parameters(arch: str, backbone: str, options: dict) -> None:
-    """Back-propagating ∂L_t/∂features into the shared parameters gives ∂L_t/∂shared; no other task's own parameter moves."""
+    """Back-propagating ∂L_t/∂features into the shared parameters gives ∂L_t/∂shared; no other task's own parameter
+    moves."""
     model = _build(arch, backbone, **options)
     out = model.forward_train(torch.randn(2, 3, 64, 64))
     shared = model.shared_parameters()
@@ -97,7 +106,9 @@ def test_features_are_a_cut_between_shared_and_task_parameters(arch: str, backbo
         direct = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
         on_features = torch.autograd.grad(loss, out.features, retain_graph=True, allow_unused=True)
         pairs = [(f, g) for f, g in zip(out.features, on_features) if g is not None]
-        through = torch.autograd.grad([f for f, _ in pairs], shared, [g for _, g in pairs], retain_graph=True, allow_unused=True)
+        through = torch.autograd.grad(
+            [f for f, _ in pairs], shared, [g for _, g in pairs], retain_graph=True, allow_unused=True
+        )
         for d, t in zip(direct, through):
             assert (d is None) == (t is None)
             if d is not None:
@@ -160,7 +171,9 @@ SMALL_VFM = {
 }
 
 
-@pytest.mark.parametrize(("backbone", "size"), [("vit_b_dinov2", (30, 30)), ("vit_b_sam", (32, 48)), ("vit_b_clip", (40, 24))])
+@pytest.mark.parametrize(
+    ("backbone", "size"), [("vit_b_dinov2", (30, 30)), ("vit_b_sam", (32, 48)), ("vit_b_clip", (40, 24))]
+)
 def test_foundation_model_backbones_run_and_pad_to_their_patch(
     backbone: str, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,7 +189,9 @@ def test_foundation_model_backbones_run_and_pad_to_their_patch(
 
 
 def test_bad_names_and_options_list_the_valid_ones() -> None:
-    with pytest.raises(ModelError, match="unknown architecture 'cross-stitch'; available: vanilla, mtan, mtinet, invpt"):
+    with pytest.raises(
+        ModelError, match="unknown architecture 'cross-stitch'; available: vanilla, mtan, mtinet, invpt"
+    ):
         build_model("cross-stitch", "tiny", TASKS)
     with pytest.raises(ModelError, match="unknown backbone 'resnet101'; available: tiny, resnet18"):
         build_model("vanilla", "resnet101", TASKS)

@@ -63,7 +63,9 @@ def test_paper_table_viii_names_are_registered() -> None:
 
 
 def test_bad_backbone_options() -> None:
-    with pytest.raises(ModelError, match="unknown backbone 'vit_l'; available: tiny, resnet18, resnet50, hrnet18, tiny_vit"):
+    with pytest.raises(
+        ModelError, match="unknown backbone 'vit_l'; available: tiny, resnet18, resnet50, hrnet18, tiny_vit"
+    ):
         build_backbone("vit_l")
     with pytest.raises(ValueError, match="num_levels"):
         build_backbone("tiny_vit", multi_scale=True)
@@ -103,7 +105,9 @@ def test_vit_weights_round_trip_from_a_file(tmp_path: Path) -> None:
 
 
 def test_missing_or_mismatched_weights_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(MissingWeightsError, match=r"does not exist; .*timm.create_model\('resnet50', pretrained=True\)"):
+    with pytest.raises(
+        MissingWeightsError, match=r"does not exist; .*timm.create_model\('resnet50', pretrained=True\)"
+    ):
         build_backbone("resnet50", pretrained=tmp_path / "nope.pth")
     save_file({"fc.weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match=r"lack \d+ tensor\(s\)"):

@@ -123,7 +123,8 @@ def test_train_cli_trains_a_plugin_method_and_resumes_with_it(plugin_dir: Path, 
 
 @pytest.mark.timeout(1500)  # its own bound (1200 s) reports first, with the output
 def test_the_issue_command_trains_half_weights_in_a_fresh_process(tmp_path: Path) -> None:
-    """The check of issue 18: PYTHONPATH=dir taskbalance train quick --plugin my_methods --set method.name=half-weights."""
+    """The check of issue 18:
+    PYTHONPATH=dir taskbalance train quick --plugin my_methods --set method.name=half-weights."""
     (tmp_path / "my_methods.py").write_text(doc_blocks()[0])
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     command = [str(Path(sys.executable).with_name("taskbalance")), "train", "quick", "--plugin", "my_methods",

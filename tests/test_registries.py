@@ -33,7 +33,9 @@ def test_registration_is_explicit_and_refuses_a_duplicate_name():
 
 
 def test_every_package_registry_is_a_registry_in_its_listing_order():
-    assert all(isinstance(r, Registry) for r in (ARCHITECTURES, BACKBONES, DATASETS, TASKS, balancer_registry._REGISTRY))
+    assert all(
+        isinstance(r, Registry) for r in (ARCHITECTURES, BACKBONES, DATASETS, TASKS, balancer_registry._REGISTRY)
+    )
     assert available_tasks() == TASK_NAMES == tuple(TASKS)
     assert available_datasets() == ("synthetic", "nyud", "pascal", "replica")
     assert available_architectures() == ["vanilla", "mtan", "mtinet", "invpt"]

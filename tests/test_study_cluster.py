@@ -67,7 +67,9 @@ def test_each_task_of_a_job_exports_torchs_distributed_environment(monkeypatch: 
     assert export_torch_environment() == 0 and "RANK" not in os.environ
 
 
-def test_a_preempted_job_checkpoints_its_step_and_submitit_requeues_it_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_preempted_job_checkpoints_its_step_and_submitit_requeues_it_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")  # inside a (one-task) submitit job
     monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "17")
     task = _task(tmp_path)

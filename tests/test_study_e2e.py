@@ -61,7 +61,14 @@ def test_study_end_to_end_and_restart(tmp_path: Path):
     assert json.loads((out / "avgnorm/seed-0" / "imbalance.json").read_text())["steps"] == 2
     diagnostics = [json.loads(line) for line in (out / "uniform/seed-0" / "diagnostics.jsonl").read_text().splitlines()]
     assert set(diagnostics[0]["feature_distance"]) == set(uniform.tasks)
-    for name in ("report.md", "table.csv", "table.tex", "radar.png", "figures/cos_to_update.png", "figures/feature_distance.png"):
+    for name in (
+        "report.md",
+        "table.csv",
+        "table.tex",
+        "radar.png",
+        "figures/cos_to_update.png",
+        "figures/feature_distance.png",
+    ):
         assert (out / name).is_file(), name
     text = (out / "report.md").read_text()
     assert "Mean loss weights" in text and "grid search" in text and "uniform" in text

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import Future
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 from rich.console import Console
@@ -48,7 +47,9 @@ def test_plan_runs_every_arm_once_per_seed(tmp_path: Path):
         "uniform/seed-0", "grid-1/seed-0", "rlw/seed-0", "uniform/seed-1", "grid-1/seed-1", "rlw/seed-1"]
     for run in runs:
         assert run.config.seed == run.seed and run.config.threads == 1  # the quick preset's
-        assert run.needs == (() if run.kind == "stl" else (f"stl-depth/seed-{run.seed}", f"stl-normals/seed-{run.seed}"))
+        assert run.needs == (
+            () if run.kind == "stl" else (f"stl-depth/seed-{run.seed}", f"stl-normals/seed-{run.seed}")
+        )
     assert {r.arm for r in runs if r.seed == 1} == {r.arm for r in runs if r.seed == 0}
 
 
@@ -109,7 +110,9 @@ def test_adding_a_seed_runs_one_more_per_arm_and_stale_runs_are_set_aside(tmp_pa
     # a report of the 4-step study leaves the (now 2-step) seed-0 runs out, trains and moves nothing
     code, text = _cli(str(study), "--out", str(out), "--seeds", "2", "--set", "optim.iterations=4", "--report-only")
     assert code == 0, text
-    assert text.count("left out of the report") == 3 and "6 runs" not in text and "3 runs (3 finished, 0 to run)" in text
+    assert (
+        text.count("left out of the report") == 3 and "6 runs" not in text and "3 runs (3 finished, 0 to run)" in text
+    )
     assert load_run_result(out / "uniform/seed-0").meta["steps"] == 2
     assert "| uniform | 1 |" in (out / "report.md").read_text()
 
@@ -169,7 +172,12 @@ def test_scheduler_runs_single_task_first_and_reports_failures_by_name(tmp_path:
         "uniform/seed-1": "not run: stl-depth/seed-1 failed",
         "rlw/seed-1": "not run: stl-depth/seed-1 failed",
     }
-    assert sorted(o.name for o in state.done) == ["stl-depth/seed-0", "stl-normals/seed-0", "stl-normals/seed-1", "uniform/seed-0"]
+    assert sorted(o.name for o in state.done) == [
+        "stl-depth/seed-0",
+        "stl-normals/seed-0",
+        "stl-normals/seed-1",
+        "uniform/seed-0",
+    ]
     assert "FAILED rlw/seed-0" in console.export_text()
 
 
@@ -238,13 +246,17 @@ def test_validation_curves_average_the_seeds_of_an_arm(tmp_path: Path):
         log = RunDir(tmp_path / run.name).metrics
         log.append({"step": 10, "kind": "train", "loss": 1.0})
         for step, rmse in ((50, 2.0 + seed), (100, 1.0 + seed)):
-            log.append({"step": step, "kind": "val", "primary": {"depth": "rmse"}, "metrics": {"depth": {"rmse": rmse}}})
+            log.append(
+                {"step": step, "kind": "val", "primary": {"depth": "rmse"}, "metrics": {"depth": {"rmse": rmse}}}
+            )
     curves, primary = validation_curves(tmp_path, runs)
     assert primary == {"depth": "rmse"}
     assert {step: sorted(v) for step, v in curves[("uniform", "depth")].items()} == {50: [2.0, 3.0], 100: [1.0, 2.0]}
     path = plot_validation_curves(tmp_path, runs, tmp_path / "curves.png")
     assert path is not None and path.stat().st_size > 0
-    assert plot_validation_curves(tmp_path, [SimpleNamespace(name="none/seed-0", arm="none")], tmp_path / "x.png") is None
+    assert (
+        plot_validation_curves(tmp_path, [SimpleNamespace(name="none/seed-0", arm="none")], tmp_path / "x.png") is None
+    )
 
 
 def test_a_resumed_study_goes_on_seed_by_seed_in_the_presets_order(tmp_path: Path):

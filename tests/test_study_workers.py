@@ -73,7 +73,9 @@ def test_sigkill_of_the_study_stops_its_workers_and_the_runs_resume(tmp_path: Pa
     assert done.returncode == 0, done.output
     for run in runs:
         log = out / "logs" / f"{run.parent.name}/seed-0.log"
-        stopped = int(log.with_name(log.name + ".1").read_text().split("stopped by SIGTERM after step ")[1].split(";")[0])
+        stopped = int(
+            log.with_name(log.name + ".1").read_text().split("stopped by SIGTERM after step ")[1].split(";")[0]
+        )
         assert f"from step {stopped}/{STEPS}" in " ".join(log.read_text().split())  # resumed where it stopped
         assert json.loads((run / "results.json").read_text())["meta"]["steps"] == STEPS
 
@@ -113,7 +115,9 @@ def test_rotate_log_keeps_earlier_attempts(tmp_path: Path):
         log.write_text(f"attempt {attempt}\n")
         rotate_log(log, keep=2)
     assert not log.exists()
-    assert (tmp_path / "run.log.1").read_text() == "attempt 4\n" and (tmp_path / "run.log.2").read_text() == "attempt 3\n"
+    assert (tmp_path / "run.log.1").read_text() == "attempt 4\n" and (
+        tmp_path / "run.log.2"
+    ).read_text() == "attempt 3\n"
     assert not (tmp_path / "run.log.3").exists()
 
 

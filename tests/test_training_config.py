@@ -75,29 +75,56 @@ def test_every_study_preset_plans_valid_runs(name: str):
     names = [r.name for r in runs]
     assert len(names) == len(set(names))
     stl = [r for r in runs if r.kind == "stl"]
-    assert stl and all(runs.index(s) < runs.index(o) for s in stl for o in runs if o.kind != "stl" and o.variant == s.variant)
+    assert stl and all(
+        runs.index(s) < runs.index(o) for s in stl for o in runs if o.kind != "stl" and o.variant == s.variant
+    )
 
 
 def test_table_ix_hyperparameters():
     resnet, vit = load_config("nyud-resnet18"), load_config("nyud-vit")
-    assert (resnet.optim.optimizer, resnet.optim.lr, resnet.optim.weight_decay, resnet.optim.epochs) == ("adam", 1e-4, 1e-4, 100)
-    assert (vit.optim.optimizer, vit.optim.lr, vit.optim.weight_decay, vit.optim.grad_clip) == ("adamw", 2e-5, 1e-6, 10.0)
+    assert (resnet.optim.optimizer, resnet.optim.lr, resnet.optim.weight_decay, resnet.optim.epochs) == (
+        "adam",
+        1e-4,
+        1e-4,
+        100,
+    )
+    assert (vit.optim.optimizer, vit.optim.lr, vit.optim.weight_decay, vit.optim.grad_clip) == (
+        "adamw",
+        2e-5,
+        1e-6,
+        10.0,
+    )
     assert (vit.optim.iterations, vit.optim.eval_every, vit.optim.epochs) == (40000, 1000, None)
     assert load_config("pascal-resnet18").optim.epochs == 60
 
 
-@pytest.mark.parametrize(("section", "pattern"), [
-    ({"method": {"name": "famo", "options": {"w_lrr": 0.1}}}, r"method\.options: w_lrr: unknown option \(options of famo: w_lr, gamma, min_losses\)"),
-    ({"method": {"name": "famo", "options": {"w_lr": -1}}}, r"method\.options: w_lr: .*greater than 0"),
-    ({"method": {"name": "famoo"}}, r"method\.name: unknown balancer 'famoo'; available: .*famo"),
-    ({"method": {"name": "uw", "source": "params"}}, r"method: source: uw weighs the losses only"),
-    ({"method": {"name": "db_mtl", "source": "features"}}, r"method: source: db_mtl supports params, not features"),
-    ({"data": {"name": "imagenet"}}, r"data\.name: 'imagenet' is not a known dataset; available: synthetic, nyud"),
-    ({"model": {"arch": "mtan", "backbone": "vit_t"}}, r"model\.backbone: 'vit_t' is not a known backbone for mtan"),
-    ({"model": {"arch": "unet"}}, r"model\.arch: 'unet' is not a known architecture; available: vanilla"),
-    ({"task_options": {"edge": {"pos_weight": 0.9}}}, r"task_options: edge: not a task of this run \(depth, normals\)"),
-    ({"task_options": {"normals": {"l1_reductio": "pixel"}}}, r"task_options: normals: unknown option\(s\) l1_reductio"),
-])
+@pytest.mark.parametrize(
+    ("section", "pattern"),
+    [
+        (
+            {"method": {"name": "famo", "options": {"w_lrr": 0.1}}},
+            r"method\.options: w_lrr: unknown option \(options of famo: w_lr, gamma, min_losses\)",
+        ),
+        ({"method": {"name": "famo", "options": {"w_lr": -1}}}, r"method\.options: w_lr: .*greater than 0"),
+        ({"method": {"name": "famoo"}}, r"method\.name: unknown balancer 'famoo'; available: .*famo"),
+        ({"method": {"name": "uw", "source": "params"}}, r"method: source: uw weighs the losses only"),
+        ({"method": {"name": "db_mtl", "source": "features"}}, r"method: source: db_mtl supports params, not features"),
+        ({"data": {"name": "imagenet"}}, r"data\.name: 'imagenet' is not a known dataset; available: synthetic, nyud"),
+        (
+            {"model": {"arch": "mtan", "backbone": "vit_t"}},
+            r"model\.backbone: 'vit_t' is not a known backbone for mtan",
+        ),
+        ({"model": {"arch": "unet"}}, r"model\.arch: 'unet' is not a known architecture; available: vanilla"),
+        (
+            {"task_options": {"edge": {"pos_weight": 0.9}}},
+            r"task_options: edge: not a task of this run \(depth, normals\)",
+        ),
+        (
+            {"task_options": {"normals": {"l1_reductio": "pixel"}}},
+            r"task_options: normals: unknown option\(s\) l1_reductio",
+        ),
+    ],
+)
 def test_names_and_options_are_checked_against_their_registries(section, pattern):
     with pytest.raises(ConfigError, match=pattern):
         validate_config(minimal(**section))
@@ -116,8 +143,20 @@ def test_train_with_a_bad_method_option_writes_nothing(tmp_path: Path):
     from taskbalance.cli.main import app
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "quick", "--set", "method.name=famo", "--set", "method.options.w_lrr=0.1",
-                                      "--out", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "quick",
+            "--set",
+            "method.name=famo",
+            "--set",
+            "method.options.w_lrr=0.1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 1
     assert "method.options: w_lrr: unknown option" in " ".join(result.output.split())
     assert not out.exists()

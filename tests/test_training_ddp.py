@@ -88,7 +88,9 @@ def _tiny_model() -> nn.Module:
     return copy.deepcopy(_initial_model())
 
 
-def _train(method: str, source: str | None, diagnose: str | None, info: DistInfo | None) -> tuple[Tensor, list[StepResult]]:
+def _train(
+    method: str, source: str | None, diagnose: str | None, info: DistInfo | None
+) -> tuple[Tensor, list[StepResult]]:
     """STEPS SGD steps on the global batch (its shard when ``info`` is given), the middle one measuring per-task
     gradients on ``diagnose``; the flat parameters and each step's result."""
     model = _tiny_model()
@@ -147,7 +149,9 @@ def _exactness_worker(rank: int, store: str, method: str, source: str | None, di
                 assert (got.gramian is None) == (want.gramian is None)
                 if want.gramian is not None:
                     gramians += 1
-                    assert torch.allclose(got.gramian, want.gramian, rtol=1e-4, atol=1e-10 * float(want.gramian.abs().max()))
+                    assert torch.allclose(
+                        got.gramian, want.gramian, rtol=1e-4, atol=1e-10 * float(want.gramian.abs().max())
+                    )
             assert gramians > 0
     finally:
         _leave()
@@ -173,7 +177,10 @@ def _reducer_worker(rank: int, store: str) -> None:
         assert torch.equal(reducer.sum_jacobian(local), torch.tensor([[1.0, 2.5], [1.5, 4.0]]))
         # features: the global feature gradient is the concatenation of the ∇_{z_r} L_r / W, so G = Σ_r G_r / W²
         rows = torch.tensor([[1.0, 0.0], [2.0, 1.0]]) * (rank + 1)
-        whole = torch.cat([torch.tensor([[1.0, 0.0], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [2.0, 1.0]]) * 2], dim=1) / WORLD
+        whole = (
+            torch.cat([torch.tensor([[1.0, 0.0], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [2.0, 1.0]]) * 2], dim=1)
+            / WORLD
+        )
         assert torch.allclose(reducer.sum_gramian(rows @ rows.T), whole @ whole.T)
         assert reducer.bytes_reduced == 2 * 4 + 4 * 4 + 4 * 4
     finally:
@@ -217,7 +224,9 @@ def _masked_mean_worker(rank: int, store: str) -> None:
             assert torch.allclose(part.grad / WORLD, whole.grad[2 * rank : 2 * rank + 2], rtol=1e-5, atol=1e-8), name
             plain = spec.loss(pred[2 * rank : 2 * rank + 2], target[2 * rank : 2 * rank + 2])
             if name in ("semseg", "depth"):  # the per-process masked means would have been wrong
-                assert abs(float(reducer.sum_losses(plain.reshape(1))) - float(single)) > 1e-3 * abs(float(single)), name
+                assert abs(float(reducer.sum_losses(plain.reshape(1))) - float(single)) > 1e-3 * abs(float(single)), (
+                    name
+                )
     finally:
         _leave()
 

@@ -59,7 +59,9 @@ def test_torchrun_two_ranks(tmp_path: Path):
     assert (run / "results.json").is_file() and (run / "checkpoints" / "last.json").is_file()
     writes = {rank: json.loads((dumps / f"writes-rank{rank}.json").read_text()) for rank in (0, 1)}
     assert writes[1] == [] and writes[0], writes
-    train_steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    train_steps = [
+        r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"
+    ]
     assert train_steps == [1, 2, 3, 4]
     assert len(list((run / "tb").iterdir())) == 1
 
@@ -123,8 +125,8 @@ def _record_writes(root: Path, log: list[str]) -> None:
 
 def _worker(run: Path, dumps: Path) -> None:
     """One rank of the job: train the tiny config, then record what this rank wrote and (rank 1) its weights."""
-    from taskbalance.training.trainer import Trainer
     from taskbalance.training.presets import load_config
+    from taskbalance.training.trainer import Trainer
 
     writes: list[str] = []
     _record_writes(run.resolve(), writes)

@@ -41,15 +41,18 @@ def small_disk(tmp_path: Path):
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True, timeout=60
+    )
     if done.returncode != 0:
         pytest.skip(f"tmpfs mount not permitted here: {done.stderr.strip()}")
     yield mount
     subprocess.run(["umount", str(mount)], check=False, timeout=60)
 
 
-def test_full_disk_is_one_line_leaves_no_temporary_folder_and_the_previous_checkpoint_resumes(small_disk: Path, tmp_path: Path):
+def test_full_disk_is_one_line_leaves_no_temporary_folder_and_the_previous_checkpoint_resumes(
+    small_disk: Path, tmp_path: Path
+):
     run = small_disk / "run"
     code, output = _train(run)
     assert code == 1
@@ -68,7 +71,9 @@ def test_full_disk_is_one_line_leaves_no_temporary_folder_and_the_previous_check
     assert f"from step {intact.step}/12" in " ".join(output.split()) and (moved / "results.json").is_file()
 
 
-def test_enospc_while_saving_a_checkpoint_is_one_line_and_removes_the_staging_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_enospc_while_saving_a_checkpoint_is_one_line_and_removes_the_staging_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     model = nn.Linear(4, 4)
     ckpt.save_checkpoint(tmp_path, "last", 1, model, {"step": 1})
 
@@ -85,7 +90,9 @@ def test_enospc_while_saving_a_checkpoint_is_one_line_and_removes_the_staging_fo
     assert _hidden(tmp_path) == [] and ckpt.find_checkpoint(tmp_path, "last").step == 1
 
 
-def test_enospc_while_writing_the_results_is_one_line_naming_the_intact_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_enospc_while_writing_the_results_is_one_line_naming_the_intact_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     def full(result: object, path: Path) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
@@ -97,7 +104,9 @@ def test_enospc_while_writing_the_results_is_one_line_naming_the_intact_checkpoi
     assert f"last checkpoint last-00000012 (step 12) in {tmp_path / 'run' / 'checkpoints'} is intact" in line
 
 
-def test_atomic_writes_fsync_the_file_before_the_rename_and_the_folder_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_atomic_writes_fsync_the_file_before_the_rename_and_the_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     events: list[str] = []
     fsync, replace = os.fsync, os.replace
 

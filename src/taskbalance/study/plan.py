@@ -227,7 +227,7 @@ def single_task_baseline(run: PlannedRun, out: Path) -> dict[str, dict[str, floa
         record = RunDir(out / run_name(stl_arm(run.variant, task), run.seed)).best_validation_record()
         if record is None:
             return None
-        baseline[task] = record["metrics"][task]
+        baseline[task] = {metric: value for metric, value in record.metrics[task].items() if value is not None}
     return baseline
 
 

@@ -22,11 +22,12 @@ import fcntl
 import os
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from taskbalance.jsonlines import JsonLines, write_json
+from taskbalance.records import ValidationRecord, read_validation
 
 __all__ = ["JsonLines", "RunDir", "RunDirError", "RunLock", "RunLockedError", "run_dir_for", "write_json"]
 
@@ -130,13 +131,10 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         return RunLock.acquire(self.root / LOCK_NAME)
 
-    def best_validation_record(self) -> dict[str, Any] | None:
+    def best_validation_record(self) -> ValidationRecord | None:
         """The validation record (metrics, primary, higher_is_better) of the run's selected evaluation, or None."""
-        best = None
-        for record in self.metrics:
-            if record.get("kind") == "val" and record.get("best"):
-                best = record
-        return best
+        best = [record for record in read_validation(self.root) if record.best]
+        return best[-1] if best else None
 
 
 @dataclass
@@ -150,7 +148,7 @@ class RunLock:
     @classmethod
     def acquire(cls, path: Path) -> RunLock:
         """Lock ``path`` or raise :class:`RunLockedError` naming the holder."""
-        handle = open(path, "a+")
+        handle = open(path, "a+")  # noqa: SIM115 (held for the lock's lifetime, closed by release)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -158,7 +156,7 @@ class RunLock:
             holder = handle.read().strip() or "another process"
             handle.close()
             raise RunLockedError(f"{path.parent} is in use by {holder}; wait for that run to end or stop it") from None
-        started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} (started {started})\n")

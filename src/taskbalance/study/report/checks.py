@@ -63,8 +63,9 @@ def validation_reference(stl_folders: Mapping[Hashable, Mapping[str, Path]],
         values = {}
         for task, folder in folders.items():
             record = RunDir(folder).best_validation_record()
-            if record is not None and task in record["primary"]:
-                values[task] = float(record["metrics"][task][record["primary"][task]])
+            value = None if record is None else record.primary_values().get(task)
+            if value is not None:
+                values[task] = value
         per_seed[seed] = values
     if mode != "mean":
         return per_seed

@@ -58,10 +58,10 @@ def _validation_delta(run_dir: RunDir, stl_dirs: Mapping[str, RunDir]) -> float 
     stl = {task: d.best_validation_record() for task, d in stl_dirs.items()}
     if mtl is None or not stl or any(r is None for r in stl.values()):
         return None
-    primary = mtl["primary"]
+    values = mtl.primary_values()
     try:
-        single = {t: r["metrics"][t][primary[t]] for t, r in stl.items() if r is not None}
-        return delta_m({t: mtl["metrics"][t][primary[t]] for t in stl}, single, mtl["higher_is_better"])
+        single = {t: r.primary_values()[t] for t, r in stl.items() if r is not None}
+        return delta_m({t: values[t] for t in stl}, single, mtl.higher_is_better)
     except (ResultsError, KeyError):
         return None
 

@@ -6,9 +6,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from taskbalance.cli.protocol import register
 from taskbalance.data import DataError
 from taskbalance.protocols import NYUV2_COLUMNS, available_protocols, protocol_preset, run_protocol
-from taskbalance.protocols.cli import register
 from taskbalance.protocols.report import protocol_table, to_markdown
 from taskbalance.protocols.suite import run_suite
 from taskbalance.results import load_run_result

@@ -39,3 +39,42 @@ def test_a_protocol_run_resumes_from_its_epoch_checkpoint(tmp_path: Path, monkey
     history = [json.loads((tmp_path / run / HISTORY_FILENAME).read_text()) for run in ("straight", "killed")]
     assert history[0] == history[1]
     assert find_checkpoint(tmp_path / "killed" / "checkpoints", "last").step == 2 * first.step  # two equal epochs
+
+
+def test_protocol_run_resume_on_the_command_line_finishes_a_killed_method(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    from typer.testing import CliRunner
+
+    from taskbalance.cli.main import app
+    from taskbalance.results.schema import load_run_result
+
+    torch.set_num_threads(1)
+    command = ["protocol", "run", "multimnist", "--cpu", "--no-stl", "-m", "uniform", "--seed", "1"]
+    straight = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+    save = Checkpointing.after_step
+
+    def killed_after_the_first_epoch(self: Checkpointing) -> None:
+        save(self)
+        if self.loop.state.epoch == 1 and self.loop.outcome.epoch_done:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpointing, "after_step", killed_after_the_first_epoch)
+        killed = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "killed")])
+    assert killed.exit_code != 0 and not (tmp_path / "killed" / "uniform" / "results.json").exists()
+    first = find_checkpoint(tmp_path / "killed" / "uniform" / "checkpoints", "last")
+    steps: list[int] = []
+
+    def counted(self: Checkpointing) -> None:
+        steps.append(self.loop.state.step)
+        save(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpointing, "after_step", counted)
+        resumed = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "killed"), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(steps) == first.step  # only the second epoch was trained
+    assert find_checkpoint(tmp_path / "killed" / "uniform" / "checkpoints", "last").step == 2 * first.step
+    results = [load_run_result(tmp_path / run / "uniform" / "results.json") for run in ("straight", "killed")]
+    assert results[0].metrics == results[1].metrics

@@ -2,14 +2,13 @@
 
 import typer
 
-from taskbalance.cli import data, doctor, models, results, study, toy, train
+from taskbalance.cli import data, doctor, models, protocol, results, study, toy, train
 from taskbalance.cli.failure import EXIT_STATUS_HELP
-from taskbalance.protocols import cli as protocols
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, epilog=EXIT_STATUS_HELP,
                   help="Multi-task balancing, diagnostics and the imbalance study.")
 
-for group in (toy, results, data, models, train, study, doctor, protocols):
+for group in (toy, results, data, models, train, study, doctor, protocol):
     group.register(app)
 
 

@@ -22,16 +22,17 @@ def _run(out: Path, **kwargs: Any) -> RunResult:
 
 def run_suite(preset: ProtocolPreset, methods: Sequence[str], out: Path, root: Path | None = None,
               method_options: Mapping[str, Mapping[str, Any]] | None = None, single_task: bool | None = None,
-              seed: int = 0, device: str = "cpu") -> ProtocolTable:
+              seed: int = 0, device: str = "cpu", resume: bool = False) -> ProtocolTable:
     """Run ``methods`` on ``preset`` into ``out/<method>`` and write ``out/report.md`` and ``out/report.csv``.
 
     Args:
         single_task: run one single-task model per task (``out/stl-<task>``) and use them as the Δm baseline
             (its first row); default: only when the preset has no hard-coded baseline.
         method_options: method name → balancer options.
+        resume: continue each run from its last epoch checkpoint (see :func:`run_protocol`).
     """
     tasks = tuple(preset.load("train", root, seed).info.tasks)
-    common = {"preset": preset, "root": root, "seed": seed, "device": device}
+    common = {"preset": preset, "root": root, "seed": seed, "device": device, "resume": resume}
     runs: list[RunResult] = []
     baseline = preset.baseline
     if single_task or (single_task is None and baseline is None):

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from taskbalance.cli.failure import fail
+
 console = Console()
 protocol_app = typer.Typer(
     no_args_is_help=True, help="The method papers' benchmarks: NYUv2 / Cityscapes (MTAN protocol), CelebA, MultiMNIST."
@@ -45,8 +47,7 @@ def check_command(
     try:
         report = check_protocol_data(name, root)
     except ValueError as error:
-        console.print(f"[bold red]error:[/bold red] {error}")
-        raise typer.Exit(1) from None
+        raise fail(error) from None
     for problem in report.problems:
         console.print(f"[red]{problem.path}[/red]: {problem.message}")
     console.print(f"{report.samples} items checked, {len(report.problems)} problem(s)")
@@ -75,6 +76,10 @@ def run_command(
     ] = None,
     seed: int = 0,
     device: str = "cpu",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue each run in --out from its last epoch checkpoint (finished and "
+                           "checkpoint-less runs are trained from the start)")
+    ] = False,
     plugins: Annotated[
         list[str] | None,
         typer.Option(
@@ -104,9 +109,8 @@ def run_command(
             options.setdefault(path[0], {})[path[1]] = value
         preset = protocol_preset(name, cpu=cpu)
         table = run_suite(preset, method or ["uniform"], out, root=root, method_options=options,
-                          single_task=single_task, seed=seed, device=device)
+                          single_task=single_task, seed=seed, device=device, resume=resume)
     except (DataError, BalancerError, ResultsError, ConfigError, ValueError, TrainingDiverged) as error:
-        console.print(f"[bold red]error:[/bold red] {error}")
-        raise typer.Exit(1) from None
+        raise fail(error) from None
     console.print(report_markdown(preset.description, table, preset.name), highlight=False, markup=False)
     console.print(f"report in {out / 'report.md'}")

@@ -59,3 +59,38 @@ def test_training_never_imports_the_study():
     assert violations("taskbalance.study", "taskbalance.training"), "the check must see the study import training"
     found = violations("taskbalance.training", "taskbalance.study")
     assert not found, "training imports the study:\n" + "\n".join(found)
+
+
+#: What each package may import of the others, as its ``__init__`` docstring says (``cli`` sits on top).
+ALLOWED = {
+    "results": {"atomic", "conventions", "records"},
+    "models": {"registration"},
+    "tasks": {"conventions", "registration", "results"},
+    "toy": {"atomic", "balancers", "lazy", "results"},
+    "plots": {"atomic", "conventions", "records", "results"},
+    "doctor": {"atomic", "balancers", "conventions", "plots", "records", "results"},
+    "data": {"atomic", "conventions", "lazy", "registration"},
+}
+
+
+def imported_packages(package: str) -> set[str]:
+    """The other top-level parts of ``taskbalance`` that the modules of ``taskbalance.<package>`` import."""
+    found = set()
+    for path in sorted((PACKAGE / package).rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        owner = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for name in imported_modules(path.read_text(encoding="utf-8"), owner):
+            parts = name.split(".")
+            if parts[0] == "taskbalance" and len(parts) > 1 and parts[1] != package:
+                found.add(parts[1])
+    return found
+
+
+def test_each_package_imports_only_what_its_docstring_allows():
+    assert "balancers" in imported_packages("toy"), "the check must see the toy import the balancers"
+    extra = {package: sorted(imported_packages(package) - allowed) for package, allowed in ALLOWED.items()}
+    assert not {package: names for package, names in extra.items() if names}
+    for package, allowed in ALLOWED.items():
+        docstring = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text(encoding="utf-8")))
+        assert docstring is not None and "May import" in docstring
+        assert all(f"``{name}``" in docstring for name in allowed), package

@@ -5,6 +5,8 @@ from taskbalance.data import build_dataset
 ds = build_dataset("synthetic", split="train", tasks=("semseg", "depth"), augment=True, scans_per_scene=0.5)
 ds.info.num_classes["semseg"], ds[0]["image"].shape
 ```
+
+May import: ``registration``, ``conventions``, ``atomic`` and ``lazy``; never models, training or the study.
 """
 
 from taskbalance.lazy import lazy_exports

@@ -4,6 +4,9 @@ risk) and recommend a registered method, with the numbers behind it; checked aga
 ``signals`` reads the records and computes shares, norm ratios and conflicts; ``rules`` holds the sourced thresholds
 and the recommendation rule; ``validate`` compares the diagnosis of each seed's uniform run with the study;
 ``render`` and ``figure`` write the reports. Sources of the thresholds: docs/doctor.md.
+
+May import: ``balancers`` (the methods it may recommend), ``plots``, ``results``, ``records``, ``conventions``
+and ``atomic``; never training or the study (it reads their files).
 """
 
 from taskbalance.doctor.rules import Diagnosis, Recommendation, diagnose

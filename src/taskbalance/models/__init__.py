@@ -1,6 +1,8 @@
 """Multi-task models: timm backbones, task decoders and the paper's architectures with their single-task twins.
 
 See ``docs/contracts.md`` (``taskbalance.models``) for the interface the trainer and the balancers rely on.
+
+May import: ``registration`` only (timm and torch outside the package); never data, training or the study.
 """
 
 from taskbalance.models.backbones import Backbone, available_backbones, build_backbone

@@ -1,5 +1,8 @@
 """Run results: the ``results.json`` schema, single-task baselines, Δm, arms over seeds and their statistics,
-paper-style tables, verdicts on the paper's claims and radar charts."""
+paper-style tables, verdicts on the paper's claims and radar charts.
+
+May import: the top-level helpers (``atomic``, ``conventions``, ``records``); no model, data or training code.
+"""
 
 from taskbalance.results.arms import Arm, baseline_arm, comparability_warnings, group_runs, seed_of
 from taskbalance.results.baseline import BASELINE_NAME, compose_baseline

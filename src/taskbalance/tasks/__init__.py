@@ -1,6 +1,8 @@
 """Dense-prediction tasks: one declarative :class:`TaskSpec` per task (loss, meter, primary metric, ignore value).
 
 ``build_task(name, **options)`` gives the spec of a task of the paper; ``delta_m`` is the paper's Eq. (5).
+
+May import: ``conventions``, ``registration`` and ``results`` (the metric conventions); never models or training.
 """
 
 from taskbalance.results.delta import delta_m

@@ -3,6 +3,8 @@
 ``problem`` (objectives, exact Pareto set, optimum), ``methods`` (method specs), ``presets`` (per-paper settings),
 ``runner`` (Adam on x with one balancer per method and start), ``report`` (distances and tables), ``plot`` (the
 figure) and ``outputs`` (the artefacts of a run, written with ``taskbalance.atomic``).
+
+May import: ``balancers`` (the methods under test), ``results``, ``atomic`` and ``lazy``; nothing of training.
 """
 
 from taskbalance.lazy import lazy_exports

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from taskbalance.cli.failure import fail
+from taskbalance.cli.failure import ERROR, fail
+from taskbalance.cli.options import PluginOption
 
 console = Console()
 protocol_app = typer.Typer(
@@ -52,7 +53,7 @@ def check_command(
         console.print(f"[red]{problem.path}[/red]: {problem.message}")
     console.print(f"{report.samples} items checked, {len(report.problems)} problem(s)")
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ERROR)
 
 
 @protocol_app.command("run")
@@ -80,12 +81,7 @@ def run_command(
         bool, typer.Option("--resume", help="continue each run in --out from its last epoch checkpoint (finished and "
                            "checkpoint-less runs are trained from the start)")
     ] = False,
-    plugins: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable"
-        ),
-    ] = None,
+    plugins: PluginOption = None,
 ) -> None:
     """Train each method on the benchmark and print the papers' table, with Δm% in the AvgNorm paper's convention
     (higher is better) and the method papers' reported Δm converted to it."""

@@ -9,13 +9,10 @@ import typer
 from rich.console import Console
 
 from taskbalance.cli.failure import INTERRUPTED, PREEMPTED, USAGE, fail
+from taskbalance.cli.options import PluginOption, SetOption
 
 console = Console()
 
-SetOption = Annotated[list[str] | None, typer.Option(
-    "--set", "-s", help="override a config key: key=value (YAML value), repeatable")]
-PluginOption = Annotated[list[str] | None, typer.Option(
-    "--plugin", metavar="MODULE", help="import MODULE first: methods of one's own (docs/plugins.md), repeatable")]
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -184,3 +184,17 @@ def test_checkpoint_files_get_umask_permissions(tmp_path: Path, umask: int):
         os.umask(previous)
     for path in (saved.weights, saved.state, saved.path / "manifest.json", tmp_path / "last.json"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+
+
+def test_the_saved_checkpoint_lies_in_the_folder_checkpoint_folder_names(tmp_path: Path):
+    saved = ckpt.save_checkpoint(tmp_path, "last", 40, nn.Linear(2, 1))
+    assert saved.path == ckpt.checkpoint_folder(tmp_path, "last", 40) == tmp_path / "last-00000040"
+    assert ckpt.verify_checkpoint(ckpt.checkpoint_folder(tmp_path, "last", 40)) is None
+
+
+def test_mean_weights_average_the_weight_sums_over_the_counted_steps():
+    from taskbalance.training.state import LoopState
+
+    state = LoopState(weight_sums={"a": 3.0, "b": 6.0}, weight_count=3)
+    assert state.mean_weights() == {"a": 1.0, "b": 2.0}
+    assert LoopState(weight_sums={"a": 2.5}).mean_weights() == {"a": 2.5}  # no step counted yet: the sums

@@ -120,7 +120,6 @@ def run_protocol(
         shutil.rmtree(checkpointing.folder, ignore_errors=True)
     loop.run()
     history, validation = evaluation.history, evaluation.validation
-    weights = {t: v / max(loop.state.weight_count, 1) for t, v in loop.state.weight_sums.items()}
     if reporting.rule == "best_val":
         selected = best_epoch([_primary_mean(m, specs) for m in validation])
         reported, selection = history[selected], f"test at the best validation epoch ({selected + 1})"
@@ -134,7 +133,7 @@ def run_protocol(
         kind="stl" if single_task else "mtl", tasks=list(names), metrics=reported,
         primary={t: s.primary_metric for t, s in specs.items()},
         higher_is_better={t: s.higher_is_better for t, s in specs.items()},
-        mean_weights=weights, selection=selection,
+        mean_weights=loop.state.mean_weights(), selection=selection,
         meta=ProtocolMeta(protocol=preset.name, method_options=dict(method_options or {}), seed=seed,
                           epochs=schedule.epochs, delta_m_protocol=delta,
                           dataset_info=dict(train_set.info.metadata)).dump(),

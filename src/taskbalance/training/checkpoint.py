@@ -115,6 +115,11 @@ def _write(staging: Path, model: nn.Module, state: dict[str, Any] | None, step: 
     write_json(staging / MANIFEST, {"step": step, "sha256": {f: file_sha256(staging / f) for f in files}})
 
 
+def checkpoint_folder(folder: Path, name: str, step: int) -> Path:
+    """The folder of checkpoint ``name`` at ``step`` inside ``folder`` (``last-00000040``)."""
+    return folder / f"{name}-{step:08d}"
+
+
 def save_checkpoint(
     folder: Path, name: str, step: int, model: nn.Module, state: dict[str, Any] | None = None
 ) -> Checkpoint:
@@ -123,7 +128,7 @@ def save_checkpoint(
     Raises :class:`CheckpointWriteError` (one line; the staging folder removed, the previous checkpoint untouched)
     when a file cannot be written.
     """
-    target = folder / f"{name}-{step:08d}"
+    target = checkpoint_folder(folder, name, step)
     staging = folder / f".{target.name}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)

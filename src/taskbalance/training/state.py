@@ -24,6 +24,10 @@ class LoopState:
     weight_count: int = 0
     train_seconds: float = 0.0
 
+    def mean_weights(self) -> dict[str, float]:
+        """The method's weight of each task averaged over the steps so far (the sums over at least one step)."""
+        return {t: v / max(self.weight_count, 1) for t, v in self.weight_sums.items()}
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch."""

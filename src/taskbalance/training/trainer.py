@@ -85,7 +85,8 @@ class Trainer:
         self.console = console or Console()
         self.dist = init_from_env()
         self.device = resolve_device(config, self.dist.local_rank)
-        torch.set_num_threads(config.threads or torch.get_num_threads())  # set just above when it was None
+        assert config.threads is not None  # set just above when it was None
+        torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         built = self._build()  # before the run directory is touched: a config that cannot be built writes nothing
         if self.dist.enabled:  # dropout and other global-RNG draws differ across processes (the data order does not)

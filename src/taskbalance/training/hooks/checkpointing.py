@@ -103,7 +103,7 @@ class Checkpointing(Hook):
     def _preempted(self, signum: int | None) -> Preempted:
         """The stop after a signal, once the checkpoint of this step is written (and verified, on rank 0)."""
         loop = self.loop
-        path = self.folder / f"last-{loop.state.step:08d}"
+        path = ckpt.checkpoint_folder(self.folder, "last", loop.state.step)
         problem = ckpt.verify_checkpoint(path) if loop.dist.is_main else None
         if problem is not None:
             raise ckpt.CheckpointError(f"stopping after a signal: {problem}")

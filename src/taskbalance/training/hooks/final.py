@@ -71,7 +71,7 @@ class FinalTest(Hook):
             metrics=metrics,
             primary={t: s.primary_metric for t, s in specs.items()},
             higher_is_better={t: s.higher_is_better for t, s in specs.items()},
-            mean_weights={t: v / max(state.weight_count, 1) for t, v in state.weight_sums.items()},
+            mean_weights=state.mean_weights(),
             selection="val" if best is not None else "last (no validation split)",
             meta=RunMeta(
                 steps=state.step,

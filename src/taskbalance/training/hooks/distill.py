@@ -52,5 +52,7 @@ class Distillation(Hook):
         return forward
 
     def after_step(self) -> None:
-        if self._first is not None and self.loop.outcome is not None:
-            self.loop.outcome.extras["feature_distance"] = {t: float(v.detach()) for t, v in self._first.items()}
+        outcome = self.loop.outcome
+        # only the diagnostics record of rank 0 reads it: no device sync on the other steps and ranks
+        if self._first is not None and outcome is not None and outcome.diagnose and self.loop.dist.is_main:
+            outcome.extras["feature_distance"] = {t: float(v.detach()) for t, v in self._first.items()}

@@ -131,7 +131,7 @@ LAYERS: dict[str, set[str]] = {
     "base": {"types", "engine", "capture", "checks"},
     "registry": {"base"},
     "solvers": set(),
-    "helpers": {"types"},
+    "helpers": {"types", "checks"},
     "driver": {"types", "base"},
 }
 

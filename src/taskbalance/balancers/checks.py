@@ -56,12 +56,17 @@ def loss_values(
     return values
 
 
+def task_key_problems(keys: Sequence[str], tasks: Sequence[str]) -> str:
+    """``"missing [..], unknown [..]"``: the tasks ``keys`` lacks and the keys that are no task ('' when none)."""
+    missing = [t for t in tasks if t not in keys]
+    unknown = [k for k in keys if k not in tasks]
+    return ", ".join(f"{what} {names}" for what, names in (("missing", missing), ("unknown", unknown)) if names)
+
+
 def check_task_keys(method: StepMethod, losses: Mapping[str, object]) -> None:
     """A :class:`BalancerError` naming the missing and the unknown tasks unless ``losses`` has exactly the tasks."""
-    missing = [t for t in method.tasks if t not in losses]
-    unknown = [t for t in losses if t not in method.tasks]
-    if missing or unknown:
-        problems = ", ".join(f"{what} {names}" for what, names in (("missing", missing), ("unknown", unknown)) if names)
+    problems = task_key_problems(list(losses), method.tasks)
+    if problems:
         raise BalancerError(f"{method.name}: expected losses of the tasks {list(method.tasks)}: {problems}")
 
 

@@ -1,7 +1,7 @@
 """Small helpers shared by several method modules (option checks, random orders), so that no method module imports
 another. The numerical ones live in :mod:`taskbalance.balancers.solvers`.
 
-Imports only :mod:`taskbalance.balancers.types`.
+Imports only :mod:`taskbalance.balancers.types` and :mod:`taskbalance.balancers.checks`.
 """
 
 from __future__ import annotations
@@ -10,20 +10,15 @@ from collections.abc import Sequence
 
 import torch
 
+from taskbalance.balancers.checks import task_key_problems
 from taskbalance.balancers.types import BalancerError
 
 
 def check_task_keys(what: str, keys: Sequence[str], tasks: Sequence[str]) -> None:
     """Raise a :class:`BalancerError` naming the missing and the unknown tasks when ``keys`` ≠ ``tasks``."""
-    missing = [t for t in tasks if t not in keys]
-    unknown = [k for k in keys if k not in tasks]
-    if missing or unknown:
-        problems = []
-        if missing:
-            problems.append(f"missing {missing}")
-        if unknown:
-            problems.append(f"unknown {unknown}")
-        raise BalancerError(f"{what} must name exactly the tasks {list(tasks)}: {', '.join(problems)}")
+    problems = task_key_problems(keys, tasks)
+    if problems:
+        raise BalancerError(f"{what} must name exactly the tasks {list(tasks)}: {problems}")
 
 
 def random_orders(num_tasks: int, generator: torch.Generator) -> list[list[int]]:

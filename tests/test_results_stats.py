@@ -243,3 +243,12 @@ def test_star_against_uniform_is_holm_corrected_across_arms():
     assert next(row for row in markdown.splitlines() if row.startswith("| uw")).endswith(" * |")
     assert not next(row for row in markdown.splitlines() if row.startswith("| famo")).endswith(" * |")
     assert "after Holm's correction across the 3 arms compared with uniform" in markdown
+
+
+def test_summary_json_gives_every_field_of_a_summary_and_none_for_none():
+    from taskbalance.results.stats import summary_json
+
+    summary = summarize([1.0, 2.0, 3.0])
+    assert summary_json(summary) == {"n": 3, "mean": 2.0, "std": 1.0, "low": summary.low, "high": summary.high}
+    assert summary.low is not None and summary.low < 2.0 < summary.high
+    assert summary_json(None) is None

@@ -42,6 +42,13 @@ class Summary:
         return self.low is not None and self.high is not None and self.low <= value <= self.high
 
 
+def summary_json(summary: Summary | None) -> dict[str, float | int | None] | None:
+    """``{"n", "mean", "std", "low", "high"}`` of ``summary`` (None for None): a summary in report.json and in the
+    verdicts' details."""
+    return None if summary is None else {"n": summary.n, "mean": summary.mean, "std": summary.std,
+                                         "low": summary.low, "high": summary.high}
+
+
 def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
     """Mean, sample standard deviation and the two-sided t interval of ``values`` (one value per seed).
 

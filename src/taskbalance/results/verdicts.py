@@ -40,7 +40,7 @@ from taskbalance.results.power import (
     seeds_for_equivalence,
 )
 from taskbalance.results.render import format_delta, format_interval
-from taskbalance.results.stats import Summary, holm, interval_at, paired_difference, t_test_p
+from taskbalance.results.stats import holm, interval_at, paired_difference, summary_json, t_test_p
 from taskbalance.results.table import ResultsTable, Row
 
 Status = Literal["supported", "not supported", "inconclusive"]
@@ -79,11 +79,6 @@ def _mean_ci(row: Row) -> str:
     return f"Δm {format_delta(row.delta_m.mean)}% {format_interval(row.delta_m)}"
 
 
-def _summary(summary: Summary | None) -> dict[str, Any] | None:
-    return None if summary is None else {"n": summary.n, "mean": summary.mean, "std": summary.std,
-                                         "low": summary.low, "high": summary.high}
-
-
 def _power_text(sd: float | None, n: int, margin: float) -> tuple[str, dict[str, Any] | None]:
     power = paired_power(sd, n, margin)
     if power is None:
@@ -108,7 +103,7 @@ def uniform_leaves_tasks_behind(
              for label, m in zip(labels, row.improvements)]
     evidence = f"M_i under uniform weights, 95% intervals: {'; '.join(parts)}."
     details: dict[str, Any] = {"margin": margin, "tasks": [c.task for c in table.columns],
-                               "improvements": [_summary(m) for m in row.improvements],
+                               "improvements": [summary_json(m) for m in row.improvements],
                                "p": list(p_values.values()), "p_holm": list(adjusted.values())}
     if row.n < 2:
         return Verdict(claim, "inconclusive", row.n, f"{evidence} No interval: {ONE_SEED}.", details)
@@ -162,7 +157,7 @@ def avgnorm_near_grid(table: ResultsTable, avgnorm: str = "avgnorm", grid: str =
         f"AvgNorm {_mean_ci(row)}, grid search{f' ({grid_choice})' if grid_choice else ''} {_mean_ci(grid_row)}: "
         f"AvgNorm is {format_delta(gap)} Δm-points from the grid{paired_text}."
     )
-    details: dict[str, Any] = {"margin": margin, "confidence": EQUIVALENCE_CONFIDENCE, "paired": _summary(paired)}
+    details: dict[str, Any] = {"margin": margin, "confidence": EQUIVALENCE_CONFIDENCE, "paired": summary_json(paired)}
     if paired is None or paired.n < 2 or paired.low is None or paired.high is None or paired.std is None:
         return Verdict(claim, "inconclusive", n, f"{evidence} No paired interval: {ONE_SEED}.", details)
     power_text, details["power"] = _power_text(paired.std, paired.n, margin)
@@ -202,7 +197,7 @@ def best_arm(table: ResultsTable, margin: float = DEFAULT_MARGIN) -> Verdict | N
         )
     evidence = (f"{best.name} {_mean_ci(best)}, {runner_up.name} {_mean_ci(runner_up)}; paired difference over "
                 f"{_seeds(paired.n)} {format_delta(paired.mean)} {format_interval(paired)}.")
-    details: dict[str, Any] = {"best": best.name, "runner_up": runner_up.name, "paired": _summary(paired)}
+    details: dict[str, Any] = {"best": best.name, "runner_up": runner_up.name, "paired": summary_json(paired)}
     if paired.n < 2:
         return Verdict(claim, "inconclusive", paired.n, f"{evidence} No interval: {ONE_SEED}.", details)
     power_text, details["power"] = _power_text(paired.std, paired.n, margin)

@@ -22,8 +22,10 @@ from taskbalance.training.config import RunConfig
 #: The table row of the grid-search arm chosen on validation.
 GRID_ROW = "grid search"
 
-#: The imbalance summary values the report shows per arm (``RunResult.meta["imbalance"]`` keys).
-IMBALANCE_KEYS = ("norm_ratio_late", "raw_norm_ratio_late", "cos_spread_late")
+#: The imbalance summary values the report shows per arm (``RunResult.meta["imbalance"]`` keys) and their headers.
+IMBALANCE_LABELS = {"norm_ratio_late": "max/min w_i‖g_i‖", "raw_norm_ratio_late": "max/min ‖g_i‖",
+                    "cos_spread_late": "spread cos(g_i, d)"}
+IMBALANCE_KEYS = tuple(IMBALANCE_LABELS)
 
 
 class ReportRun(Protocol):

@@ -17,20 +17,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from taskbalance.conventions import TASK_LABELS
-from taskbalance.results import ResultsTable, Summary, summarize, to_markdown, to_rich
+from taskbalance.results import ResultsTable, summarize, to_markdown, to_rich
 from taskbalance.results.convergence import MOVE_LIMIT
 from taskbalance.results.render import format_mean_std, markdown_table
 from taskbalance.results.seed_csv import SEED_CSV
+from taskbalance.results.stats import summary_json
 from taskbalance.results.table import BASELINE_RULES
 from taskbalance.results.verdicts import CORRECTIONS, ONE_SEED
-from taskbalance.study.report.model import GRID_ROW, StudyReport
+from taskbalance.study.report.model import GRID_ROW, IMBALANCE_LABELS, StudyReport
 
 #: Norm ratios above this come from a task weight driven to about 0 (MGDA); their mean would be meaningless.
 RATIO_CAP = 1e6
 
-#: The imbalance columns: header and ``meta["imbalance"]`` key.
-IMBALANCE_COLUMNS = (("max/min w_i‖g_i‖", "norm_ratio_late"), ("max/min ‖g_i‖", "raw_norm_ratio_late"),
-                     ("spread cos(g_i, d)", "cos_spread_late"))
 
 CONVERGENCE_RULE = (f"Converged: the best validation step is not in the last 10% of training, or the validation Δm "
                     f"(without a single-task validation reference: each task's validation metric, in % change) moves "
@@ -86,10 +84,10 @@ def imbalance_cell(key: str, values: Sequence[float]) -> str:
 
 def imbalance_section(report: StudyReport) -> Section:
     """The imbalance summary of each arm, mean ± std over its seeds."""
-    lines = [[row.arm, *(imbalance_cell(key, row.values[key]) for _, key in IMBALANCE_COLUMNS)]
+    lines = [[row.arm, *(imbalance_cell(key, row.values[key]) for key in IMBALANCE_LABELS)]
              for row in report.imbalance]
     return Section("Gradient imbalance (last 25% of training, last shared layer), mean ± std over seeds",
-                   ["method", *(label for label, _ in IMBALANCE_COLUMNS)], lines)
+                   ["method", *IMBALANCE_LABELS.values()], lines)
 
 
 def convergence_section(report: StudyReport) -> Section:
@@ -192,15 +190,11 @@ def report_markdown(report: StudyReport, figures: Sequence[Path], out: Path) -> 
     ])
 
 
-def _summary(s: Summary | None) -> dict[str, Any] | None:
-    return None if s is None else {"n": s.n, "mean": s.mean, "std": s.std, "low": s.low, "high": s.high}
-
-
 def _row_data(table: ResultsTable) -> list[dict[str, Any]]:
     return [{"name": r.name, "n": r.n, "values": [v.mean for v in r.values], "values_std": [v.std for v in r.values],
              "improvements": [m.mean for m in r.improvements], "delta_m": r.delta_m.mean,
-             "delta_m_summary": _summary(r.delta_m), "seed_delta_m": {str(k): v for k, v in r.seed_delta_m.items()},
-             "versus_reference": _summary(r.versus_reference), "versus_p": r.versus_p,
+             "delta_m_summary": summary_json(r.delta_m), "seed_delta_m": {str(k): v for k, v in r.seed_delta_m.items()},
+             "versus_reference": summary_json(r.versus_reference), "versus_p": r.versus_p,
              "versus_p_holm": r.versus_p_holm, "versus_significant": r.versus_significant}
             for r in table.rows]
 

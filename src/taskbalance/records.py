@@ -132,7 +132,8 @@ def read_metrics(path: Path) -> list[TrainRecord | ValidationRecord]:
 
 def read_validation(path: Path) -> list[ValidationRecord]:
     """The validation records of a run's ``metrics.jsonl`` (``path``: the file or its run directory)."""
-    return [r for r in read_metrics(path) if isinstance(r, ValidationRecord)]
+    lines = JsonLines(_file(path, METRICS_FILE))
+    return [ValidationRecord.model_validate(raw) for raw in lines if raw.get("kind") == "val"]
 
 
 def read_diagnostics(path: Path) -> list[DiagnosticsRecord]:

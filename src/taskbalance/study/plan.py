@@ -209,7 +209,7 @@ def expected_config(run: PlannedRun, spec: StudySpec, out: Path,
     if run.kind == "stl" or not spec.single_task:
         return run.config
     update: dict[str, Any] = {}
-    teachers = {t: (out / stl_arm(run.variant, t) / f"seed-{run.seed}").resolve() for t in run.config.tasks}
+    teachers = {t: (out / run_name(stl_arm(run.variant, t), run.seed)).resolve() for t in run.config.tasks}
     if run.kind == "url":
         update["distill"] = DistillConfig(mode="distill", teachers=teachers)
     elif spec.feature_distance:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from taskbalance.jsonlines import JsonLines, write_json
-from taskbalance.records import ValidationRecord, read_validation
+from taskbalance.records import DIAGNOSTICS_FILE, METRICS_FILE, ValidationRecord, read_validation
 
 __all__ = ["JsonLines", "RunDir", "RunDirError", "RunLock", "RunLockedError", "run_dir_for", "write_json"]
 
@@ -81,11 +81,11 @@ class RunDir:
 
     @property
     def metrics(self) -> JsonLines:
-        return JsonLines(self.root / "metrics.jsonl")
+        return JsonLines(self.root / METRICS_FILE)
 
     @property
     def diagnostics(self) -> JsonLines:
-        return JsonLines(self.root / "diagnostics.jsonl")
+        return JsonLines(self.root / DIAGNOSTICS_FILE)
 
     @property
     def tensorboard(self) -> Path:

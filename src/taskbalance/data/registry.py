@@ -25,7 +25,7 @@ __all__ = ["DATASETS", "available_datasets", "build_dataset", "register_dataset"
 
 Builder = Callable[..., MultiTaskDataset]
 #: Dataset name → its builder ``(split, tasks, root, augment, **options)``.
-DATASETS: Registry[Builder] = Registry("dataset")
+DATASETS: Registry[Builder] = Registry("dataset", DataError)
 #: Decorator registering a dataset builder: ``@register_dataset("nyud")``.
 register_dataset = DATASETS.register
 
@@ -137,9 +137,7 @@ def build_dataset(
         augment: the paper's training augmentation (True, or an :class:`Augmentation`).
         **options: dataset options (``docs/contracts.md``); unknown ones raise :class:`DataError`.
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-    builder = DATASETS[name]
+    builder = DATASETS.lookup(name)
     try:
         inspect.signature(builder).bind(split, tasks, root, augment, **options)
     except TypeError as error:

@@ -84,9 +84,15 @@ def kill_all(members: Callable[[], set[int]]) -> None:
     for pid in stopped:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while alive(stopped) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_gone(stopped, 10)
+
+
+def wait_gone(pids: set[int], timeout: float, poll: float = 0.05) -> set[int]:
+    """Wait until none of ``pids`` is alive or ``timeout`` seconds have passed; the ones still alive."""
+    deadline = time.monotonic() + timeout
+    while (left := alive(pids)) and time.monotonic() < deadline:
+        time.sleep(poll)
+    return left
 
 
 @contextmanager

@@ -4,6 +4,7 @@ hang the suite on a pipe or a process that outlived its parent (torchrun's worke
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import alive, run, spawn
+from processes import alive, run, spawn, wait_gone
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
 
@@ -55,3 +56,15 @@ def test_spawned_processes_that_hang_fail_the_test_and_are_killed(tmp_path: Path
         spawn(_hang, (str(tmp_path),), nprocs=2, timeout=10)
     pids = {int((tmp_path / str(rank)).read_text()) for rank in (0, 1)}
     assert len(pids) == 2 and not alive(pids)
+
+
+def test_wait_gone_returns_the_survivors_once_the_time_is_up():
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert wait_gone({sleeper.pid}, 0.3) == {sleeper.pid}
+        sleeper.kill()
+        sleeper.wait()
+        assert wait_gone({sleeper.pid}, 5) == set()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

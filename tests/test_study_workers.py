@@ -60,10 +60,7 @@ def test_sigkill_of_the_study_stops_its_workers_and_the_runs_resume(tmp_path: Pa
         assert len(workers) >= 2
         top.send_signal(signal.SIGKILL)
         top.wait()
-        deadline = time.monotonic() + 10
-        while processes.alive(workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = processes.alive(workers)
+        left = processes.wait_gone(workers, 10)
         assert not left, f"workers still alive 10 s after the study was killed: {left}"
     for run in runs:
         assert not (run / "results.json").exists()
@@ -102,10 +99,7 @@ def test_a_worker_whose_parent_dies_stops_without_the_kernels_death_signal(tmp_p
     """)
     subprocess.run([sys.executable, "-c", parent], check=True, timeout=300)
     pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
-    while processes.alive({pid}) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not processes.alive({pid})
+    assert not processes.wait_gone({pid}, 5)
 
 
 def test_rotate_log_keeps_earlier_attempts(tmp_path: Path):

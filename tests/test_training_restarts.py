@@ -76,10 +76,8 @@ def test_a_killed_torchrun_leaves_no_worker_and_its_run_stops_after_a_checkpoint
         workers = processes.descendants(job.pid)
         assert len(workers) >= 2
         job.send_signal(signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while processes.alive(workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not processes.alive(workers), f"workers alive 30 s after torchrun was killed:\n{output.read_text()}"
+        left = processes.wait_gone(workers, 30)
+        assert not left, f"workers alive 30 s after torchrun was killed:\n{output.read_text()}"
     # the workers stopped after a step and checkpointed it (checkpoint_every is far away)
     last = find_checkpoint(run / "checkpoints", "last")
     assert last is not None and verify_checkpoint(last.path) is None, output.read_text()[-3000:]

@@ -152,10 +152,11 @@ def baseline_arm(stl_runs: Sequence[RunResult], name: str = BASELINE_NAME) -> Ar
 def comparability_warnings(runs: Sequence[RunResult]) -> list[str]:
     """One line per config value that differs between runs put in one table (training length, dataset, resolution)."""
     warnings = []
+    recorded = [(run, _flatten(RunMeta.of(run).recorded(ARM_META_KEYS))) for run in runs]
     for what, key in COMPARABILITY_KEYS:
         values: dict[str, list[str]] = {}
-        for run in runs:
-            value = _flatten(RunMeta.of(run).recorded(ARM_META_KEYS)).get(key)
+        for run, flat in recorded:
+            value = flat.get(key)
             if value is not None:
                 values.setdefault(_text(value), []).append(run.name)
         if len(values) > 1:

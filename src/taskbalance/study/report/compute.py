@@ -10,15 +10,15 @@ paired comparison, Table VI-style mean loss weights, the imbalance summary and t
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from taskbalance.results import (
     Arm,
     RunResult,
+    baseline_arm,
     comparability_warnings,
-    compose_baseline,
     delta_m,
     load_run_result,
     results_table,
@@ -100,9 +100,8 @@ def _baseline(stl: Sequence[Finished]) -> Arm | None:
     by_seed: dict[int, list[RunResult]] = {}
     for f in stl:
         by_seed.setdefault(f.run.seed, []).append(f.result)
-    complete: dict[Hashable, RunResult] = {seed: compose_baseline(results) for seed, results in by_seed.items()
-                                           if {r.tasks[0] for r in results} == tasks}
-    return Arm("Single-task", complete) if complete else None
+    complete = [run for runs in by_seed.values() if {r.tasks[0] for r in runs} == tasks for run in runs]
+    return baseline_arm(complete) if complete else None
 
 
 Sources = dict[tuple[str, Any], Path]

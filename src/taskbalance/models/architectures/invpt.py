@@ -191,6 +191,8 @@ class InvPTModel(MultiTaskModel):
             auxiliary[t] = [resize_to(tap(pred, taps), size)]
             maps.append(mix[t](torch.cat([feat, pred], dim=1)))
         out_size = (4 * x.shape[-2], 4 * x.shape[-1])
+        heads = {t: self.task_modules(t) for t in self.tasks}
+        reduce = {t: as_type(heads[t]["reduce"], nn.ModuleList) for t in self.tasks}
         parts: dict[str, list[Tensor]] = {t: [] for t in self.tasks}
         scores: Tensor | None = None
         for i, block in enumerate(blocks):
@@ -202,10 +204,10 @@ class InvPTModel(MultiTaskModel):
             for t, part in zip(self.tasks, normed.chunk(len(self.tasks), dim=1)):
                 part = tap(part, taps)
                 if i > 0:
-                    part = as_type(self.task_modules(t)["reduce"], nn.ModuleList)[i - 1](part)
+                    part = reduce[t][i - 1](part)
                 parts[t].append(resize_to(part, out_size))
         predictions = {
-            t: resize_to(self.task_modules(t)["head"](self.task_modules(t)["proj"](sum(parts[t]))), size)
+            t: resize_to(heads[t]["head"](heads[t]["proj"](sum(parts[t]))), size)
             for t in self.tasks
         }
         return ModelOutput(predictions=predictions, auxiliary=auxiliary, features=taps)

@@ -123,9 +123,10 @@ class MTINetModel(MultiTaskModel):
         for s in (3, 2, 1, 0):
             x = backbone_features[s]
             refined = {}
+            level = as_type(refine[s], nn.ModuleDict)
             for t in self.tasks:
                 inputs = x if propagated is None else torch.cat([x, resize_to(propagated[t], x.shape[-2:])], dim=1)
-                refined[t] = as_type(refine[s], nn.ModuleDict)[t](inputs)
+                refined[t] = level[t](inputs)
             if s > 0:
                 propagated = fpm[s - 1](refined)
             per_scale[s] = {t: tap(f, taps) for t, f in refined.items()}

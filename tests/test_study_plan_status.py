@@ -29,3 +29,12 @@ def test_plan_marks_stale_runs_with_the_changed_keys(tmp_path: Path):
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: " ".join(line.split()[2:]) for line in result.output.splitlines()}
     assert lines == {"uniform/seed-0": "finished", "rlw/seed-0": "stale: will retrain (changed: optim.iterations)"}
+
+
+def test_changed_keys_shows_six_keys_then_an_ellipsis():
+    from taskbalance.study.staleness import changed_keys
+
+    assert changed_keys(["optim.lr"]) == "optim.lr"
+    keys = [f"k{i}" for i in range(8)]
+    assert changed_keys(keys) == "k0, k1, k2, k3, k4, k5 ..."
+    assert changed_keys(keys[:6]) == "k0, k1, k2, k3, k4, k5"

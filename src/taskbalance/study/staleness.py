@@ -9,12 +9,18 @@ the folder back restores it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from taskbalance.training.config import DERIVED_KEYS, ConfigError, RunConfig, config_differences, config_hash
 from taskbalance.training.presets import load_config
 from taskbalance.training.rundir import RunDir
+
+
+def changed_keys(differences: Sequence[str], shown: int = 6) -> str:
+    """The first ``shown`` changed config keys, comma-separated, `` ...`` when there are more."""
+    return ", ".join(differences[:shown]) + (" ..." if len(differences) > shown else "")
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,8 @@ class StaleRun:
     differences: tuple[str, ...]
 
     def describe(self) -> str:
-        keys = ", ".join(self.differences[:6]) + (" ..." if len(self.differences) > 6 else "")
-        return (f"{self.name}: trained under another config ({keys}); moved aside to {self.moved_to.name}, "
-                "training it anew")
+        return (f"{self.name}: trained under another config ({changed_keys(self.differences)}); moved aside to "
+                f"{self.moved_to.name}, training it anew")
 
 
 def differing_keys(stored: RunConfig, planned: RunConfig) -> list[str]:
@@ -69,6 +74,5 @@ def plan_status(run_dir: RunDir, planned: RunConfig) -> str:
     config, ``stale: will retrain (changed: <keys>)``."""
     differences, _ = stale_differences(run_dir, planned)
     if differences:
-        keys = ", ".join(differences[:6]) + (" ..." if len(differences) > 6 else "")
-        return f"stale: will retrain (changed: {keys})"
+        return f"stale: will retrain (changed: {changed_keys(differences)})"
     return "finished" if run_dir.is_finished() else "to do"

@@ -257,3 +257,23 @@ def test_the_report_is_computed_without_writing_and_rendered_from_its_model(tmp_
     assert (tmp_path / "report.md").read_text() == report_markdown(report, [], tmp_path) + "\n"
     assert data["title"] == report.title
     assert [v["status"] for v in data["verdicts"]] == [v.status for v in report.verdicts]
+
+
+def test_validation_reference_is_the_seeds_own_or_the_mean_of_complete_seeds(tmp_path: Path):
+    from taskbalance.jsonlines import JsonLines
+    from taskbalance.records import ValidationRecord, append_record
+    from taskbalance.study.report.checks import validation_reference
+
+    def stl_run(name: str, task: str, value: float) -> Path:
+        append_record(JsonLines(tmp_path / name / "metrics.jsonl"),
+                      ValidationRecord(step=10, metrics={task: {"m": value}}, primary={task: "m"}, best=True))
+        return tmp_path / name
+
+    folders = {0: {"a": stl_run("a0", "a", 1.0), "b": stl_run("b0", "b", 10.0)},
+               1: {"a": stl_run("a1", "a", 3.0), "b": stl_run("b1", "b", 30.0)},
+               2: {"a": stl_run("a2", "a", 5.0)}}  # seed 2 lacks task b
+    own = validation_reference(folders, "per-seed")
+    assert own(1) == {"a": 3.0, "b": 30.0} and own(2) == {"a": 5.0} and own(7) is None
+    mean = validation_reference(folders, "mean")  # the tasks every seed has: a only
+    assert mean(0) == mean(7) == {"a": 3.0}
+    assert validation_reference(dict(list(folders.items())[:2]), "mean")(0) == {"a": 2.0, "b": 20.0}

@@ -11,10 +11,9 @@ Their tables are rendered by :mod:`taskbalance.study.report.render`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from taskbalance.records import read_diagnostics
 from taskbalance.results.convergence import Convergence, check_convergence
@@ -55,9 +54,10 @@ class ArmConvergence:
 
 
 def validation_reference(stl_folders: Mapping[Hashable, Mapping[str, Path]],
-                         mode: str) -> dict[Hashable, dict[str, float]] | dict[str, float]:
-    """The single-task validation values: per seed ``{seed: {task: value}}`` (``per-seed``), or their mean over
-    the seeds that have every task (``mean``)."""
+                         mode: str) -> Callable[[Hashable], Mapping[str, float] | None]:
+    """The single-task validation values ``{task: value}`` a seed's runs are judged against: the seed's own
+    (``per-seed``; None for a seed without single-task runs), or for every seed the mean over the seeds of each task
+    that every seed has (``mean``)."""
     per_seed: dict[Hashable, dict[str, float]] = {}
     for seed, folders in stl_folders.items():
         values = {}
@@ -68,17 +68,17 @@ def validation_reference(stl_folders: Mapping[Hashable, Mapping[str, Path]],
                 values[task] = value
         per_seed[seed] = values
     if mode != "mean":
-        return per_seed
+        return per_seed.get
     tasks = set.intersection(*(set(v) for v in per_seed.values())) if per_seed else set()
-    complete = [v for v in per_seed.values() if set(v) >= tasks]
-    return {t: sum(v[t] for v in complete) / len(complete) for t in tasks} if complete else {}
+    mean = {t: sum(v[t] for v in per_seed.values()) / len(per_seed) for t in tasks}
+    return lambda seed: mean
 
 
 def arm_convergence(arms: Mapping[str, Mapping[Hashable, tuple[Path, int | None]]],
-                    reference: Mapping[Hashable, Mapping[str, float]] | Mapping[str, float],
-                    mode: str) -> list[ArmConvergence]:
-    """Each arm's convergence (``arms``: arm -> seed -> (run folder, steps trained)); runs without validation
-    records are left out."""
+                    reference: Callable[[Hashable], Mapping[str, float] | None]) -> list[ArmConvergence]:
+    """Each arm's convergence (``arms``: arm -> seed -> (run folder, steps trained); ``reference``: the single-task
+    validation values of a seed, see :func:`validation_reference`); runs without validation records are left
+    out."""
     out = []
     for arm, seeds in arms.items():
         checks: dict[Hashable, Convergence] = {}
@@ -86,9 +86,8 @@ def arm_convergence(arms: Mapping[str, Mapping[Hashable, tuple[Path, int | None]
             curve = run_validation_curve(RunDir(folder))
             if not curve.points:
                 continue
-            ref: Any = reference.get(seed) if mode != "mean" else reference  # type: ignore[call-overload]
             checks[seed] = check_convergence(curve.points, steps or curve.points[-1][0], curve.best_step,
-                                             curve.higher_is_better, ref or None)
+                                             curve.higher_is_better, reference(seed) or None)
         if checks:
             out.append(ArmConvergence(arm, checks))
     return out

@@ -173,7 +173,7 @@ def _convergence(finished: Sequence[Finished], variants: Sequence[str], out: Pat
                 stl.setdefault(f.run.seed, {})[f.result.tasks[0]] = out / f.run.name
             steps = f.result.meta.get("steps")
             arms.setdefault(f.run.arm, {})[f.run.seed] = (out / f.run.name, None if steps is None else int(steps))
-        checks += arm_convergence(arms, validation_reference(stl, mode), mode)
+        checks += arm_convergence(arms, validation_reference(stl, mode))
     return checks
 
 
